@@ -1,0 +1,56 @@
+/**
+ * Every error the mesh itself generates has one code. The code decides the HTTP status, and one
+ * function (`meshErrorResponse` in the proxy) turns it into the response the caller sees, with a
+ * `weft-error` header and a small JSON body, so no mesh failure is ever an anonymous 503.
+ */
+export type MeshErrorCode =
+  | 'BAD_REQUEST'
+  | 'HEADERS_TOO_LARGE'
+  | 'REQUEST_TIMEOUT'
+  | 'NO_ROUTE'
+  | 'INVALID_BACKEND'
+  | 'NO_HEALTHY_UPSTREAM'
+  | 'UPSTREAM_CONNECT_FAILURE'
+  | 'UPSTREAM_TIMEOUT'
+  | 'UPSTREAM_RESET'
+  | 'UPSTREAM_PROTOCOL_ERROR'
+  | 'EXPECTATION_FAILED'
+  | 'NOT_IMPLEMENTED'
+  | 'VERSION_NOT_SUPPORTED'
+  | 'INTERNAL_ERROR';
+
+/** HTTP status for each mesh error code. */
+export const meshErrorStatus: Readonly<Record<MeshErrorCode, number>> = {
+  BAD_REQUEST: 400,
+  HEADERS_TOO_LARGE: 431,
+  REQUEST_TIMEOUT: 408,
+  NO_ROUTE: 404,
+  INVALID_BACKEND: 500,
+  NO_HEALTHY_UPSTREAM: 503,
+  UPSTREAM_CONNECT_FAILURE: 503,
+  UPSTREAM_TIMEOUT: 504,
+  UPSTREAM_RESET: 502,
+  UPSTREAM_PROTOCOL_ERROR: 502,
+  EXPECTATION_FAILED: 417,
+  NOT_IMPLEMENTED: 501,
+  VERSION_NOT_SUPPORTED: 505,
+  INTERNAL_ERROR: 500,
+};
+
+/** An error produced by the mesh (as opposed to one relayed from an app), with a stable code. */
+export class MeshError extends Error {
+  readonly code: MeshErrorCode;
+  readonly status: number;
+
+  constructor(code: MeshErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MeshError';
+    this.code = code;
+    this.status = meshErrorStatus[code];
+  }
+}
+
+/** True for a MeshError, including one from another copy of this module. */
+export function isMeshError(err: unknown): err is MeshError {
+  return err instanceof MeshError;
+}

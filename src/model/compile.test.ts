@@ -1,0 +1,545 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { compileProxySnapshot } from './compile.js';
+import { formatResourceError } from './errors.js';
+import { loadResources } from './load.js';
+import type { Resource } from './resources.js';
+import type { ProxySnapshot } from './snapshot.js';
+
+const W = 'weft.dev/v1alpha1';
+const GW = 'gateway.networking.k8s.io/v1';
+
+type Meta = { namespace?: string; labels?: Record<string, string>; creationTimestamp?: string };
+const service = (name: string, spec: object = {}, meta: Meta = {}) => ({
+  apiVersion: W,
+  kind: 'Service',
+  metadata: { name, ...meta },
+  spec: { selector: { app: name }, ports: [{ name: 'http', port: 80 }], ...spec },
+});
+const workload = (name: string, labels: Record<string, string>, spec: object = {}, meta: Meta = {}) => ({
+  apiVersion: W,
+  kind: 'Workload',
+  metadata: { name, labels, ...meta },
+  spec: { address: '10.0.0.1', ports: { http: 8080 }, ...spec },
+});
+const httpRoute = (name: string, spec: object, meta: Meta = {}) => ({ apiVersion: GW, kind: 'HTTPRoute', metadata: { name, ...meta }, spec });
+const onEcho = (rules: object[], meta: Meta = {}, name = 'r') => httpRoute(name, { parentRefs: [{ kind: 'Service', name: 'echo' }], rules }, meta);
+const client = workload('client', { app: 'client' });
+
+/** Loads resources written as objects (one YAML document each), failing on any load error. */
+function load(...objs: object[]): Resource[] {
+  const { resources, errors } = loadResources(objs.map((o) => JSON.stringify(o)).join('\n---\n'), 'test.yaml');
+  assert.deepEqual(errors.map(formatResourceError), []);
+  return resources;
+}
+
+function compile(objs: object[], workload = 'client', namespace?: string): { snapshot: ProxySnapshot; errors: string[] } {
+  const { snapshot, errors } = compileProxySnapshot(load(...objs), { workload, namespace });
+  assert.ok(snapshot);
+  return { snapshot, errors: errors.map(formatResourceError) };
+}
+
+const vhost = (s: ProxySnapshot, name: string) => s.virtualHosts.find((v) => v.name === name)!;
+const cluster = (s: ProxySnapshot, name: string) => s.clusters.find((c) => c.name === name)!;
+const routeNames = (s: ProxySnapshot, host = 'echo.default:80') => vhost(s, host).routes.map((r) => r.name);
+
+test('an unknown workload gives no snapshot and an error naming it', () => {
+  const result = compileProxySnapshot(load(client), { workload: 'ghost', namespace: 'shop' });
+  assert.equal(result.snapshot, null);
+  assert.deepEqual(result.errors.map(formatResourceError), ['Workload/shop/ghost: workload not found; the proxy has nothing to stand beside']);
+});
+
+describe('workload and inbound', () => {
+  test('describes the workload, with defaults', () => {
+    const { snapshot } = compile([workload('client', { b: '2', a: '1' }, { address: 'client.local', ports: { metrics: 9090, http: 8080 } })]);
+    assert.deepEqual(snapshot.workload, {
+      name: 'client',
+      namespace: 'default',
+      address: 'client.local',
+      serviceAccount: 'default',
+      labels: { a: '1', b: '2' },
+      ports: { http: 8080, metrics: 9090 },
+    });
+    assert.deepEqual(snapshot.inbound, { appAddress: 'client.local', ports: { http: 8080, metrics: 9090 }, defaultPort: 8080 });
+  });
+
+  test('defaultPort: the only port, else the one named http, else none', () => {
+    const defaultPort = (ports: object) => compile([workload('client', {}, { ports })]).snapshot.inbound.defaultPort;
+    assert.equal(defaultPort({ grpc: 7000 }), 7000);
+    assert.equal(defaultPort({ grpc: 7000, http: 8000 }), 8000);
+    assert.equal(defaultPort({ grpc: 7000, admin: 8000 }), null);
+    assert.equal(defaultPort({}), null);
+  });
+});
+
+describe('clusters and endpoints', () => {
+  test('endpoints are the workloads of the namespace whose labels match the selector', () => {
+    const { snapshot } = compile([
+      client,
+      service('echo', { selector: { app: 'echo', tier: 'web' } }),
+      workload('echo-b', { app: 'echo', tier: 'web', extra: 'x' }, { address: '10.0.0.2' }),
+      workload('echo-a', { app: 'echo', tier: 'web' }, { address: '10.0.0.3', ports: { http: 8081 } }),
+      workload('echo-c', { app: 'echo' }),
+      workload('echo-d', { app: 'echo', tier: 'web' }, {}, { namespace: 'shop' }),
+    ]);
+    assert.deepEqual(cluster(snapshot, 'echo.default:80'), {
+      name: 'echo.default:80',
+      service: 'echo',
+      namespace: 'default',
+      port: 80,
+      protocol: 'HTTP',
+      loadBalancer: 'LeastRequest',
+      connectTimeoutMs: 5000,
+      endpoints: [
+        { workload: 'default/echo-a', address: '10.0.0.3', port: 8081, appPort: 8081, proxied: false, labels: { app: 'echo', tier: 'web' } },
+        { workload: 'default/echo-b', address: '10.0.0.2', port: 8080, appPort: 8080, proxied: false, labels: { app: 'echo', extra: 'x', tier: 'web' } },
+      ],
+    });
+  });
+
+  test('targetPort: the port name by default, a named workload port, or a number as is', () => {
+    const { snapshot } = compile([
+      client,
+      service('echo', {
+        ports: [
+          { name: 'http', port: 80 },
+          { name: 'admin', port: 81, targetPort: 'mgmt' },
+          { name: 'raw', port: 82, protocol: 'TCP', targetPort: 7777 },
+        ],
+      }),
+      workload('echo-1', { app: 'echo' }, { ports: { http: 8080, mgmt: 9000 } }),
+      workload('echo-2', { app: 'echo' }, { ports: { web: 8080 } }),
+    ]);
+    const ports = (name: string) => cluster(snapshot, name).endpoints.map((e) => `${e.workload}:${e.appPort}`);
+    assert.deepEqual(ports('echo.default:80'), ['default/echo-1:8080']);
+    assert.deepEqual(ports('echo.default:81'), ['default/echo-1:9000']);
+    assert.deepEqual(ports('echo.default:82'), ['default/echo-1:7777', 'default/echo-2:7777']);
+    assert.equal(cluster(snapshot, 'echo.default:82').protocol, 'TCP');
+  });
+
+  test('a workload with a proxy is dialled on its inbound port', () => {
+    const { snapshot } = compile([client, service('echo'), workload('echo-1', { app: 'echo' }, { proxy: { inboundPort: 15006 } })]);
+    assert.deepEqual(cluster(snapshot, 'echo.default:80').endpoints.map(({ port, appPort, proxied }) => ({ port, appPort, proxied })), [
+      { port: 15006, appPort: 8080, proxied: true },
+    ]);
+  });
+
+  test('every service gets a cluster per port, sorted by namespace, name and port', () => {
+    const { snapshot } = compile([
+      client,
+      service('b', { ports: [{ name: 'web', port: 90 }, { name: 'http', port: 80 }] }),
+      service('a', {}, { namespace: 'shop' }),
+      service('a'),
+    ]);
+    assert.deepEqual(snapshot.clusters.map((c) => c.name), ['a.default:80', 'b.default:80', 'b.default:90', 'a.shop:80']);
+  });
+});
+
+describe('BackendPolicy and Mesh defaults', () => {
+  const policy = (name: string, spec: object, meta: Meta = {}) => ({
+    apiVersion: W,
+    kind: 'BackendPolicy',
+    metadata: { name, ...meta },
+    spec: { targetRefs: [{ kind: 'Service', name: 'echo' }], ...spec },
+  });
+  const mesh = { apiVersion: W, kind: 'Mesh', metadata: { name: 'mesh' }, spec: { defaults: { loadBalancer: 'RoundRobin', connectTimeout: '2s' } } };
+  const settings = (...objs: object[]) => {
+    const s = compile([client, service('echo'), service('other'), ...objs]).snapshot;
+    return ['echo.default:80', 'other.default:80'].map((n) => `${cluster(s, n).loadBalancer}/${cluster(s, n).connectTimeoutMs}`);
+  };
+
+  test('defaults: LeastRequest and 5s', () => {
+    assert.deepEqual(settings(), ['LeastRequest/5000', 'LeastRequest/5000']);
+  });
+
+  test('Mesh defaults apply to every cluster', () => {
+    assert.deepEqual(settings(mesh), ['RoundRobin/2000', 'RoundRobin/2000']);
+  });
+
+  test('a BackendPolicy overrides them for its target only', () => {
+    assert.deepEqual(settings(mesh, policy('p', { loadBalancer: { type: 'LeastRequest' }, connectTimeout: '250ms' })), ['LeastRequest/250', 'RoundRobin/2000']);
+    assert.deepEqual(settings(mesh, policy('p', { connectTimeout: '1s' })), ['RoundRobin/1000', 'RoundRobin/2000'], 'unset fields fall back to the Mesh');
+  });
+
+  test('of two policies, the oldest decides each field it sets', () => {
+    const older = policy('z', { connectTimeout: '1s' }, { creationTimestamp: '2024-01-01T00:00:00Z' });
+    const newer = policy('a', { connectTimeout: '3s', loadBalancer: { type: 'RoundRobin' } }, { creationTimestamp: '2024-06-01T00:00:00Z' });
+    assert.deepEqual(settings(newer, older), ['RoundRobin/1000', 'LeastRequest/5000']);
+  });
+
+  test('of two Meshes (from separate loads) the oldest applies and the other is reported', () => {
+    const other = { ...mesh, metadata: { name: 'a' }, spec: { defaults: { connectTimeout: '9s' } } };
+    const resources = [...load(client, service('echo'), mesh), ...loadResources(JSON.stringify(other), 'other.yaml').resources];
+    const { snapshot, errors } = compileProxySnapshot(resources, { workload: 'client' });
+    assert.equal(cluster(snapshot!, 'echo.default:80').connectTimeoutMs, 9000, 'without timestamps, the first by name');
+    assert.deepEqual(errors.map(formatResourceError), ['test.yaml:5 Mesh/mesh: ignored: only one Mesh is allowed; Mesh/a applies (the oldest, then first by name)']);
+  });
+
+  test('a policy in another namespace does not apply; a missing target is reported', () => {
+    const { snapshot, errors } = compile([client, service('echo'), policy('p', { connectTimeout: '1s' }, { namespace: 'shop' })]);
+    assert.equal(cluster(snapshot, 'echo.default:80').connectTimeoutMs, 5000);
+    assert.deepEqual(errors, ['test.yaml:5 BackendPolicy/shop/p: spec.targetRefs[0]: Service shop/echo not found']);
+  });
+});
+
+describe('virtual hosts and domains', () => {
+  const domains = (objs: object[], host: string, namespace?: string) => vhost(compile(objs, 'client', namespace).snapshot, host).domains;
+
+  test('port 80: every name with and without the port', () => {
+    assert.deepEqual(domains([client, service('Echo'.toLowerCase())], 'echo.default:80'), [
+      'echo',
+      'echo:80',
+      'echo.default',
+      'echo.default:80',
+      'echo.default.svc',
+      'echo.default.svc:80',
+      'echo.default.svc.cluster.local',
+      'echo.default.svc.cluster.local:80',
+    ]);
+  });
+
+  test('the only HTTP-like port also answers without a port', () => {
+    const objs = [client, service('echo', { ports: [{ name: 'http', port: 8080 }, { name: 'raw', port: 9000, protocol: 'TCP' }] })];
+    assert.deepEqual(domains(objs, 'echo.default:8080').slice(0, 3), ['echo', 'echo:8080', 'echo.default']);
+  });
+
+  test('with several HTTP-like ports, only port 80 answers without a port', () => {
+    const objs = [client, service('echo', { ports: [{ name: 'http', port: 80 }, { name: 'grpc', port: 9090, protocol: 'GRPC' }, { name: 'h2', port: 8443, protocol: 'HTTP2' }] })];
+    assert.deepEqual(domains(objs, 'echo.default:9090'), ['echo:9090', 'echo.default:9090', 'echo.default.svc:9090', 'echo.default.svc.cluster.local:9090']);
+    assert.equal(domains(objs, 'echo.default:80').length, 8);
+    const s = compile(objs).snapshot;
+    assert.deepEqual(s.virtualHosts.map((v) => `${v.name} ${v.protocol}`), ['echo.default:80 HTTP', 'echo.default:8443 HTTP2', 'echo.default:9090 GRPC']);
+    assert.deepEqual(s.tcpServices, []);
+  });
+
+  test('the bare name only resolves in the client namespace', () => {
+    const objs = [client, service('echo', {}, { namespace: 'shop' }), workload('client', {}, {}, { namespace: 'shop' })];
+    assert.deepEqual(domains(objs, 'echo.shop:80').slice(0, 2), ['echo.shop', 'echo.shop:80']);
+    assert.deepEqual(domains(objs, 'echo.shop:80', 'shop').slice(0, 2), ['echo', 'echo:80']);
+  });
+});
+
+describe('routes', () => {
+  const backend = { name: 'echo', port: 80 };
+
+  test('without an HTTPRoute, one implicit route to the service itself', () => {
+    const { snapshot } = compile([client, service('echo')]);
+    assert.deepEqual(vhost(snapshot, 'echo.default:80').routes, [
+      {
+        name: 'default/echo/default',
+        routeRef: 'default',
+        match: { path: { type: 'PathPrefix', value: '/' }, method: null, headers: [], queryParams: [] },
+        requestFilters: [],
+        responseFilters: [],
+        action: { type: 'forward', backends: [{ cluster: 'echo.default:80', weight: 1 }] },
+        timeouts: { requestMs: 0, backendRequestMs: 0 },
+      },
+    ]);
+  });
+
+  test('a parentRef without a port attaches to every HTTP-like port; with a port, to that port only', () => {
+    const svc = service('echo', { ports: [{ name: 'http', port: 80 }, { name: 'alt', port: 81, targetPort: 'http' }] });
+    const all = compile([client, svc, onEcho([{ backendRefs: [backend] }])]).snapshot;
+    assert.deepEqual([routeNames(all), routeNames(all, 'echo.default:81')], [['default/r/rule/0/match/0'], ['default/r/rule/0/match/0']]);
+    const one = compile([client, svc, httpRoute('r', { parentRefs: [{ kind: 'Service', name: 'echo', port: 81 }], rules: [{ backendRefs: [backend] }] })]).snapshot;
+    assert.deepEqual([routeNames(one), routeNames(one, 'echo.default:81')], [['default/echo/default'], ['default/r/rule/0/match/0']]);
+  });
+
+  test('a rule with N matches yields N routes; every field is compiled', () => {
+    const rule = {
+      matches: [
+        { path: { type: 'Exact', value: '/a' }, method: 'POST', headers: [{ name: 'X-Env', value: 'prod' }], queryParams: [{ type: 'RegularExpression', name: 'Debug', value: '^1$' }] },
+        { path: { value: '/b' } },
+      ],
+      filters: [
+        { type: 'ResponseHeaderModifier', responseHeaderModifier: { remove: ['Server'] } },
+        { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'X-A', value: 'A' }], add: [{ name: 'X-B', value: 'b' }], remove: ['X-C'] } },
+        { type: 'URLRewrite', urlRewrite: { hostname: 'other.example' } },
+      ],
+      backendRefs: [backend],
+      timeouts: { request: '10s', backendRequest: '2s' },
+    };
+    const routes = vhost(compile([client, service('echo'), onEcho([rule])]).snapshot, 'echo.default:80').routes;
+    assert.deepEqual(routes[0], {
+      name: 'default/r/rule/0/match/0',
+      routeRef: 'default/r',
+      match: { path: { type: 'Exact', value: '/a' }, method: 'POST', headers: [{ name: 'x-env', type: 'Exact', value: 'prod' }], queryParams: [{ name: 'Debug', type: 'RegularExpression', value: '^1$' }] },
+      requestFilters: [
+        { type: 'RequestHeaderModifier', modifier: { set: [{ name: 'x-a', value: 'A' }], add: [{ name: 'x-b', value: 'b' }], remove: ['x-c'] } },
+        { type: 'URLRewrite', hostname: 'other.example', path: null },
+      ],
+      responseFilters: [{ set: [], add: [], remove: ['server'] }],
+      action: { type: 'forward', backends: [{ cluster: 'echo.default:80', weight: 1 }] },
+      timeouts: { requestMs: 10_000, backendRequestMs: 2000 },
+    });
+    assert.equal(routes[1]!.name, 'default/r/rule/0/match/1');
+    assert.deepEqual(routes[1]!.match, { path: { type: 'PathPrefix', value: '/b' }, method: null, headers: [], queryParams: [] });
+  });
+
+  test('ReplacePrefixMatch records the prefix of each match', () => {
+    const rewrite = { type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/v2' } } };
+    const routes = vhost(compile([client, service('echo'), onEcho([{ matches: [{ path: { value: '/v1/api' } }, { path: { value: '/old' } }], filters: [rewrite], backendRefs: [backend] }])]).snapshot, 'echo.default:80').routes;
+    assert.deepEqual(
+      routes.map((r) => r.requestFilters[0]),
+      [
+        { type: 'URLRewrite', hostname: null, path: { type: 'ReplacePrefixMatch', prefix: '/v1/api', value: '/v2' } },
+        { type: 'URLRewrite', hostname: null, path: { type: 'ReplacePrefixMatch', prefix: '/old', value: '/v2' } },
+      ],
+    );
+  });
+
+  test('redirects, with 302 by default', () => {
+    const redirect = (r: object) => ({ filters: [{ type: 'RequestRedirect', requestRedirect: r }] });
+    const routes = vhost(
+      compile([
+        client,
+        service('echo'),
+        onEcho([
+          { matches: [{ path: { value: '/old' } }], ...redirect({ path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } }) },
+          { matches: [{ path: { value: '/' } }], ...redirect({ scheme: 'https', hostname: 'secure.example', port: 8443, statusCode: 301, path: { type: 'ReplaceFullPath', replaceFullPath: '/' } }) },
+        ]),
+      ]).snapshot,
+      'echo.default:80',
+    ).routes;
+    assert.deepEqual(
+      routes.map((r) => r.action),
+      [
+        { type: 'redirect', redirect: { scheme: null, hostname: null, port: null, path: { type: 'ReplacePrefixMatch', prefix: '/old', value: '/new' }, statusCode: 302 } },
+        { type: 'redirect', redirect: { scheme: 'https', hostname: 'secure.example', port: 8443, path: { type: 'ReplaceFullPath', value: '/' }, statusCode: 301 } },
+      ],
+    );
+  });
+
+  test('weight 0 is kept; a rule without backends forwards to none', () => {
+    const routes = vhost(
+      compile([client, service('echo'), service('b'), onEcho([{ matches: [{ path: { value: '/x' } }], backendRefs: [{ ...backend, weight: 0 }, { name: 'b', port: 80, weight: 3 }] }, {}])]).snapshot,
+      'echo.default:80',
+    ).routes;
+    assert.deepEqual(routes.map((r) => r.action), [
+      { type: 'forward', backends: [{ cluster: 'echo.default:80', weight: 0 }, { cluster: 'b.default:80', weight: 3 }] },
+      { type: 'forward', backends: [] },
+    ]);
+  });
+
+  test('an HTTPRoute without rules gets the API default: match everything, forward to none', () => {
+    const routes = vhost(compile([client, service('echo'), httpRoute('r', { parentRefs: [{ kind: 'Service', name: 'echo' }] })]).snapshot, 'echo.default:80').routes;
+    assert.deepEqual(routes.map((r) => [r.name, r.match.path, r.action]), [['default/r/rule/0/match/0', { type: 'PathPrefix', value: '/' }, { type: 'forward', backends: [] }]]);
+  });
+
+  test('an invalid backend gives a null cluster and an error with its line; the rest compiles', () => {
+    const text = `apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: { name: client }
+spec: { address: 10.0.0.9, ports: { http: 8080 } }
+---
+apiVersion: weft.dev/v1alpha1
+kind: Service
+metadata: { name: echo }
+spec: { selector: { app: echo }, ports: [{ name: http, port: 80 }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r }
+spec:
+  parentRefs: [{ kind: Service, name: echo }]
+  rules:
+  - backendRefs:
+    - name: echo
+      port: 80
+      weight: 9
+    - name: echo-v3
+      port: 80
+    - name: echo
+      port: 81
+      filters: [{ type: ResponseHeaderModifier, responseHeaderModifier: { remove: [x] } }]
+`;
+    const loaded = loadResources(text, 'mesh.yaml');
+    assert.deepEqual(loaded.errors, []);
+    const { snapshot, errors } = compileProxySnapshot(loaded.resources, { workload: 'client' });
+    assert.deepEqual(errors.map(formatResourceError), [
+      'mesh.yaml:25 HTTPRoute/r: spec.rules[0].backendRefs[2].filters: not supported yet; ignored',
+      'mesh.yaml:21 HTTPRoute/r: spec.rules[0].backendRefs[1]: backend Service echo-v3 not found',
+      'mesh.yaml:24 HTTPRoute/r: spec.rules[0].backendRefs[2].port: backend Service echo has no port 81',
+    ]);
+    assert.deepEqual(vhost(snapshot!, 'echo.default:80').routes[0]!.action, {
+      type: 'forward',
+      backends: [
+        { cluster: 'echo.default:80', weight: 9 },
+        { cluster: null, weight: 1 },
+        { cluster: null, weight: 1 },
+      ],
+    });
+    assert.deepEqual(snapshot!.clusters.map((c) => c.name), ['echo.default:80']);
+  });
+
+  test('parentRefs that attach to nothing are reported', () => {
+    const { errors } = compile([
+      client,
+      service('echo'),
+      service('raw', { ports: [{ name: 'tcp', port: 9000, protocol: 'TCP' }] }),
+      httpRoute('a', { parentRefs: [{ kind: 'Service', name: 'ghost' }, { kind: 'Service', name: 'echo', port: 81 }, { kind: 'Service', name: 'raw', port: 9000 }, { kind: 'Service', name: 'raw' }] }),
+    ]);
+    assert.deepEqual(errors, [
+      'test.yaml:7 HTTPRoute/a: spec.parentRefs[0]: parent Service ghost not found',
+      'test.yaml:7 HTTPRoute/a: spec.parentRefs[1].port: Service echo has no port 81',
+      'test.yaml:7 HTTPRoute/a: spec.parentRefs[2].port: port 9000 of Service raw is not HTTP, HTTP2 or GRPC',
+      'test.yaml:7 HTTPRoute/a: spec.parentRefs[3]: Service raw has no HTTP, HTTP2 or GRPC port',
+    ]);
+  });
+
+  test('GAMMA: a consumer route replaces producer routes for clients of its namespace only', () => {
+    const producer = onEcho([{ backendRefs: [backend] }], {}, 'producer');
+    const consumer = httpRoute('consumer', { parentRefs: [{ kind: 'Service', name: 'echo', namespace: 'default' }], rules: [{ backendRefs: [{ ...backend, namespace: 'default' }] }] }, { namespace: 'shop' });
+    const foreign = httpRoute('foreign', { parentRefs: [{ kind: 'Service', name: 'echo', namespace: 'default' }], rules: [] }, { namespace: 'other' });
+    const objs = [client, workload('client', {}, {}, { namespace: 'shop' }), workload('client', {}, {}, { namespace: 'else' }), service('echo'), producer, consumer, foreign];
+    assert.deepEqual(routeNames(compile(objs).snapshot), ['default/producer/rule/0/match/0']);
+    assert.deepEqual(routeNames(compile(objs, 'client', 'shop').snapshot), ['shop/consumer/rule/0/match/0']);
+    assert.deepEqual(routeNames(compile(objs, 'client', 'else').snapshot), ['default/producer/rule/0/match/0']);
+  });
+});
+
+describe('route precedence', () => {
+  const backendRefs = [{ name: 'echo', port: 80 }];
+  const order = (...routes: object[]) => routeNames(compile([client, service('echo'), ...routes]).snapshot);
+  const m = (match: object) => ({ matches: [match], backendRefs });
+  const path = (type: string, value: string) => ({ path: { type, value } });
+
+  test('Exact, then RegularExpression, then PathPrefix', () => {
+    assert.deepEqual(order(onEcho([m(path('PathPrefix', '/a/b/c/d')), m(path('RegularExpression', '/a.*')), m(path('Exact', '/a'))])), [
+      'default/r/rule/2/match/0',
+      'default/r/rule/1/match/0',
+      'default/r/rule/0/match/0',
+    ]);
+  });
+
+  test('the longest PathPrefix first; the longest regular expression first', () => {
+    assert.deepEqual(order(onEcho([m(path('PathPrefix', '/')), m(path('PathPrefix', '/api/v1')), m(path('PathPrefix', '/api'))])), [
+      'default/r/rule/1/match/0',
+      'default/r/rule/2/match/0',
+      'default/r/rule/0/match/0',
+    ]);
+    assert.deepEqual(order(onEcho([m(path('RegularExpression', '/a.*')), m(path('RegularExpression', '/a/[0-9]+'))])), ['default/r/rule/1/match/0', 'default/r/rule/0/match/0']);
+  });
+
+  test('then a method match', () => {
+    assert.deepEqual(order(onEcho([m({ headers: [{ name: 'a', value: '1' }, { name: 'b', value: '2' }] }), m({ method: 'GET' })])), ['default/r/rule/1/match/0', 'default/r/rule/0/match/0']);
+  });
+
+  test('then the most header matches', () => {
+    const headers = (n: number) => ({ headers: Array.from({ length: n }, (_, i) => ({ name: `h${i}`, value: 'v' })) });
+    assert.deepEqual(order(onEcho([m({ ...headers(1), queryParams: [{ name: 'q', value: '1' }, { name: 'r', value: '1' }] }), m(headers(2)), m({})])), [
+      'default/r/rule/1/match/0',
+      'default/r/rule/0/match/0',
+      'default/r/rule/2/match/0',
+    ]);
+  });
+
+  test('then the most query param matches', () => {
+    assert.deepEqual(order(onEcho([m({ queryParams: [{ name: 'q', value: '1' }] }), m({ queryParams: [{ name: 'q', value: '1' }, { name: 'r', value: '1' }] })])), [
+      'default/r/rule/1/match/0',
+      'default/r/rule/0/match/0',
+    ]);
+  });
+
+  test('then the oldest HTTPRoute; routes without a timestamp count as newest', () => {
+    const rules = [m({})];
+    assert.deepEqual(
+      order(onEcho(rules, {}, 'a'), onEcho(rules, { creationTimestamp: '2024-05-01T00:00:00Z' }, 'b'), onEcho(rules, { creationTimestamp: '2024-01-01T00:00:00+02:00' }, 'c')),
+      ['default/c/rule/0/match/0', 'default/b/rule/0/match/0', 'default/a/rule/0/match/0'],
+    );
+  });
+
+  test('then namespace/name in alphabetical order', () => {
+    const rules = [m({})];
+    assert.deepEqual(order(onEcho(rules, {}, 'b'), onEcho(rules, {}, 'a-2'), onEcho(rules, {}, 'a')), ['default/a/rule/0/match/0', 'default/a-2/rule/0/match/0', 'default/b/rule/0/match/0']);
+  });
+
+  test('then rule order, then match order', () => {
+    assert.deepEqual(order(onEcho([{ matches: [path('PathPrefix', '/x'), path('PathPrefix', '/y')], backendRefs }, m(path('PathPrefix', '/z'))])), [
+      'default/r/rule/0/match/0',
+      'default/r/rule/0/match/1',
+      'default/r/rule/1/match/0',
+    ]);
+  });
+});
+
+describe('TCP services', () => {
+  const raw = (name: string) => service(name, { ports: [{ name: 'tcp', port: 9000, protocol: 'TCP' }] });
+  const tcpRoute = (name: string, rules: object[], meta: Meta = {}) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1alpha2',
+    kind: 'TCPRoute',
+    metadata: { name, ...meta },
+    spec: { parentRefs: [{ kind: 'Service', name: 'db' }], rules },
+  });
+
+  test('without a TCPRoute, the service forwards to its own cluster', () => {
+    const { snapshot } = compile([client, raw('db')]);
+    assert.deepEqual(snapshot.tcpServices, [{ name: 'db.default:9000', service: 'db', namespace: 'default', port: 9000, backends: [{ cluster: 'db.default:9000', weight: 1 }] }]);
+    assert.deepEqual(snapshot.virtualHosts, []);
+  });
+
+  test('a TCPRoute splits by weight; a missing backend is null and reported', () => {
+    const { snapshot, errors } = compile([client, raw('db'), raw('db-v2'), tcpRoute('split', [{ backendRefs: [{ name: 'db', port: 9000, weight: 3 }, { name: 'db-v2', port: 9000 }, { name: 'gone', port: 9000 }] }])]);
+    assert.deepEqual(snapshot.tcpServices.find((t) => t.service === 'db')!.backends, [
+      { cluster: 'db.default:9000', weight: 3 },
+      { cluster: 'db-v2.default:9000', weight: 1 },
+      { cluster: null, weight: 1 },
+    ]);
+    assert.deepEqual(errors, ['test.yaml:7 TCPRoute/split: spec.rules[0].backendRefs[2]: backend Service gone not found']);
+  });
+
+  test('of two TCPRoutes on one port the oldest wins; extra rules are reported', () => {
+    const older = tcpRoute('z', [{ backendRefs: [{ name: 'db-v2', port: 9000 }] }, { backendRefs: [{ name: 'db', port: 9000 }] }], { creationTimestamp: '2024-01-01T00:00:00Z' });
+    const newer = tcpRoute('a', [{ backendRefs: [{ name: 'db', port: 9000 }] }]);
+    const { snapshot, errors } = compile([client, raw('db'), raw('db-v2'), newer, older]);
+    assert.deepEqual(snapshot.tcpServices.find((t) => t.service === 'db')!.backends, [{ cluster: 'db-v2.default:9000', weight: 1 }]);
+    assert.deepEqual(errors, [
+      'test.yaml:7 TCPRoute/a: spec.parentRefs: ignored for port 9000 of Service db: TCPRoute z is older and attached first',
+      'test.yaml:9 TCPRoute/z: spec.rules[1]: ignored: a TCP port forwards by its first rule only',
+    ]);
+  });
+});
+
+describe('version and determinism', () => {
+  const objs = [
+    client,
+    service('echo'),
+    service('b', {}, { namespace: 'shop' }),
+    workload('echo-1', { app: 'echo', z: '1', a: '2' }),
+    workload('echo-2', { app: 'echo' }, { address: '10.0.0.2' }),
+    onEcho([{ backendRefs: [{ name: 'echo', port: 80 }] }, { matches: [{ path: { type: 'Exact', value: '/x' } }] }], {}, 'r1'),
+    onEcho([{ matches: [{ method: 'GET' }] }], {}, 'r2'),
+  ];
+
+  test('the same resources in any order, with labels in any order, give the same snapshot', () => {
+    const a = compile(objs).snapshot;
+    const reordered = [...objs].reverse().map((o) => (o === objs[3] ? workload('echo-1', { a: '2', app: 'echo', z: '1' }) : o));
+    const b = compile(reordered).snapshot;
+    assert.equal(JSON.stringify(b), JSON.stringify(a));
+    assert.match(a.version, /^[0-9a-f]{16}$/);
+  });
+
+  test('the version is the sha256 of the snapshot without it, and changes with any content', () => {
+    const { version, ...rest } = compile(objs).snapshot;
+    assert.equal(version, createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 16));
+    const changed = compile([...objs.slice(0, 4), workload('echo-2', { app: 'echo' }, { address: '10.0.0.3' }), ...objs.slice(5)]).snapshot;
+    assert.notEqual(changed.version, version);
+  });
+
+  test('compiling does not change the resources', () => {
+    const resources = load(...objs);
+    const before = JSON.stringify(resources);
+    const first = compileProxySnapshot(resources, { workload: 'client' }).snapshot!;
+    first.clusters[0]!.endpoints[0]!.labels.app = 'mutated';
+    assert.equal(JSON.stringify(resources), before);
+    assert.equal(compileProxySnapshot(resources, { workload: 'client' }).snapshot!.version, first.version);
+  });
+
+  test('a sourceOf option supplies lines for resources that did not come from loadResources', () => {
+    const resources = structuredClone(load(client, service('echo'), onEcho([{ backendRefs: [{ name: 'ghost', port: 80 }] }])));
+    const lines = new Map([['spec.rules[0].backendRefs[0]', 42]]);
+    const { errors } = compileProxySnapshot(resources, { workload: 'client' }, { sourceOf: (r) => (r.kind === 'HTTPRoute' ? { file: 'store', line: 1, lines } : undefined) });
+    assert.deepEqual(errors.map(formatResourceError), ['store:42 HTTPRoute/r: spec.rules[0].backendRefs[0]: backend Service ghost not found']);
+  });
+});

@@ -1,0 +1,423 @@
+/**
+ * The compiler: a pure function from validated resources to the snapshot of one proxy. Problems are
+ * recorded against the resource that has them (one bad backendRef is reported, the rest applies), and
+ * the output is deterministic: the same resources in any order give the same snapshot and version.
+ */
+import { createHash } from 'node:crypto';
+import { parseDuration } from './duration.js';
+import { resourceError, type ResourceError } from './errors.js';
+import type {
+  BackendPolicy,
+  BackendRef,
+  HTTPHeaderFilter,
+  HTTPPathModifier,
+  HTTPRoute,
+  HTTPRouteMatch,
+  HTTPRouteRule,
+  Mesh,
+  Resource,
+  Service,
+  ServicePort,
+  TCPRoute,
+  Workload,
+} from './resources.js';
+import type {
+  Cluster,
+  Endpoint,
+  HeaderModifier,
+  LoadBalancerType,
+  PathRewrite,
+  ProxySnapshot,
+  Redirect,
+  RequestFilter,
+  Route,
+  RouteAction,
+  RouteMatch,
+  TcpService,
+  VirtualHost,
+  WeightedBackend,
+} from './snapshot.js';
+import { sourceOf, type SourceInfo } from './source.js';
+
+/** The proxy to compile for: a Workload by name (namespace `default` unless given). */
+export interface CompileTarget {
+  workload: string;
+  namespace?: string;
+}
+
+/** Compiler options. */
+export interface CompileOptions {
+  /** Where a resource came from, for error lines; by default what `loadResources` remembered. */
+  sourceOf?: (r: Resource) => SourceInfo | undefined;
+}
+
+/** A snapshot (null when the target workload does not exist) and every problem found on the way. */
+export interface CompileResult {
+  snapshot: ProxySnapshot | null;
+  errors: ResourceError[];
+}
+
+// Kubernetes' cluster DNS zone. It is not the SPIFFE trust domain, even though both default to this value.
+const CLUSTER_DOMAIN = 'cluster.local';
+const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+const DEFAULT_LOAD_BALANCER: LoadBalancerType = 'LeastRequest';
+const HTTP_LIKE = new Set(['HTTP', 'HTTP2', 'GRPC']);
+
+/** Resources by kind, each list in a fixed order, plus the errors being collected. */
+interface Context {
+  clientNamespace: string;
+  services: Service[];
+  serviceByKey: Map<string, Service>;
+  workloads: Workload[];
+  httpRoutes: HTTPRoute[];
+  tcpRoutes: TCPRoute[];
+  policies: BackendPolicy[];
+  mesh: Mesh | undefined;
+  sourceOf: (r: Resource) => SourceInfo | undefined;
+  // Keyed by content: a rule attached to several ports, or with several matches, reports a problem once.
+  errors: Map<string, ResourceError>;
+}
+
+/**
+ * Compiles the snapshot of the proxy beside `target`. `resources` must have passed validation
+ * (`loadResources` or `validateResource`); names are unique per kind and namespace.
+ */
+export function compileProxySnapshot(resources: Resource[], target: CompileTarget, opts: CompileOptions = {}): CompileResult {
+  const ctx = index(resources, target.namespace ?? 'default', opts.sourceOf ?? sourceOf);
+  const self = ctx.workloads.find((w) => w.metadata.name === target.workload && w.metadata.namespace === ctx.clientNamespace);
+  if (self === undefined) {
+    const error = { kind: 'Workload', namespace: ctx.clientNamespace, name: target.workload, file: null, line: null, path: '' };
+    return { snapshot: null, errors: [{ ...error, message: 'workload not found; the proxy has nothing to stand beside' }] };
+  }
+  checkReferences(ctx);
+
+  const clusters: Cluster[] = [];
+  const virtualHosts: VirtualHost[] = [];
+  const tcpServices: TcpService[] = [];
+  for (const svc of ctx.services) {
+    const httpPorts = svc.spec.ports.filter((p) => HTTP_LIKE.has(p.protocol ?? 'HTTP')).length;
+    for (const port of [...svc.spec.ports].sort((a, b) => a.port - b.port)) {
+      clusters.push(cluster(ctx, svc, port));
+      if ((port.protocol ?? 'HTTP') === 'TCP') tcpServices.push(tcpService(ctx, svc, port));
+      else virtualHosts.push(virtualHost(ctx, svc, port, httpPorts));
+    }
+  }
+
+  const ports = sortedRecord(self.spec.ports);
+  const body = {
+    workload: {
+      name: self.metadata.name,
+      namespace: self.metadata.namespace,
+      address: self.spec.address,
+      serviceAccount: self.spec.serviceAccount ?? 'default',
+      labels: sortedRecord(self.metadata.labels),
+      ports,
+    },
+    inbound: { appAddress: self.spec.address, ports: { ...ports }, defaultPort: defaultPort(ports) },
+    virtualHosts,
+    tcpServices,
+    clusters,
+  };
+  const version = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
+  return { snapshot: { version, ...body }, errors: [...ctx.errors.values()] };
+}
+
+function index(resources: Resource[], clientNamespace: string, source: Context['sourceOf']): Context {
+  const of = <K extends Resource['kind']>(kind: K) => resources.filter((r): r is Extract<Resource, { kind: K }> => r.kind === kind);
+  const services = of('Service').sort(byName);
+  const meshes = of('Mesh').sort(byAgeThenName);
+  const ctx: Context = {
+    clientNamespace,
+    services,
+    serviceByKey: new Map(services.map((s) => [key(s.metadata.namespace, s.metadata.name), s])),
+    workloads: of('Workload').sort(byName),
+    httpRoutes: of('HTTPRoute').sort(byAgeThenName),
+    tcpRoutes: of('TCPRoute').sort(byAgeThenName),
+    policies: of('BackendPolicy').sort(byAgeThenName),
+    mesh: meshes[0],
+    sourceOf: source,
+    errors: new Map(),
+  };
+  for (const extra of meshes.slice(1)) report(ctx, extra, '', `ignored: only one Mesh is allowed; Mesh/${meshes[0]!.metadata.name} applies (the oldest, then first by name)`);
+  return ctx;
+}
+
+/** Reports references to Services that do not exist, wherever they would silently do nothing. */
+function checkReferences(ctx: Context): void {
+  for (const route of [...ctx.httpRoutes, ...ctx.tcpRoutes]) {
+    const wantsTcp = route.kind === 'TCPRoute';
+    route.spec.parentRefs.forEach((ref, i) => {
+      const ns = ref.namespace ?? route.metadata.namespace;
+      const svc = ctx.serviceByKey.get(key(ns, ref.name));
+      const path = `spec.parentRefs[${i}]`;
+      const shown = `Service ${display(ns, ref.name)}`;
+      if (svc === undefined) return report(ctx, route, path, `parent ${shown} not found`);
+      const fits = svc.spec.ports.filter((p) => ((p.protocol ?? 'HTTP') === 'TCP') === wantsTcp);
+      const kinds = wantsTcp ? 'TCP' : 'HTTP, HTTP2 or GRPC';
+      if (ref.port === undefined) {
+        if (fits.length === 0) report(ctx, route, path, `${shown} has no ${kinds} port`);
+      } else if (!svc.spec.ports.some((p) => p.port === ref.port)) {
+        report(ctx, route, `${path}.port`, `${shown} has no port ${ref.port}`);
+      } else if (!fits.some((p) => p.port === ref.port)) {
+        report(ctx, route, `${path}.port`, `port ${ref.port} of ${shown} is not ${kinds}`);
+      }
+    });
+  }
+  for (const policy of ctx.policies) {
+    const ns = policy.metadata.namespace;
+    policy.spec.targetRefs.forEach((ref, i) => {
+      if (!ctx.serviceByKey.has(key(ns, ref.name))) report(ctx, policy, `spec.targetRefs[${i}]`, `Service ${display(ns, ref.name)} not found`);
+    });
+  }
+}
+
+function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
+  const { name, namespace } = svc.metadata;
+  const target = port.targetPort ?? port.name;
+  const endpoints: Endpoint[] = [];
+  for (const w of ctx.workloads) {
+    if (w.metadata.namespace !== namespace || !Object.entries(svc.spec.selector).every(([k, v]) => w.metadata.labels[k] === v)) continue;
+    const appPort = typeof target === 'number' ? target : Object.hasOwn(w.spec.ports, target) ? w.spec.ports[target]! : undefined;
+    if (appPort === undefined) continue;
+    const inbound = w.spec.proxy?.inboundPort;
+    endpoints.push({
+      workload: key(w.metadata.namespace, w.metadata.name),
+      address: w.spec.address,
+      port: inbound ?? appPort,
+      appPort,
+      proxied: inbound !== undefined,
+      labels: sortedRecord(w.metadata.labels),
+    });
+  }
+  // GEP-713: of several policies on one Service, the oldest that sets a field decides it.
+  const policies = ctx.policies.filter((p) => p.metadata.namespace === namespace && p.spec.targetRefs.some((t) => t.name === name));
+  const lb = policies.find((p) => p.spec.loadBalancer)?.spec.loadBalancer?.type;
+  const timeout = policies.find((p) => p.spec.connectTimeout)?.spec.connectTimeout ?? ctx.mesh?.spec.defaults?.connectTimeout;
+  return {
+    name: clusterName(name, namespace, port.port),
+    service: name,
+    namespace,
+    port: port.port,
+    protocol: port.protocol ?? 'HTTP',
+    loadBalancer: lb ?? ctx.mesh?.spec.defaults?.loadBalancer ?? DEFAULT_LOAD_BALANCER,
+    connectTimeoutMs: timeout === undefined ? DEFAULT_CONNECT_TIMEOUT_MS : parseDuration(timeout),
+    endpoints,
+  };
+}
+
+function virtualHost(ctx: Context, svc: Service, port: ServicePort, httpPorts: number): VirtualHost {
+  const { name, namespace } = svc.metadata;
+  const attached = attachedRoutes(ctx.httpRoutes, svc, port, ctx.clientNamespace);
+  const routes = attached.length === 0 ? [implicitRoute(svc, port)] : attached.flatMap((r) => routeEntries(ctx, r)).sort(byPrecedence).map((e) => e.route);
+  return {
+    name: clusterName(name, namespace, port.port),
+    service: name,
+    namespace,
+    port: port.port,
+    protocol: port.protocol ?? 'HTTP',
+    domains: domains(svc, port, httpPorts, ctx.clientNamespace),
+    routes,
+  };
+}
+
+/**
+ * Authorities that select a (service, port). The bare service name resolves only from the client's own
+ * namespace, as in Kubernetes DNS, so two namespaces' `echo` never claim the same authority.
+ */
+function domains(svc: Service, port: ServicePort, httpPorts: number, clientNamespace: string): string[] {
+  const { name, namespace } = svc.metadata;
+  const hosts = [`${name}.${namespace}`, `${name}.${namespace}.svc`, `${name}.${namespace}.svc.${CLUSTER_DOMAIN}`];
+  if (namespace === clientNamespace) hosts.unshift(name);
+  const portless = port.port === 80 || httpPorts === 1;
+  return hosts.flatMap((h) => (portless ? [h, `${h}:${port.port}`] : [`${h}:${port.port}`])).map((d) => d.toLowerCase());
+}
+
+/**
+ * Routes attached to a (service, port). GAMMA: routes in the client's namespace that name a Service
+ * elsewhere (consumer routes) replace, for that client only, the routes in the Service's own
+ * namespace (producer routes); routes in any other namespace do not apply.
+ */
+function attachedRoutes<R extends HTTPRoute | TCPRoute>(routes: R[], svc: Service, port: ServicePort, clientNamespace: string): R[] {
+  const { name, namespace } = svc.metadata;
+  const all = routes.filter((r) =>
+    r.spec.parentRefs.some((p) => p.name === name && (p.namespace ?? r.metadata.namespace) === namespace && (p.port === undefined || p.port === port.port)),
+  );
+  const consumer = clientNamespace === namespace ? [] : all.filter((r) => r.metadata.namespace === clientNamespace);
+  return consumer.length > 0 ? consumer : all.filter((r) => r.metadata.namespace === namespace);
+}
+
+/** Without an HTTPRoute, a Service port routes everything to its own endpoints. */
+function implicitRoute(svc: Service, port: ServicePort): Route {
+  const { name, namespace } = svc.metadata;
+  return {
+    name: `${namespace}/${name}/default`,
+    routeRef: 'default',
+    match: routeMatch(undefined),
+    requestFilters: [],
+    responseFilters: [],
+    action: { type: 'forward', backends: [{ cluster: clusterName(name, namespace, port.port), weight: 1 }] },
+    timeouts: { requestMs: 0, backendRequestMs: 0 },
+  };
+}
+
+/** A compiled route with what orders it against routes of other rules and HTTPRoutes. */
+interface RouteEntry {
+  route: Route;
+  created: number;
+  rule: number;
+  match: number;
+}
+
+function routeEntries(ctx: Context, hr: HTTPRoute): RouteEntry[] {
+  const { namespace, name } = hr.metadata;
+  const created = createdAt(hr);
+  // The CRD's default for an absent `rules`: one rule matching everything, with no backends.
+  const rules: HTTPRouteRule[] = hr.spec.rules ?? [{}];
+  return rules.flatMap((rule, i) => {
+    const action = routeAction(ctx, hr, rule, i);
+    const timeouts = {
+      requestMs: parseDuration(rule.timeouts?.request ?? '0s'),
+      backendRequestMs: parseDuration(rule.timeouts?.backendRequest ?? '0s'),
+    };
+    const matches = rule.matches === undefined || rule.matches.length === 0 ? [undefined] : rule.matches;
+    return matches.map((m, j) => {
+      const match = routeMatch(m);
+      const requestFilters: RequestFilter[] = [];
+      const responseFilters: HeaderModifier[] = [];
+      for (const f of rule.filters ?? []) {
+        if (f.type === 'RequestHeaderModifier') requestFilters.push({ type: f.type, modifier: headerModifier(f.requestHeaderModifier) });
+        else if (f.type === 'ResponseHeaderModifier') responseFilters.push(headerModifier(f.responseHeaderModifier));
+        else if (f.type === 'URLRewrite') requestFilters.push({ type: f.type, hostname: f.urlRewrite.hostname ?? null, path: pathRewrite(f.urlRewrite.path, match) });
+      }
+      const route: Route = {
+        name: `${namespace}/${name}/rule/${i}/match/${j}`,
+        routeRef: key(namespace, name),
+        match,
+        requestFilters,
+        responseFilters,
+        action: action.type === 'redirect' ? { type: 'redirect', redirect: { ...action.redirect, path: pathRewrite(action.path, match) } } : action,
+        timeouts,
+      };
+      return { route, created, rule: i, match: j };
+    });
+  });
+}
+
+/** A rule's action; a redirect's path waits for the match it rewrites. */
+type RuleAction =
+  | Extract<RouteAction, { type: 'forward' }>
+  | { type: 'redirect'; redirect: Redirect; path: HTTPPathModifier | undefined };
+
+function routeAction(ctx: Context, hr: HTTPRoute, rule: HTTPRouteRule, i: number): RuleAction {
+  for (const f of rule.filters ?? []) {
+    if (f.type !== 'RequestRedirect') continue;
+    const r = f.requestRedirect;
+    return {
+      type: 'redirect',
+      redirect: { scheme: r.scheme ?? null, hostname: r.hostname ?? null, port: r.port ?? null, path: null, statusCode: r.statusCode ?? 302 },
+      path: r.path,
+    };
+  }
+  const backendRefs = rule.backendRefs ?? [];
+  backendRefs.forEach((ref, k) => {
+    if (ref.filters !== undefined && ref.filters.length > 0) report(ctx, hr, `spec.rules[${i}].backendRefs[${k}].filters`, 'not supported yet; ignored');
+  });
+  return { type: 'forward', backends: backendRefs.map((ref, k) => backend(ctx, hr, ref, `spec.rules[${i}].backendRefs[${k}]`)) };
+}
+
+/** Resolves a backendRef to a cluster, or to null (reported) when its Service or port does not exist. */
+function backend(ctx: Context, owner: HTTPRoute | TCPRoute, ref: BackendRef, path: string): WeightedBackend {
+  const ns = ref.namespace ?? owner.metadata.namespace;
+  const svc = ctx.serviceByKey.get(key(ns, ref.name));
+  const weight = ref.weight ?? 1;
+  if (svc === undefined) report(ctx, owner, path, `backend Service ${display(ns, ref.name)} not found`);
+  else if (!svc.spec.ports.some((p) => p.port === ref.port)) report(ctx, owner, `${path}.port`, `backend Service ${display(ns, ref.name)} has no port ${ref.port}`);
+  else return { cluster: clusterName(ref.name, ns, ref.port), weight };
+  return { cluster: null, weight };
+}
+
+function routeMatch(m: HTTPRouteMatch | undefined): RouteMatch {
+  return {
+    path: { type: m?.path?.type ?? 'PathPrefix', value: m?.path?.value ?? '/' },
+    method: m?.method ?? null,
+    headers: (m?.headers ?? []).map((h) => ({ name: h.name.toLowerCase(), type: h.type ?? 'Exact', value: h.value })),
+    queryParams: (m?.queryParams ?? []).map((q) => ({ name: q.name, type: q.type ?? 'Exact', value: q.value })),
+  };
+}
+
+function headerModifier(f: HTTPHeaderFilter): HeaderModifier {
+  const pairs = (xs: Array<{ name: string; value: string }> | undefined) => (xs ?? []).map((x) => ({ name: x.name.toLowerCase(), value: x.value }));
+  return { set: pairs(f.set), add: pairs(f.add), remove: (f.remove ?? []).map((n) => n.toLowerCase()) };
+}
+
+/** Validation guarantees a ReplacePrefixMatch rule's matches are all PathPrefix, so the match value is the prefix. */
+function pathRewrite(p: HTTPPathModifier | undefined, match: RouteMatch): PathRewrite | null {
+  if (p === undefined) return null;
+  if (p.type === 'ReplaceFullPath') return { type: p.type, value: p.replaceFullPath };
+  return { type: p.type, prefix: match.path.value, value: p.replacePrefixMatch };
+}
+
+const PATH_RANK = { Exact: 0, RegularExpression: 1, PathPrefix: 2 } as const;
+
+/**
+ * Gateway API precedence: Exact path, then the longest PathPrefix, then a method match, then the most
+ * header matches, then the most query param matches; ties go to the oldest HTTPRoute, then the first by
+ * `namespace/name`, then rule order, then match order. Regular expressions are implementation-specific:
+ * they rank between Exact and PathPrefix (longer pattern first), so a deliberate pattern wins over any
+ * prefix, as in Envoy-based meshes, yet never shadows an exact path.
+ */
+function byPrecedence(a: RouteEntry, b: RouteEntry): number {
+  const ma = a.route.match;
+  const mb = b.route.match;
+  return (
+    PATH_RANK[ma.path.type] - PATH_RANK[mb.path.type] ||
+    mb.path.value.length - ma.path.value.length ||
+    Number(mb.method !== null) - Number(ma.method !== null) ||
+    mb.headers.length - ma.headers.length ||
+    mb.queryParams.length - ma.queryParams.length ||
+    compare(a.created, b.created) ||
+    compare(a.route.routeRef, b.route.routeRef) ||
+    a.rule - b.rule ||
+    a.match - b.match
+  );
+}
+
+function tcpService(ctx: Context, svc: Service, port: ServicePort): TcpService {
+  const { name, namespace } = svc.metadata;
+  const [winner, ...losers] = attachedRoutes(ctx.tcpRoutes, svc, port, ctx.clientNamespace);
+  for (const loser of losers) {
+    const first = display(winner!.metadata.namespace, winner!.metadata.name);
+    report(ctx, loser, 'spec.parentRefs', `ignored for port ${port.port} of Service ${display(namespace, name)}: TCPRoute ${first} is older and attached first`);
+  }
+  if (winner !== undefined && winner.spec.rules.length > 1) report(ctx, winner, 'spec.rules[1]', 'ignored: a TCP port forwards by its first rule only');
+  const backends =
+    winner === undefined
+      ? [{ cluster: clusterName(name, namespace, port.port), weight: 1 }]
+      : winner.spec.rules[0]!.backendRefs.map((ref, k) => backend(ctx, winner, ref, `spec.rules[0].backendRefs[${k}]`));
+  return { name: clusterName(name, namespace, port.port), service: name, namespace, port: port.port, backends };
+}
+
+function report(ctx: Context, r: Resource, path: string, message: string): void {
+  const error = resourceError({ kind: r.kind, namespace: r.metadata.namespace, name: r.metadata.name }, ctx.sourceOf(r), path, message);
+  ctx.errors.set(JSON.stringify(error), error);
+}
+
+function defaultPort(ports: Record<string, number>): number | null {
+  const values = Object.values(ports);
+  if (values.length === 1) return values[0]!;
+  return Object.hasOwn(ports, 'http') ? ports.http! : null;
+}
+
+const key = (namespace: string, name: string): string => `${namespace}/${name}`;
+const display = (namespace: string, name: string): string => (namespace === 'default' ? name : `${namespace}/${name}`);
+const clusterName = (service: string, namespace: string, port: number): string => `${service}.${namespace}:${port}`;
+// Resources without a creation time (straight from a file) count as newest.
+const createdAt = (r: Resource): number => (r.metadata.creationTimestamp === undefined ? Infinity : Date.parse(r.metadata.creationTimestamp));
+// Code-point order, not localeCompare: output must not depend on the host's locale.
+const compare = <T extends string | number>(a: T, b: T): number => (a < b ? -1 : a > b ? 1 : 0);
+const byName = (a: Resource, b: Resource): number => compare(a.metadata.namespace, b.metadata.namespace) || compare(a.metadata.name, b.metadata.name);
+const byAgeThenName = (a: Resource, b: Resource): number => compare(createdAt(a), createdAt(b)) || byName(a, b);
+
+function sortedRecord<V>(r: Record<string, V>): Record<string, V> {
+  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => compare(a, b)));
+}

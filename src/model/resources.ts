@@ -1,0 +1,166 @@
+/**
+ * The resource kinds users write, in Kubernetes' shape. Loaded resources have passed validation and
+ * carry `metadata.namespace` and `metadata.labels` filled in; spec defaults are applied by the compiler,
+ * so a resource reads back as it was written.
+ */
+import type { AppProtocol, LoadBalancerType } from './snapshot.js';
+
+/** A Gateway API duration (GEP-2257): `^([0-9]{1,5}(h|m|s|ms)){1,4}$`, e.g. `1m30s`; `0s` means none. */
+export type Duration = string;
+
+/** Kubernetes object metadata, as far as Weft reads it. */
+export interface ObjectMeta {
+  name: string;
+  /** `default` when not written. */
+  namespace: string;
+  /** `{}` when not written. */
+  labels: Record<string, string>;
+  annotations?: Record<string, string>;
+  /** RFC 3339; orders otherwise tied routes and policies (oldest first). */
+  creationTimestamp?: string;
+}
+
+interface KubeObject<A extends string, K extends string, S> {
+  apiVersion: A;
+  kind: K;
+  metadata: ObjectMeta;
+  spec: S;
+}
+
+export const WEFT_V1ALPHA1 = 'weft.dev/v1alpha1';
+export type WeftApiVersion = typeof WEFT_V1ALPHA1;
+
+/** Mutual TLS mode between proxies. */
+export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLED';
+
+/** Mesh-wide settings; at most one per mesh. */
+export type Mesh = KubeObject<WeftApiVersion, 'Mesh', MeshSpec>;
+export interface MeshSpec {
+  /** SPIFFE trust domain; `cluster.local` by default. */
+  trustDomain?: string;
+  mtls?: { mode: MtlsMode };
+  certificateLifetime?: Duration;
+  defaults?: { connectTimeout?: Duration; loadBalancer?: LoadBalancerType };
+}
+
+/** A logical service: named ports over the workloads its selector matches. */
+export type Service = KubeObject<WeftApiVersion, 'Service', ServiceSpec>;
+export interface ServiceSpec {
+  selector: Record<string, string>;
+  ports: ServicePort[];
+}
+/** One port of a Service. */
+export interface ServicePort {
+  name: string;
+  port: number;
+  /** `HTTP` by default. */
+  protocol?: AppProtocol;
+  /** A Workload port name, or a number used as is; the port's own name by default. */
+  targetPort?: string | number;
+}
+
+/** One instance of an app: where it listens, and its proxy's inbound port when it has one. */
+export type Workload = KubeObject<WeftApiVersion, 'Workload', WorkloadSpec>;
+export interface WorkloadSpec {
+  /** IPv4 or IPv6 literal, or a hostname. */
+  address: string;
+  /** App ports by name. */
+  ports: Record<string, number>;
+  /** `default` by default. */
+  serviceAccount?: string;
+  proxy?: { inboundPort: number };
+}
+
+/** Per-destination settings for the Services it targets. */
+export type BackendPolicy = KubeObject<WeftApiVersion, 'BackendPolicy', BackendPolicySpec>;
+export interface BackendPolicySpec {
+  targetRefs: Array<{ group?: ''; kind: 'Service'; name: string }>;
+  loadBalancer?: { type: LoadBalancerType };
+  connectTimeout?: Duration;
+}
+
+export const GATEWAY_V1 = 'gateway.networking.k8s.io/v1';
+export const GATEWAY_V1BETA1 = 'gateway.networking.k8s.io/v1beta1';
+export const GATEWAY_V1ALPHA2 = 'gateway.networking.k8s.io/v1alpha2';
+
+/** A route's attachment to a Service (GAMMA); without `port` it attaches to every fitting port. */
+export interface ServiceParentRef {
+  group?: '';
+  kind: 'Service';
+  name: string;
+  namespace?: string;
+  port?: number;
+}
+
+/** A weighted reference to a Service port that receives a route's traffic. */
+export interface BackendRef {
+  group?: '';
+  kind?: 'Service';
+  name: string;
+  namespace?: string;
+  port: number;
+  /** 1 by default; 0 keeps the backend but sends it nothing. */
+  weight?: number;
+}
+
+/** Gateway API HTTPRoute attached to Services. */
+export type HTTPRoute = KubeObject<typeof GATEWAY_V1 | typeof GATEWAY_V1BETA1, 'HTTPRoute', HTTPRouteSpec>;
+export interface HTTPRouteSpec {
+  parentRefs: ServiceParentRef[];
+  /** Accepted for compatibility; mesh routes select by parent Service, not by hostname. */
+  hostnames?: string[];
+  rules?: HTTPRouteRule[];
+}
+export interface HTTPRouteRule {
+  matches?: HTTPRouteMatch[];
+  filters?: HTTPRouteFilter[];
+  backendRefs?: HTTPBackendRef[];
+  timeouts?: { request?: Duration; backendRequest?: Duration };
+}
+export interface HTTPRouteMatch {
+  /** `PathPrefix /` by default. */
+  path?: { type?: 'Exact' | 'PathPrefix' | 'RegularExpression'; value?: string };
+  headers?: HTTPValueMatch[];
+  queryParams?: HTTPValueMatch[];
+  method?: string;
+}
+/** A header or query parameter match; `Exact` by default. */
+export interface HTTPValueMatch {
+  type?: 'Exact' | 'RegularExpression';
+  name: string;
+  value: string;
+}
+export type HTTPRouteFilter =
+  | { type: 'RequestHeaderModifier'; requestHeaderModifier: HTTPHeaderFilter }
+  | { type: 'ResponseHeaderModifier'; responseHeaderModifier: HTTPHeaderFilter }
+  | { type: 'URLRewrite'; urlRewrite: { hostname?: string; path?: HTTPPathModifier } }
+  | { type: 'RequestRedirect'; requestRedirect: HTTPRequestRedirect };
+export interface HTTPHeaderFilter {
+  set?: Array<{ name: string; value: string }>;
+  add?: Array<{ name: string; value: string }>;
+  remove?: string[];
+}
+export type HTTPPathModifier =
+  | { type: 'ReplaceFullPath'; replaceFullPath: string }
+  | { type: 'ReplacePrefixMatch'; replacePrefixMatch: string };
+export interface HTTPRequestRedirect {
+  scheme?: 'http' | 'https';
+  hostname?: string;
+  path?: HTTPPathModifier;
+  port?: number;
+  /** 302 by default. */
+  statusCode?: 301 | 302;
+}
+export interface HTTPBackendRef extends BackendRef {
+  filters?: HTTPRouteFilter[];
+}
+
+/** Gateway API TCPRoute attached to Services' TCP ports. */
+export type TCPRoute = KubeObject<typeof GATEWAY_V1ALPHA2, 'TCPRoute', TCPRouteSpec>;
+export interface TCPRouteSpec {
+  parentRefs: ServiceParentRef[];
+  rules: Array<{ backendRefs: BackendRef[] }>;
+}
+
+/** Any resource Weft reads. */
+export type Resource = Mesh | Service | Workload | BackendPolicy | HTTPRoute | TCPRoute;

@@ -1,0 +1,185 @@
+/**
+ * The compiled configuration of one proxy: plain, JSON-serialisable data, produced by the pure
+ * compiler (`compile.ts`) and consumed by the data plane. Every name lookup the proxy would need is
+ * resolved here, so the proxy only builds closures from it.
+ *
+ * Durations are milliseconds; 0 means "no timeout".
+ */
+
+/** Snapshot of everything one proxy needs, and nothing it does not. */
+export interface ProxySnapshot {
+  /** Content hash of the snapshot; equal snapshots have equal versions. */
+  version: string;
+  /** The workload this proxy stands beside. */
+  workload: WorkloadInfo;
+  /** Where the inbound listener forwards: this workload's app ports on loopback. */
+  inbound: InboundConfig;
+  /** Outbound HTTP virtual hosts, one per (service, port) whose protocol is HTTP-like. */
+  virtualHosts: VirtualHost[];
+  /** Outbound TCP services, one per (service, port) whose protocol is TCP. */
+  tcpServices: TcpService[];
+  /** Every cluster a route or TCP service refers to, by name. */
+  clusters: Cluster[];
+}
+
+export interface WorkloadInfo {
+  name: string;
+  namespace: string;
+  address: string;
+  serviceAccount: string;
+  labels: Record<string, string>;
+  /** App ports by name. */
+  ports: Record<string, number>;
+}
+
+export interface InboundConfig {
+  /** Address the app listens on (the workload address). */
+  appAddress: string;
+  /** App ports by name, as declared on the Workload. */
+  ports: Record<string, number>;
+  /** The port inbound HTTP goes to when the request names none: the workload's only port, or the one named `http`. */
+  defaultPort: number | null;
+}
+
+export type AppProtocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'TCP';
+
+/** One (service, port) reachable over HTTP; requests pick it by authority. */
+export interface VirtualHost {
+  /** `<service>.<namespace>:<port>` */
+  name: string;
+  service: string;
+  namespace: string;
+  port: number;
+  protocol: AppProtocol;
+  /**
+   * Every lowercase authority that selects this host, e.g. `echo`, `echo:80`, `echo.default`,
+   * `echo.default:80`, `echo.default.svc`, `echo.default.svc.cluster.local:80`. Forms without a port
+   * are present only when the port is 80 or it is the service's only HTTP-like port.
+   */
+  domains: string[];
+  /** Routes in precedence order: the first that matches wins. */
+  routes: Route[];
+}
+
+/** One match of one HTTPRoute rule (a rule with N matches yields N routes). */
+export interface Route {
+  /** `<namespace>/<httproute-name>/rule/<i>/match/<j>`: stable, used as the metrics `route` label. */
+  name: string;
+  /** HTTPRoute `namespace/name`, or `default` for the implicit route to the service itself. */
+  routeRef: string;
+  match: RouteMatch;
+  /** Request filters in declared order (header modifiers, URL rewrite). */
+  requestFilters: RequestFilter[];
+  /** Response header modifiers in declared order. */
+  responseFilters: HeaderModifier[];
+  /** Either a redirect (answered by the proxy), or weighted backends. */
+  action: RouteAction;
+  timeouts: RouteTimeouts;
+}
+
+export interface RouteMatch {
+  path: PathMatch;
+  /** Upper-case method, or null for any. */
+  method: string | null;
+  headers: HeaderMatch[];
+  queryParams: QueryParamMatch[];
+}
+
+export type PathMatch =
+  | { type: 'Exact'; value: string }
+  | { type: 'PathPrefix'; value: string }
+  | { type: 'RegularExpression'; value: string };
+
+export interface HeaderMatch {
+  /** Lowercase header name. */
+  name: string;
+  type: 'Exact' | 'RegularExpression';
+  value: string;
+}
+
+export interface QueryParamMatch {
+  /** Query parameter names are case-sensitive, kept as written. */
+  name: string;
+  type: 'Exact' | 'RegularExpression';
+  value: string;
+}
+
+export type RequestFilter =
+  | { type: 'RequestHeaderModifier'; modifier: HeaderModifier }
+  | { type: 'URLRewrite'; hostname: string | null; path: PathRewrite | null };
+
+export type PathRewrite =
+  | { type: 'ReplaceFullPath'; value: string }
+  /** `prefix` is the matched PathPrefix, `value` what replaces it. */
+  | { type: 'ReplacePrefixMatch'; prefix: string; value: string };
+
+export interface HeaderModifier {
+  /** Lowercase names. */
+  set: Array<{ name: string; value: string }>;
+  add: Array<{ name: string; value: string }>;
+  remove: string[];
+}
+
+export type RouteAction =
+  | { type: 'forward'; backends: WeightedBackend[] }
+  | { type: 'redirect'; redirect: Redirect };
+
+export interface WeightedBackend {
+  /** Cluster name, or null when the backendRef did not resolve (requests to it get 500 INVALID_BACKEND). */
+  cluster: string | null;
+  weight: number;
+}
+
+export interface Redirect {
+  scheme: string | null;
+  hostname: string | null;
+  port: number | null;
+  path: PathRewrite | null;
+  statusCode: 301 | 302 | 303 | 307 | 308;
+}
+
+export interface RouteTimeouts {
+  /** Whole request, from the first byte received to the last byte of the response; 0 = none. */
+  requestMs: number;
+  /** Each request to a backend, until its response headers; 0 = none. */
+  backendRequestMs: number;
+}
+
+/** One (service, port) reached over opaque TCP. */
+export interface TcpService {
+  /** `<service>.<namespace>:<port>` */
+  name: string;
+  service: string;
+  namespace: string;
+  port: number;
+  /** Weighted backends from a TCPRoute, or the service's own cluster. */
+  backends: WeightedBackend[];
+}
+
+export type LoadBalancerType = 'RoundRobin' | 'LeastRequest';
+
+/** A set of endpoints of one (service, port), and how to reach them. */
+export interface Cluster {
+  /** `<service>.<namespace>:<port>` */
+  name: string;
+  service: string;
+  namespace: string;
+  port: number;
+  protocol: AppProtocol;
+  loadBalancer: LoadBalancerType;
+  connectTimeoutMs: number;
+  endpoints: Endpoint[];
+}
+
+export interface Endpoint {
+  /** Workload `namespace/name`. */
+  workload: string;
+  address: string;
+  /** The port to dial: the app port, or the workload proxy's inbound port when `proxied`. */
+  port: number;
+  /** The app port on the workload (equal to `port` unless proxied). */
+  appPort: number;
+  /** True when the workload has a proxy (`spec.proxy.inboundPort`): traffic goes through it. */
+  proxied: boolean;
+  labels: Record<string, string>;
+}

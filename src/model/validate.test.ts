@@ -1,0 +1,278 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { validateResource } from './validate.js';
+
+const W = 'weft.dev/v1alpha1';
+const GW = 'gateway.networking.k8s.io/v1';
+
+/** Every error of a document as `path: message`. */
+const problems = (obj: unknown): string[] => validateResource(obj).map((e) => `${e.path}: ${e.message}`);
+const res = (apiVersion: string, kind: string, spec: unknown, metadata: object = { name: 'x' }) => ({ apiVersion, kind, metadata, spec });
+const service = (spec: object) => res(W, 'Service', { selector: { app: 'a' }, ports: [{ name: 'http', port: 80 }], ...spec });
+const workload = (spec: object) => res(W, 'Workload', { address: '10.0.0.1', ports: { http: 8080 }, ...spec });
+const route = (spec: object) => res(GW, 'HTTPRoute', { parentRefs: [{ kind: 'Service', name: 'a' }], ...spec });
+const rule = (r: object) => route({ rules: [r] });
+
+describe('resource shape', () => {
+  test('valid resources of every kind have no problems', () => {
+    assert.deepEqual(problems(res(W, 'Mesh', { trustDomain: 'example.org', mtls: { mode: 'STRICT' }, certificateLifetime: '24h', defaults: { connectTimeout: '2s', loadBalancer: 'RoundRobin' } })), []);
+    assert.deepEqual(problems(service({ ports: [{ name: 'http', port: 80, protocol: 'GRPC', targetPort: 'web' }, { name: 'raw', port: 81, protocol: 'TCP', targetPort: 9000 }] })), []);
+    assert.deepEqual(problems(workload({ serviceAccount: 'api', proxy: { inboundPort: 15006 } })), []);
+    assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [{ group: '', kind: 'Service', name: 'a' }], loadBalancer: { type: 'LeastRequest' }, connectTimeout: '1s' })), []);
+    assert.deepEqual(problems(res('gateway.networking.k8s.io/v1beta1', 'HTTPRoute', { parentRefs: [{ group: '', kind: 'Service', name: 'a', namespace: 'b', port: 80 }], hostnames: ['a.example', '*.b.example'] })), []);
+    assert.deepEqual(problems(res('gateway.networking.k8s.io/v1alpha2', 'TCPRoute', { parentRefs: [{ kind: 'Service', name: 'a' }], rules: [{ backendRefs: [{ name: 'b', port: 9000, weight: 0 }] }] })), []);
+  });
+
+  test('not a map', () => {
+    assert.deepEqual(problems('hello'), [': must be a map with apiVersion, kind, metadata and spec']);
+    assert.deepEqual(problems([1]), [': must be a map with apiVersion, kind, metadata and spec']);
+  });
+
+  test('required top-level fields, unknown apiVersion and kind, unknown top-level fields', () => {
+    assert.deepEqual(problems({}), ['apiVersion: required', 'kind: required', 'metadata: required', 'spec: required']);
+    assert.deepEqual(problems({ ...res('v1', 'Service', {}), status: {} }), [
+      'status: unknown field',
+      'apiVersion: must be one of "weft.dev/v1alpha1", "gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1", "gateway.networking.k8s.io/v1alpha2"',
+    ]);
+    assert.deepEqual(problems(res(W, 'HTTPRoute', {})), ['kind: unknown kind for weft.dev/v1alpha1; must be one of "Mesh", "Service", "Workload", "BackendPolicy"']);
+    assert.deepEqual(problems(res('gateway.networking.k8s.io/v1alpha2', 'HTTPRoute', {})), ['kind: unknown kind for gateway.networking.k8s.io/v1alpha2; must be "TCPRoute"']);
+  });
+
+  test('metadata', () => {
+    const label = 'must be a DNS-1123 label (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)';
+    assert.deepEqual(problems(res(W, 'Mesh', {}, { name: 'Echo' })), [`metadata.name: ${label}`]);
+    assert.deepEqual(problems(res(W, 'Mesh', {}, { name: 'a'.repeat(64) })), [`metadata.name: ${label}`]);
+    assert.deepEqual(problems(res(W, 'Mesh', {}, { name: 'echo-', namespace: 'a.b' })), [`metadata.name: ${label}`, `metadata.namespace: ${label}`]);
+    assert.deepEqual(problems(res(W, 'Mesh', {}, {})), ['metadata.name: required']);
+    assert.deepEqual(problems(res(W, 'Mesh', {}, { name: 'm', uid: '1' })), ['metadata.uid: unknown field']);
+    assert.deepEqual(problems(res(W, 'Mesh', {}, { name: 'm', creationTimestamp: '2024-01-02T03:04:05Z', annotations: { 'weft.dev/note': 'anything at all' } })), []);
+    assert.deepEqual(problems(res(W, 'Mesh', {}, { name: 'm', creationTimestamp: 'yesterday' })), ['metadata.creationTimestamp: must be an RFC 3339 timestamp like "2024-01-02T15:04:05Z"']);
+  });
+
+  test('labels', () => {
+    const labels = { 'app.kubernetes.io/name': 'ok', 'bad key': 'v', 'a/b/c': 'v', version: 1, empty: '', long: 'x'.repeat(64) };
+    assert.deepEqual(problems(res(W, 'Mesh', {}, { name: 'm', labels })), [
+      'metadata.labels["bad key"]: must be a label key ([prefix/]name: name of letters, digits, "-", "_" and ".", at most 63 characters)',
+      'metadata.labels["a/b/c"]: must be a label key ([prefix/]name: name of letters, digits, "-", "_" and ".", at most 63 characters)',
+      'metadata.labels.version: must be a string',
+      'metadata.labels.long: must be a label value (letters, digits, "-", "_" and ".", at most 63 characters)',
+    ]);
+  });
+});
+
+describe('Weft kinds', () => {
+  test('Mesh', () => {
+    assert.deepEqual(problems(res(W, 'Mesh', { trustDomain: 'Example.org', mtls: { mode: 'strict' }, certificateLifetime: '0s', defaults: { connectTimeout: '2 s', loadBalancer: 'Random' } })), [
+      'spec.trustDomain: must be a SPIFFE trust domain (lowercase letters, digits, ".", "-" and "_")',
+      'spec.mtls.mode: must be one of "STRICT", "PERMISSIVE", "DISABLED"',
+      'spec.certificateLifetime: must be greater than 0',
+      'spec.defaults.connectTimeout: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
+      'spec.defaults.loadBalancer: must be one of "RoundRobin", "LeastRequest"',
+    ]);
+    assert.deepEqual(problems(res(W, 'Mesh', { mtls: {} })), ['spec.mtls.mode: required']);
+  });
+
+  test('Service ports', () => {
+    assert.deepEqual(problems(service({ ports: [{ name: 'http', port: 80 }, { name: 'web', port: 70000 }] })), ['spec.ports[1].port: must be an integer 1-65535']);
+    assert.deepEqual(problems(service({ ports: [{ name: 'http', port: 80.5, protocol: 'UDP', targetPort: true }] })), [
+      'spec.ports[0].port: must be an integer 1-65535',
+      'spec.ports[0].protocol: must be one of "HTTP", "HTTP2", "GRPC", "TCP"',
+      'spec.ports[0].targetPort: must be a port name or number',
+    ]);
+    assert.deepEqual(problems(service({ ports: [{ name: 'HTTP', port: '80', targetPort: 0 }] })), [
+      'spec.ports[0].name: must be a port name (lowercase letters, digits and "-", with a letter, at most 15 characters)',
+      'spec.ports[0].port: must be an integer 1-65535',
+      'spec.ports[0].targetPort: must be an integer 1-65535',
+    ]);
+    assert.deepEqual(problems(service({ ports: [{ name: 'a', port: 80 }, { name: 'a', port: 80 }] })), ['spec.ports[1].name: duplicate "a"', 'spec.ports[1].port: duplicate 80']);
+    assert.deepEqual(problems(service({ ports: [] })), ['spec.ports: must have at least 1 item']);
+    assert.deepEqual(problems(service({ ports: [{}] })), ['spec.ports[0].name: required', 'spec.ports[0].port: required']);
+  });
+
+  test('Service selector', () => {
+    assert.deepEqual(problems(service({ selector: {} })), ['spec.selector: must select at least one label']);
+    assert.deepEqual(problems(res(W, 'Service', { ports: [{ name: 'http', port: 80 }] })), ['spec.selector: required']);
+  });
+
+  test('Workload', () => {
+    assert.deepEqual(problems(workload({ address: '::1' })), []);
+    assert.deepEqual(problems(workload({ address: 'echo-1.hosts.internal' })), []);
+    assert.deepEqual(problems(workload({ address: '10.0.0.1:80', ports: { http: 8080, 'Bad Name': 1, '8080': 2 }, serviceAccount: 'Admin', proxy: { inboundPort: 8080 } })), [
+      'spec.address: must be an IPv4 or IPv6 address or a lowercase hostname',
+      'spec.ports["8080"]: must be a port name (lowercase letters, digits and "-", with a letter, at most 15 characters)',
+      'spec.ports["Bad Name"]: must be a port name (lowercase letters, digits and "-", with a letter, at most 15 characters)',
+      'spec.serviceAccount: must be a lowercase RFC 1123 hostname',
+      'spec.proxy.inboundPort: must differ from the app ports',
+    ]);
+    assert.deepEqual(problems(workload({ proxy: {} })), ['spec.proxy.inboundPort: required']);
+  });
+
+  test('BackendPolicy', () => {
+    assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [] })), ['spec.targetRefs: must have at least 1 item']);
+    assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Deployment', name: 'a' }], loadBalancer: { type: 'Maglev' }, connectTimeout: '1d' })), [
+      'spec.targetRefs[0].kind: must be "Service"',
+      'spec.loadBalancer.type: must be one of "RoundRobin", "LeastRequest"',
+      'spec.connectTimeout: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
+    ]);
+  });
+});
+
+describe('HTTPRoute', () => {
+  test('parentRefs', () => {
+    assert.deepEqual(problems(route({ parentRefs: [] })), ['spec.parentRefs: must have at least 1 item']);
+    assert.deepEqual(problems(route({ parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'gw', sectionName: 'http' }] })), [
+      'spec.parentRefs[0].sectionName: unknown field',
+      'spec.parentRefs[0].group: must be ""',
+      'spec.parentRefs[0].kind: must be "Service"',
+    ]);
+    assert.deepEqual(problems(route({ parentRefs: [{ name: 'a', port: 0 }] })), ['spec.parentRefs[0].kind: required', 'spec.parentRefs[0].port: must be an integer 1-65535']);
+  });
+
+  test('unknown fields anywhere', () => {
+    assert.deepEqual(problems(route({ rulez: [] })), ['spec.rulez: unknown field']);
+    assert.deepEqual(problems(rule({ matches: [{ path: { value: '/', kind: 'x' } }] })), ['spec.rules[0].matches[0].path.kind: unknown field']);
+  });
+
+  test('path values', () => {
+    assert.deepEqual(problems(rule({ matches: [{ path: { type: 'PathPrefix', value: 'api' } }] })), ['spec.rules[0].matches[0].path.value: must start with "/"']);
+    assert.deepEqual(problems(rule({ matches: [{ path: { value: 'api' } }] })), ['spec.rules[0].matches[0].path.value: must start with "/"'], 'PathPrefix is the default type');
+    assert.deepEqual(problems(rule({ matches: [{ path: { type: 'Exact', value: '/a//b' } }, { path: { value: '/a/../b' } }, { path: { value: '/a%2Fb' } }, { path: { value: '/a/.' } }] })), [
+      'spec.rules[0].matches[0].path.value: must be a normalized path (no "//", "/./", "/../", "%2f" or "#")',
+      'spec.rules[0].matches[1].path.value: must be a normalized path (no "//", "/./", "/../", "%2f" or "#")',
+      'spec.rules[0].matches[2].path.value: must be a normalized path (no "//", "/./", "/../", "%2f" or "#")',
+      'spec.rules[0].matches[3].path.value: must be a normalized path (no "//", "/./", "/../", "%2f" or "#")',
+    ]);
+    assert.deepEqual(problems(rule({ matches: [{ path: { type: 'Regex', value: '/' } }] })), ['spec.rules[0].matches[0].path.type: must be one of "Exact", "PathPrefix", "RegularExpression"']);
+    assert.deepEqual(problems(rule({ matches: [{ path: { type: 'RegularExpression', value: '.*/v[0-9]+' } }] })), [], 'a regex need not start with "/"');
+  });
+
+  test('regular expressions must compile, in paths, headers and query params', () => {
+    const got = problems(
+      rule({
+        matches: [
+          { path: { type: 'RegularExpression', value: '/api/(' } },
+          { headers: [{ type: 'RegularExpression', name: 'x-v', value: '[a-' }], queryParams: [{ type: 'RegularExpression', name: 'q', value: '*' }] },
+          { headers: [{ name: 'x-v', value: '[a-' }] },
+        ],
+      }),
+    );
+    assert.equal(got.length, 3);
+    assert.match(got[0]!, /^spec\.rules\[0\]\.matches\[0\]\.path\.value: must be a valid regular expression \(.*Unterminated group\)$/);
+    assert.match(got[1]!, /^spec\.rules\[0\]\.matches\[1\]\.headers\[0\]\.value: must be a valid regular expression/);
+    assert.match(got[2]!, /^spec\.rules\[0\]\.matches\[1\]\.queryParams\[0\]\.value: must be a valid regular expression/);
+  });
+
+  test('header matches', () => {
+    assert.deepEqual(problems(rule({ matches: [{ headers: [{ name: 'x canary', value: '1' }, { name: 'x-a:', value: '' }, { name: 'ok', value: 'a\r\nb' }] }] })), [
+      'spec.rules[0].matches[0].headers[0].name: must be a valid HTTP header name (an RFC 7230 token)',
+      'spec.rules[0].matches[0].headers[1].name: must be a valid HTTP header name (an RFC 7230 token)',
+      'spec.rules[0].matches[0].headers[1].value: must be 1-4096 characters',
+      'spec.rules[0].matches[0].headers[2].value: must not contain CR, LF or NUL',
+    ]);
+    assert.deepEqual(problems(rule({ matches: [{ headers: [{ name: 'X-A', value: '1' }, { name: 'x-a', value: '2' }], queryParams: [{ name: 'q', value: '1' }, { name: 'Q', value: '1' }, { name: 'q', value: '2' }] }] })), [
+      'spec.rules[0].matches[0].headers[1].name: duplicate "x-a"',
+      'spec.rules[0].matches[0].queryParams[2].name: duplicate "q"',
+    ]);
+    assert.deepEqual(problems(rule({ matches: [{ headers: [{ type: 'Prefix', name: 'a' }] }] })), [
+      'spec.rules[0].matches[0].headers[0].type: must be one of "Exact", "RegularExpression"',
+      'spec.rules[0].matches[0].headers[0].value: required',
+    ]);
+  });
+
+  test('method', () => {
+    assert.deepEqual(problems(rule({ matches: [{ method: 'GET' }, { method: 'get' }] })), [
+      'spec.rules[0].matches[1].method: must be one of "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"',
+    ]);
+  });
+
+  test('filters need the config of their type and nothing else', () => {
+    assert.deepEqual(problems(rule({ filters: [{ type: 'URLRewrite' }, { type: 'RequestHeaderModifier', requestHeaderModifier: {}, urlRewrite: {} }, { type: 'RequestMirror' }] })), [
+      'spec.rules[0].filters[0].urlRewrite: required when type is URLRewrite',
+      'spec.rules[0].filters[1].urlRewrite: must not be set when type is RequestHeaderModifier',
+      'spec.rules[0].filters[2].type: must be one of "RequestHeaderModifier", "ResponseHeaderModifier", "URLRewrite", "RequestRedirect"',
+    ]);
+  });
+
+  test('a filter type appears at most once per rule', () => {
+    const f = { type: 'ResponseHeaderModifier', responseHeaderModifier: { remove: ['server'] } };
+    assert.deepEqual(problems(rule({ filters: [f, f] })), ['spec.rules[0].filters[1].type: duplicate "ResponseHeaderModifier"']);
+  });
+
+  test('header modifiers', () => {
+    const modifier = { set: [{ name: 'X-A', value: '1' }, { name: 'x-a', value: '2' }], add: [{ name: 'bad name', value: 'v' }], remove: ['x-b', 'X-B'] };
+    assert.deepEqual(problems(rule({ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: modifier }] })), [
+      'spec.rules[0].filters[0].requestHeaderModifier.add[0].name: must be a valid HTTP header name (an RFC 7230 token)',
+      'spec.rules[0].filters[0].requestHeaderModifier.set[1].name: duplicate "x-a"',
+      'spec.rules[0].filters[0].requestHeaderModifier.remove[1]: duplicate "x-b"',
+    ]);
+  });
+
+  test('path modifiers', () => {
+    const rewrite = (path: object) => rule({ filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'Bad_Host', path } }] });
+    assert.deepEqual(problems(rewrite({ type: 'ReplaceFullPath', replacePrefixMatch: '/x' })), [
+      'spec.rules[0].filters[0].urlRewrite.hostname: must be a lowercase RFC 1123 hostname',
+      'spec.rules[0].filters[0].urlRewrite.path.replaceFullPath: required when type is ReplaceFullPath',
+      'spec.rules[0].filters[0].urlRewrite.path.replacePrefixMatch: must not be set when type is ReplaceFullPath',
+    ]);
+    assert.deepEqual(problems(rewrite({ type: 'ReplaceFullPath', replaceFullPath: 'x' })).slice(1), ['spec.rules[0].filters[0].urlRewrite.path.replaceFullPath: must start with "/"']);
+  });
+
+  test('ReplacePrefixMatch needs every match of the rule to be a PathPrefix', () => {
+    const filters = [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/v2' } } }];
+    assert.deepEqual(problems(rule({ filters, matches: [{ path: { value: '/v1' } }, {}, { path: { type: 'Exact', value: '/v1' } }] })), [
+      'spec.rules[0].matches[2].path.type: must be PathPrefix when a filter uses ReplacePrefixMatch',
+    ]);
+    const redirect = [{ type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' } } }];
+    assert.deepEqual(problems(rule({ filters: redirect, matches: [{ path: { type: 'RegularExpression', value: '/v1' } }] })), [
+      'spec.rules[0].matches[0].path.type: must be PathPrefix when a filter uses ReplacePrefixMatch',
+    ]);
+  });
+
+  test('redirects', () => {
+    const redirect = (r: object) => ({ type: 'RequestRedirect', requestRedirect: r });
+    assert.deepEqual(problems(rule({ filters: [redirect({ scheme: 'https', hostname: 'a.example', port: 8443, statusCode: 301 })] })), []);
+    assert.deepEqual(problems(rule({ filters: [redirect({ scheme: 'ftp', port: 0, statusCode: 307 })] })), [
+      'spec.rules[0].filters[0].requestRedirect.scheme: must be one of "http", "https"',
+      'spec.rules[0].filters[0].requestRedirect.port: must be an integer 1-65535',
+      'spec.rules[0].filters[0].requestRedirect.statusCode: must be 301 or 302',
+    ]);
+    assert.deepEqual(problems(rule({ filters: [redirect({})], backendRefs: [{ name: 'a', port: 80 }] })), ['spec.rules[0].backendRefs: must be empty when the rule has a RequestRedirect filter']);
+    assert.deepEqual(problems(rule({ filters: [redirect({}), { type: 'URLRewrite', urlRewrite: { hostname: 'a' } }] })), ['spec.rules[0].filters: must not have both RequestRedirect and URLRewrite']);
+  });
+
+  test('backendRefs', () => {
+    assert.deepEqual(problems(rule({ backendRefs: [{ name: 'a' }, { kind: 'ServiceImport', name: 'B', port: 80, weight: -1 }, { name: 'c', port: 80, weight: 1_000_001 }] })), [
+      'spec.rules[0].backendRefs[0].port: required',
+      'spec.rules[0].backendRefs[1].kind: must be "Service"',
+      'spec.rules[0].backendRefs[1].name: must be a DNS-1123 label (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)',
+      'spec.rules[0].backendRefs[1].weight: must be an integer 0-1000000',
+      'spec.rules[0].backendRefs[2].weight: must be an integer 0-1000000',
+    ]);
+    assert.deepEqual(problems(rule({ backendRefs: [{ name: 'a', port: 80, filters: [{ type: 'URLRewrite' }] }] })), ['spec.rules[0].backendRefs[0].filters[0].urlRewrite: required when type is URLRewrite']);
+  });
+
+  test('timeouts', () => {
+    assert.deepEqual(problems(rule({ timeouts: { request: '10s', backendRequest: '2s' } })), []);
+    assert.deepEqual(problems(rule({ timeouts: { request: '0s', backendRequest: '1h' } })), [], 'a request timeout of 0s is none, so any backendRequest fits');
+    assert.deepEqual(problems(rule({ timeouts: { request: '1s', backendRequest: '1500ms' } })), ['spec.rules[0].timeouts.backendRequest: must not exceed request (1s)']);
+    assert.deepEqual(problems(rule({ timeouts: { request: '1.5s', backendRequest: '10' } })), [
+      'spec.rules[0].timeouts.request: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
+      'spec.rules[0].timeouts.backendRequest: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
+    ]);
+  });
+
+  test('wrong types', () => {
+    assert.deepEqual(problems(route({ rules: {} })), ['spec.rules: must be a list']);
+    assert.deepEqual(problems(route({ rules: [null, 'x'] })), ['spec.rules[0]: must be a map', 'spec.rules[1]: must be a map']);
+  });
+});
+
+test('TCPRoute', () => {
+  const tcp = (spec: object) => res('gateway.networking.k8s.io/v1alpha2', 'TCPRoute', { parentRefs: [{ kind: 'Service', name: 'a' }], ...spec });
+  assert.deepEqual(problems(tcp({})), ['spec.rules: required']);
+  assert.deepEqual(problems(tcp({ rules: [] })), ['spec.rules: must have at least 1 item']);
+  assert.deepEqual(problems(tcp({ rules: [{ backendRefs: [] }, { backendRefs: [{ name: 'b', port: 1, filters: [] }] }] })), [
+    'spec.rules[0].backendRefs: must have at least 1 item',
+    'spec.rules[1].backendRefs[0].filters: unknown field',
+  ]);
+});

@@ -1,0 +1,362 @@
+/**
+ * Validation of one resource document against its kind's schema. Every problem is reported with its
+ * field path, not only the first, so a user fixes a file in one pass. Unknown fields are errors: a
+ * misspelt field silently ignored is a routing rule that silently does nothing.
+ */
+import { isIP } from 'node:net';
+import { parseDuration } from './duration.js';
+import { GATEWAY_V1, GATEWAY_V1ALPHA2, GATEWAY_V1BETA1, WEFT_V1ALPHA1 } from './resources.js';
+import { joinPath } from './source.js';
+
+/** A validation failure at one field path. */
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+type Obj = Record<string, unknown>;
+/** Checks a present (non-null) value found at `path`, appending what is wrong to `errs`. */
+type Check = (v: unknown, path: string, errs: FieldError[]) => void;
+type CrossCheck = (o: Obj, path: string, errs: FieldError[]) => void;
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const absent = (v: unknown): boolean => v === undefined || v === null;
+const field = (o: unknown, key: string): unknown => (isObj(o) ? o[key] : undefined);
+const items = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const mustBe = (values: readonly string[]): string => `must be ${values.length === 1 ? '' : 'one of '}${values.map((v) => JSON.stringify(v)).join(', ')}`;
+
+function fail(errs: FieldError[], path: string, message: string): void {
+  errs.push({ path, message });
+}
+
+/** A map with known fields; `also` runs rules across fields once each field is checked. */
+function object(fields: Record<string, Check>, required: string[] = [], also?: CrossCheck): Check {
+  return (v, path, errs) => {
+    if (!isObj(v)) return fail(errs, path, 'must be a map');
+    for (const key of Object.keys(v)) if (!Object.hasOwn(fields, key)) fail(errs, joinPath(path, key), 'unknown field');
+    for (const [key, check] of Object.entries(fields)) {
+      if (!absent(v[key])) check(v[key], joinPath(path, key), errs);
+      else if (required.includes(key)) fail(errs, joinPath(path, key), 'required');
+    }
+    also?.(v, path, errs);
+  };
+}
+
+function list(item: Check, min = 0): Check {
+  return (v, path, errs) => {
+    if (!Array.isArray(v)) return fail(errs, path, 'must be a list');
+    if (v.length < min) fail(errs, path, `must have at least ${min} item${min === 1 ? '' : 's'}`);
+    v.forEach((x, i) => item(x, `${path}[${i}]`, errs));
+  };
+}
+
+/** A map with free keys, e.g. labels. */
+function record(keyProblem: (k: string) => string | null, value: Check): Check {
+  return (v, path, errs) => {
+    if (!isObj(v)) return fail(errs, path, 'must be a map');
+    for (const [k, x] of Object.entries(v)) {
+      const problem = keyProblem(k);
+      if (problem !== null) fail(errs, joinPath(path, k), problem);
+      value(x, joinPath(path, k), errs);
+    }
+  };
+}
+
+function text(problem: (s: string) => string | null = () => null): Check {
+  return (v, path, errs) => {
+    if (typeof v !== 'string') return fail(errs, path, 'must be a string');
+    const p = problem(v);
+    if (p !== null) fail(errs, path, p);
+  };
+}
+
+function oneOf(...values: string[]): Check {
+  return text((s) => (values.includes(s) ? null : mustBe(values)));
+}
+
+function int(min: number, max: number): Check {
+  return (v, path, errs) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(errs, path, `must be an integer ${min}-${max}`);
+  };
+}
+
+// --- value rules -----------------------------------------------------------------------------
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
+
+const isDnsLabel = (s: string): boolean => s.length <= 63 && DNS_LABEL.test(s);
+const isHostname = (s: string): boolean => s.length <= 253 && s.split('.').every(isDnsLabel);
+
+const dnsLabel = text((s) =>
+  isDnsLabel(s) ? null : 'must be a DNS-1123 label (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)',
+);
+const hostname = text((s) => (isHostname(s) ? null : 'must be a lowercase RFC 1123 hostname'));
+const wildcardHostname = text((s) => (isHostname(s.startsWith('*.') ? s.slice(2) : s) ? null : 'must be a lowercase RFC 1123 hostname, optionally starting with "*."'));
+const address = text((s) => (isIP(s) !== 0 || isHostname(s) ? null : 'must be an IPv4 or IPv6 address or a lowercase hostname'));
+const trustDomain = text((s) => (s.length <= 255 && /^[a-z0-9._-]+$/.test(s) ? null : 'must be a SPIFFE trust domain (lowercase letters, digits, ".", "-" and "_")'));
+const timestamp = text((s) => (RFC3339.test(s) && !Number.isNaN(Date.parse(s)) ? null : 'must be an RFC 3339 timestamp like "2024-01-02T15:04:05Z"'));
+const port = int(1, 65535);
+const weight = int(0, 1_000_000);
+
+function portNameProblem(s: string): string | null {
+  return s.length <= 15 && DNS_LABEL.test(s) && /[a-z]/.test(s) ? null : 'must be a port name (lowercase letters, digits and "-", with a letter, at most 15 characters)';
+}
+const portName = text(portNameProblem);
+const targetPort: Check = (v, path, errs) => {
+  if (typeof v === 'number') port(v, path, errs);
+  else if (typeof v === 'string') portName(v, path, errs);
+  else fail(errs, path, 'must be a port name or number');
+};
+
+function labelKeyProblem(k: string): string | null {
+  const parts = k.split('/');
+  const name = parts.at(-1)!;
+  const ok = parts.length <= 2 && name.length <= 63 && LABEL_NAME.test(name) && (parts.length === 1 || isHostname(parts[0]!));
+  return ok ? null : 'must be a label key ([prefix/]name: name of letters, digits, "-", "_" and ".", at most 63 characters)';
+}
+const labelValue = text((s) => (s === '' || (s.length <= 63 && LABEL_NAME.test(s)) ? null : 'must be a label value (letters, digits, "-", "_" and ".", at most 63 characters)'));
+const labels = record(labelKeyProblem, labelValue);
+
+function durationProblem(s: string, positive: boolean): string | null {
+  try {
+    const ms = parseDuration(s);
+    return positive && ms === 0 ? 'must be greater than 0' : null;
+  } catch {
+    return 'must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)';
+  }
+}
+const duration = text((s) => durationProblem(s, false));
+const positiveDuration = text((s) => durationProblem(s, true));
+
+function regexProblem(s: string): string | null {
+  try {
+    new RegExp(s);
+    return null;
+  } catch (e) {
+    return `must be a valid regular expression (${(e as Error).message})`;
+  }
+}
+
+/** Gateway API's rules for Exact and PathPrefix values and rewrite targets. */
+function httpPathProblem(s: string): string | null {
+  if (!s.startsWith('/')) return 'must start with "/"';
+  if (s.length > 1024) return 'must be at most 1024 characters';
+  if (/\/\/|\/\.\.?(\/|$)|%2f|#/i.test(s)) return 'must be a normalized path (no "//", "/./", "/../", "%2f" or "#")';
+  return null;
+}
+const httpPath = text(httpPathProblem);
+
+const headerName = text((s) => (s.length <= 256 && HTTP_TOKEN.test(s) ? null : 'must be a valid HTTP header name (an RFC 7230 token)'));
+const headerValue = text((s) => (s.length < 1 || s.length > 4096 ? 'must be 1-4096 characters' : /[\r\n\0]/.test(s) ? 'must not contain CR, LF or NUL' : null));
+
+/** Reports list items whose key repeats an earlier one. */
+function noDuplicates(list: unknown, path: string, key: (x: unknown) => unknown, keyField: string, errs: FieldError[]): void {
+  const seen = new Set<unknown>();
+  items(list).forEach((x, i) => {
+    const k = key(x);
+    if (typeof k !== 'string' && typeof k !== 'number') return;
+    if (seen.has(k)) fail(errs, keyField === '' ? `${path}[${i}]` : `${path}[${i}].${keyField}`, `duplicate ${JSON.stringify(k)}`);
+    seen.add(k);
+  });
+}
+const lowerName = (x: unknown): unknown => {
+  const n = field(x, 'name');
+  return typeof n === 'string' ? n.toLowerCase() : undefined;
+};
+
+/** For a `type`-tagged union: the field named by `type` is required and every other member's field forbidden. */
+function tagged(fieldFor: Record<string, string>): CrossCheck {
+  return (o, path, errs) => {
+    if (typeof o.type !== 'string' || !Object.hasOwn(fieldFor, o.type)) return;
+    for (const [type, f] of Object.entries(fieldFor)) {
+      if (type === o.type && absent(o[f])) fail(errs, joinPath(path, f), `required when type is ${type}`);
+      if (type !== o.type && !absent(o[f])) fail(errs, joinPath(path, f), `must not be set when type is ${o.type}`);
+    }
+  };
+}
+
+// --- Weft kinds ------------------------------------------------------------------------------
+
+const metadata = object(
+  { name: dnsLabel, namespace: dnsLabel, labels, annotations: record(labelKeyProblem, text()), creationTimestamp: timestamp },
+  ['name'],
+);
+
+const loadBalancerType = oneOf('RoundRobin', 'LeastRequest');
+
+const meshSpec = object({
+  trustDomain,
+  mtls: object({ mode: oneOf('STRICT', 'PERMISSIVE', 'DISABLED') }, ['mode']),
+  certificateLifetime: positiveDuration,
+  defaults: object({ connectTimeout: positiveDuration, loadBalancer: loadBalancerType }),
+});
+
+const servicePort = object({ name: portName, port, protocol: oneOf('HTTP', 'HTTP2', 'GRPC', 'TCP'), targetPort }, ['name', 'port']);
+const serviceSpec = object({ selector: labels, ports: list(servicePort, 1) }, ['selector', 'ports'], (o, path, errs) => {
+  if (isObj(o.selector) && Object.keys(o.selector).length === 0) fail(errs, `${path}.selector`, 'must select at least one label');
+  noDuplicates(o.ports, `${path}.ports`, (p) => field(p, 'name'), 'name', errs);
+  noDuplicates(o.ports, `${path}.ports`, (p) => field(p, 'port'), 'port', errs);
+});
+
+const workloadSpec = object(
+  { address, ports: record(portNameProblem, port), serviceAccount: hostname, proxy: object({ inboundPort: port }, ['inboundPort']) },
+  ['address', 'ports'],
+  (o, path, errs) => {
+    const inbound = field(o.proxy, 'inboundPort');
+    if (isObj(o.ports) && Object.values(o.ports).includes(inbound)) fail(errs, `${path}.proxy.inboundPort`, 'must differ from the app ports');
+  },
+);
+
+const backendPolicySpec = object(
+  {
+    targetRefs: list(object({ group: oneOf(''), kind: oneOf('Service'), name: dnsLabel }, ['kind', 'name']), 1),
+    loadBalancer: object({ type: loadBalancerType }, ['type']),
+    connectTimeout: positiveDuration,
+  },
+  ['targetRefs'],
+);
+
+// --- Gateway API kinds -----------------------------------------------------------------------
+
+const parentRef = object({ group: oneOf(''), kind: oneOf('Service'), name: dnsLabel, namespace: dnsLabel, port }, ['kind', 'name']);
+const backendRefFields = { group: oneOf(''), kind: oneOf('Service'), name: dnsLabel, namespace: dnsLabel, port, weight };
+
+const regexWhen = (typeField: string, valueField: string, defaultType: string): CrossCheck => (o, path, errs) => {
+  const value = o[valueField];
+  if ((o[typeField] ?? defaultType) === 'RegularExpression' && typeof value === 'string') {
+    const p = regexProblem(value);
+    if (p !== null) fail(errs, joinPath(path, valueField), p);
+  }
+};
+
+const pathMatch = object({ type: oneOf('Exact', 'PathPrefix', 'RegularExpression'), value: text() }, [], (o, path, errs) => {
+  regexWhen('type', 'value', 'PathPrefix')(o, path, errs);
+  const p = o.type !== 'RegularExpression' && typeof o.value === 'string' ? httpPathProblem(o.value) : null;
+  if (p !== null) fail(errs, `${path}.value`, p);
+});
+const valueMatch = (name: Check): Check =>
+  object({ type: oneOf('Exact', 'RegularExpression'), name, value: headerValue }, ['name', 'value'], regexWhen('type', 'value', 'Exact'));
+const routeMatch = object(
+  {
+    path: pathMatch,
+    headers: list(valueMatch(headerName)),
+    queryParams: list(valueMatch(text((s) => (s.length >= 1 && s.length <= 256 ? null : 'must be 1-256 characters')))),
+    method: oneOf(...METHODS),
+  },
+  [],
+  (o, path, errs) => {
+    noDuplicates(o.headers, `${path}.headers`, lowerName, 'name', errs);
+    noDuplicates(o.queryParams, `${path}.queryParams`, (q) => field(q, 'name'), 'name', errs);
+  },
+);
+
+const headerPair = object({ name: headerName, value: headerValue }, ['name', 'value']);
+const headerModifier = object({ set: list(headerPair), add: list(headerPair), remove: list(headerName) }, [], (o, path, errs) => {
+  noDuplicates(o.set, `${path}.set`, lowerName, 'name', errs);
+  noDuplicates(o.add, `${path}.add`, lowerName, 'name', errs);
+  noDuplicates(o.remove, `${path}.remove`, (n) => (typeof n === 'string' ? n.toLowerCase() : undefined), '', errs);
+});
+const PATH_MODIFIER_FIELDS = { ReplaceFullPath: 'replaceFullPath', ReplacePrefixMatch: 'replacePrefixMatch' };
+const pathModifier = object(
+  { type: oneOf(...Object.keys(PATH_MODIFIER_FIELDS)), replaceFullPath: httpPath, replacePrefixMatch: httpPath },
+  ['type'],
+  tagged(PATH_MODIFIER_FIELDS),
+);
+const FILTER_FIELDS = {
+  RequestHeaderModifier: 'requestHeaderModifier',
+  ResponseHeaderModifier: 'responseHeaderModifier',
+  URLRewrite: 'urlRewrite',
+  RequestRedirect: 'requestRedirect',
+};
+const filter = object(
+  {
+    type: oneOf(...Object.keys(FILTER_FIELDS)),
+    requestHeaderModifier: headerModifier,
+    responseHeaderModifier: headerModifier,
+    urlRewrite: object({ hostname, path: pathModifier }),
+    requestRedirect: object({
+      scheme: oneOf('http', 'https'),
+      hostname,
+      path: pathModifier,
+      port,
+      statusCode: (v, path, errs) => (v === 301 || v === 302 ? undefined : fail(errs, path, 'must be 301 or 302')),
+    }),
+  },
+  ['type'],
+  tagged(FILTER_FIELDS),
+);
+
+const timeouts = object({ request: duration, backendRequest: duration }, [], (o, path, errs) => {
+  if (typeof o.request !== 'string' || typeof o.backendRequest !== 'string') return;
+  try {
+    const request = parseDuration(o.request);
+    if (request !== 0 && parseDuration(o.backendRequest) > request) fail(errs, `${path}.backendRequest`, `must not exceed request (${o.request})`);
+  } catch {
+    // Malformed durations are already reported on their own fields.
+  }
+});
+
+const ruleChecks: CrossCheck = (o, path, errs) => {
+  const types = items(o.filters).map((f) => field(f, 'type'));
+  noDuplicates(o.filters, `${path}.filters`, (f) => field(f, 'type'), 'type', errs);
+  const redirect = types.includes('RequestRedirect');
+  if (redirect && types.includes('URLRewrite')) fail(errs, `${path}.filters`, 'must not have both RequestRedirect and URLRewrite');
+  if (redirect && items(o.backendRefs).length > 0) fail(errs, `${path}.backendRefs`, 'must be empty when the rule has a RequestRedirect filter');
+  // A prefix replacement needs a matched prefix to replace, so every match must be a PathPrefix.
+  const replacesPrefix = items(o.filters).some((f) => {
+    const modifier = field(f, 'urlRewrite') ?? field(f, 'requestRedirect');
+    return field(field(modifier, 'path'), 'type') === 'ReplacePrefixMatch';
+  });
+  if (!replacesPrefix) return;
+  items(o.matches).forEach((m, i) => {
+    const type = field(field(m, 'path'), 'type') ?? 'PathPrefix';
+    if (type !== 'PathPrefix') fail(errs, `${path}.matches[${i}].path.type`, 'must be PathPrefix when a filter uses ReplacePrefixMatch');
+  });
+};
+const httpRule = object(
+  {
+    matches: list(routeMatch),
+    filters: list(filter),
+    backendRefs: list(object({ ...backendRefFields, filters: list(filter) }, ['name', 'port'])),
+    timeouts,
+  },
+  [],
+  ruleChecks,
+);
+const httpRouteSpec = object({ parentRefs: list(parentRef, 1), hostnames: list(wildcardHostname), rules: list(httpRule) }, ['parentRefs']);
+
+const tcpRouteSpec = object(
+  { parentRefs: list(parentRef, 1), rules: list(object({ backendRefs: list(object(backendRefFields, ['name', 'port']), 1) }, ['backendRefs']), 1) },
+  ['parentRefs', 'rules'],
+);
+
+/** Spec schema by apiVersion, then kind. */
+const SPECS: Record<string, Record<string, Check>> = {
+  [WEFT_V1ALPHA1]: { Mesh: meshSpec, Service: serviceSpec, Workload: workloadSpec, BackendPolicy: backendPolicySpec },
+  [GATEWAY_V1]: { HTTPRoute: httpRouteSpec },
+  [GATEWAY_V1BETA1]: { HTTPRoute: httpRouteSpec },
+  [GATEWAY_V1ALPHA2]: { TCPRoute: tcpRouteSpec },
+};
+
+/** Every problem of one resource document, each at its field path; empty when it is valid. */
+export function validateResource(obj: unknown): FieldError[] {
+  if (!isObj(obj)) return [{ path: '', message: 'must be a map with apiVersion, kind, metadata and spec' }];
+  const kinds = typeof obj.apiVersion === 'string' && Object.hasOwn(SPECS, obj.apiVersion) ? SPECS[obj.apiVersion] : undefined;
+  const spec = kinds !== undefined && typeof obj.kind === 'string' && Object.hasOwn(kinds, obj.kind) ? kinds[obj.kind] : undefined;
+  const errs: FieldError[] = [];
+  object(
+    {
+      apiVersion: oneOf(...Object.keys(SPECS)),
+      kind: text(() => (kinds === undefined || spec !== undefined ? null : `unknown kind for ${String(obj.apiVersion)}; ${mustBe(Object.keys(kinds))}`)),
+      metadata,
+      // Without a known kind there is no schema to hold the spec to; the kind error says why.
+      spec: spec ?? (() => undefined),
+    },
+    ['apiVersion', 'kind', 'metadata', 'spec'],
+  )(obj, '', errs);
+  return errs;
+}

@@ -1,0 +1,454 @@
+/**
+ * The upstream side of HTTP/1.1: a pool of keep-alive connections to one endpoint, each carrying
+ * one exchange at a time. A connection returns to the pool only when both the request and the
+ * response were complete and the server did not ask to close.
+ */
+import { connect, type Socket } from 'node:net';
+import { MeshError } from '../../core/errors.js';
+import { Body, type BodySink } from '../body.js';
+import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
+import {
+  ChunkedDecoder, ParseError, defaultHeadLimits, findHeadEnd, parseResponseHead, type ResponseHead,
+} from './parse.js';
+import { BODYLESS_RESPONSE_FRAMING, RESPONSE_FRAMING, headerLines, stripHopByHop, writeChunk, writeLastChunk } from './wire.js';
+
+/** Settings of one endpoint's pool. */
+export interface PoolOptions {
+  connectTimeoutMs: number;
+  /** Most idle connections kept. */
+  maxIdle: number;
+  /** An idle connection unused this long is closed. */
+  idleTimeoutMs: number;
+}
+
+/** A connection that failed before any byte of the response arrived, on a reused socket: safe to retry. */
+class StaleConnection extends Error {}
+
+/** Keep-alive connections to one `host:port`. */
+export class Http1Pool {
+  readonly host: string;
+  readonly port: number;
+  readonly key: string;
+  private readonly opts: PoolOptions;
+  private readonly idle: UpstreamConnection[] = [];
+  private closed = false;
+  /** Exchanges in flight (read by least-request balancing). */
+  active = 0;
+  /** Exchanges started, and connect failures, since the pool was made. */
+  total = 0;
+  connectFailures = 0;
+
+  constructor(host: string, port: number, opts: PoolOptions) {
+    this.host = host;
+    this.port = port;
+    this.key = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    this.opts = opts;
+  }
+
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  /** Sends `req` and resolves with the response head; the body streams after. */
+  async request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number): Promise<ProxyResponse> {
+    this.active++;
+    this.total++;
+    let released = false;
+    const done = (): void => {
+      if (!released) {
+        released = true;
+        this.active--;
+      }
+    };
+    try {
+      const reused = this.idle.pop();
+      if (reused !== undefined) {
+        try {
+          return await reused.exchange(req, ctx, timeoutMs, done, true);
+        } catch (err) {
+          if (!(err instanceof StaleConnection)) throw err;
+        }
+      }
+      const conn = await this.open();
+      return await conn.exchange(req, ctx, timeoutMs, done, false);
+    } catch (err) {
+      done();
+      throw err;
+    }
+  }
+
+  private open(): Promise<UpstreamConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: this.host, port: this.port, noDelay: true });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        this.connectFailures++;
+        reject(new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} timed out after ${this.opts.connectTimeoutMs} ms`));
+      }, this.opts.connectTimeoutMs);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.removeAllListeners('error');
+        resolve(new UpstreamConnection(socket, this));
+      });
+      socket.once('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        this.connectFailures++;
+        reject(new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} failed: ${err.code ?? err.message}`));
+      });
+    });
+  }
+
+  /** Called by a connection whose exchange ended cleanly. */
+  release(conn: UpstreamConnection): void {
+    if (this.closed || this.idle.length >= this.opts.maxIdle) {
+      conn.destroy();
+      return;
+    }
+    conn.idleSince(this.opts.idleTimeoutMs);
+    this.idle.push(conn);
+  }
+
+  /** Called by an idle connection that closed or timed out. */
+  forget(conn: UpstreamConnection): void {
+    const i = this.idle.indexOf(conn);
+    if (i !== -1) this.idle.splice(i, 1);
+  }
+
+  /** Closes idle connections now; busy ones close when their exchange ends. */
+  close(): void {
+    this.closed = true;
+    for (const c of this.idle.splice(0)) c.destroy();
+  }
+}
+
+const enum Phase {
+  Idle,
+  /** Waiting for the response head. */
+  Head,
+  Body,
+  Dead,
+}
+
+/** One upstream connection. */
+class UpstreamConnection {
+  private readonly socket: Socket;
+  private readonly pool: Http1Pool;
+  private phase = Phase.Idle;
+  private buf: Buffer | null = null;
+  private resolve: ((res: ProxyResponse) => void) | null = null;
+  private reject: ((err: Error) => void) | null = null;
+  private ctx: RequestContext | null = null;
+  private isHead = false;
+  private reused = false;
+  private requestDone = true;
+  private responseDone = true;
+  private keepAlive = true;
+  private body: Body | null = null;
+  private bodyRemaining = 0;
+  private untilClose = false;
+  private decoder: ChunkedDecoder | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private onDone: (() => void) | null = null;
+  private requestBody: Body | null = null;
+  private gen = 0;
+
+  constructor(socket: Socket, pool: Http1Pool) {
+    this.socket = socket;
+    this.pool = pool;
+    socket.on('data', (c: Buffer) => this.onData(c));
+    socket.on('error', (err) => this.fail(err));
+    socket.on('close', () => this.fail(null));
+    socket.on('end', () => this.onEnd());
+  }
+
+  idleSince(ms: number): void {
+    this.phase = Phase.Idle;
+    this.armTimer(ms, () => this.destroy());
+  }
+
+  destroy(): void {
+    this.phase = Phase.Dead;
+    this.clearTimer();
+    this.socket.destroy();
+    this.pool.forget(this);
+  }
+
+  private armTimer(ms: number, fn: () => void): void {
+    this.clearTimer();
+    if (ms > 0) this.timer = setTimeout(fn, ms);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  exchange(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, onDone: () => void, reused: boolean): Promise<ProxyResponse> {
+    return new Promise((resolve, reject) => {
+      this.clearTimer();
+      this.resolve = resolve;
+      this.reject = reject;
+      this.ctx = ctx;
+      this.onDone = onDone;
+      this.reused = reused;
+      this.isHead = req.method === 'HEAD';
+      this.phase = Phase.Head;
+      this.requestDone = req.body === null;
+      this.responseDone = false;
+      this.keepAlive = true;
+      this.untilClose = false;
+      this.decoder = null;
+      this.body = null;
+      this.requestBody = req.body;
+      ctx.upstreamHost = this.pool.key;
+      if (timeoutMs > 0) {
+        this.armTimer(timeoutMs, () => this.timeout(timeoutMs));
+      }
+      // The handler outlives the exchange; the generation keeps it from touching a later one.
+      const gen = ++this.gen;
+      ctx.abortHandlers.push((err) => {
+        if (this.gen === gen && this.phase !== Phase.Idle) this.abort(err);
+      });
+      this.writeRequest(req);
+    });
+  }
+
+  private writeRequest(req: ProxyRequest): void {
+    const socket = this.socket;
+    const body = req.body;
+    let s = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${req.authority}\r\n${headerLines(req.headers)}`;
+    const chunked = body !== null && body.length < 0;
+    if (body !== null) s += chunked ? 'transfer-encoding: chunked\r\n' : `content-length: ${body.length}\r\n`;
+    if (body === null) {
+      socket.write(`${s}\r\n`, 'latin1');
+      return;
+    }
+    socket.cork();
+    socket.write(`${s}\r\n`, 'latin1');
+    let waiting = false;
+    const sink: BodySink = {
+      data: (chunk) => {
+        if (this.phase === Phase.Dead) return true;
+        const ok = chunked ? writeChunk(socket, chunk) : socket.write(chunk);
+        if (!ok && !waiting) {
+          waiting = true;
+          socket.once('drain', () => {
+            waiting = false;
+            body.resume();
+          });
+        }
+        return ok;
+      },
+      end: (trailers) => {
+        if (this.phase === Phase.Dead) return;
+        if (chunked) writeLastChunk(socket, trailers);
+        socket.uncork();
+        this.requestDone = true;
+        this.maybeRelease();
+      },
+      error: (err) => {
+        // The client's body broke off: the upstream can never see a complete request.
+        this.abort(err instanceof MeshError ? err : new MeshError('BAD_REQUEST', err.message));
+      },
+    };
+    body.pipe(sink);
+    if (!body.done) process.nextTick(() => socket.uncork());
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === Phase.Body) {
+      this.feedBody(chunk, 0);
+      return;
+    }
+    if (this.phase !== Phase.Head) {
+      // Bytes with no request outstanding: the connection cannot be trusted any more.
+      this.destroy();
+      return;
+    }
+    this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    this.readHead();
+  }
+
+  private readHead(): void {
+    while (this.phase === Phase.Head && this.buf !== null) {
+      const buf = this.buf;
+      const end = findHeadEnd(buf, 0);
+      if (end === -1) {
+        if (buf.length > defaultHeadLimits.maxHeadBytes) this.protocolError(new ParseError('UPSTREAM_PROTOCOL_ERROR', 'upstream response head too large'));
+        return;
+      }
+      let head: ResponseHead;
+      try {
+        head = parseResponseHead(buf.toString('latin1', 0, end - 4));
+      } catch (err) {
+        this.protocolError(err as Error);
+        return;
+      }
+      this.buf = end === buf.length ? null : buf.subarray(end);
+      if (head.status < 200) {
+        if (head.status === 101) {
+          this.protocolError(new ParseError('UPSTREAM_PROTOCOL_ERROR', 'upstream switched protocols without an upgrade request'));
+          return;
+        }
+        stripHopByHop(head.headers, head.connection, RESPONSE_FRAMING);
+        this.ctx?.interim?.(head.status, head.headers);
+        continue;
+      }
+      this.startResponse(head);
+    }
+  }
+
+  private startResponse(head: ResponseHead): void {
+    const conn = head.connection;
+    this.keepAlive = head.minor === 1 ? !(conn !== null && conn.includes('close')) : conn !== null && conn.includes('keep-alive');
+    const bodyless = this.isHead || head.status === 204 || head.status === 304;
+    stripHopByHop(head.headers, conn, bodyless ? BODYLESS_RESPONSE_FRAMING : RESPONSE_FRAMING);
+    let body: Body | null = null;
+    if (!bodyless && (head.chunked || head.contentLength !== 0)) {
+      const length = head.chunked || head.contentLength === -1 ? -1 : head.contentLength;
+      body = new Body(length, {
+        pause: () => this.socket.pause(),
+        resume: () => this.socket.resume(),
+        abort: (err) => this.abort(err),
+      });
+      if (head.chunked) {
+        const b = body;
+        this.decoder = new ChunkedDecoder({ data: (c) => b.push(c), end: (t) => b.end(t) }, true);
+      } else if (head.contentLength === -1) {
+        this.untilClose = true;
+        this.keepAlive = false;
+      } else {
+        this.bodyRemaining = head.contentLength;
+      }
+    }
+    const resolve = this.resolve!;
+    this.resolve = null;
+    this.reject = null;
+    this.body = body;
+    if (body === null) {
+      this.phase = Phase.Idle;
+      this.responseEnded();
+    } else {
+      this.phase = Phase.Body;
+    }
+    resolve({ status: head.status, headers: head.headers, body });
+    if (this.phase === Phase.Body && this.buf !== null) {
+      const rest = this.buf;
+      this.buf = null;
+      this.feedBody(rest, 0);
+    }
+  }
+
+  private feedBody(chunk: Buffer, offset: number): void {
+    const body = this.body!;
+    if (this.decoder !== null) {
+      let end: number;
+      try {
+        end = this.decoder.push(chunk, offset);
+      } catch (err) {
+        body.fail(err as Error);
+        this.destroy();
+        this.finishExchange();
+        return;
+      }
+      if (end === -1) return;
+      if (end < chunk.length) this.keepAlive = false; // bytes after the response: not reusable
+      this.responseEnded();
+      return;
+    }
+    if (this.untilClose) {
+      body.push(offset === 0 ? chunk : chunk.subarray(offset));
+      return;
+    }
+    const take = Math.min(this.bodyRemaining, chunk.length - offset);
+    body.push(offset === 0 && take === chunk.length ? chunk : chunk.subarray(offset, offset + take));
+    this.bodyRemaining -= take;
+    if (this.bodyRemaining === 0) {
+      if (offset + take < chunk.length) this.keepAlive = false;
+      body.end(null);
+      this.responseEnded();
+    }
+  }
+
+  private responseEnded(): void {
+    this.responseDone = true;
+    this.body = null;
+    this.decoder = null;
+    this.finishExchange();
+    this.maybeRelease();
+  }
+
+  private finishExchange(): void {
+    this.clearTimer();
+    this.ctx = null;
+    const done = this.onDone;
+    this.onDone = null;
+    done?.();
+  }
+
+  private maybeRelease(): void {
+    if (!this.requestDone || !this.responseDone || this.phase === Phase.Dead) return;
+    this.requestBody = null;
+    if (this.keepAlive) this.pool.release(this);
+    else this.destroy();
+  }
+
+  private onEnd(): void {
+    if (this.phase === Phase.Body && this.untilClose) {
+      this.body!.end(null);
+      this.responseEnded();
+      return;
+    }
+    this.fail(null);
+  }
+
+  private timeout(ms: number): void {
+    this.abort(new MeshError('UPSTREAM_TIMEOUT', `upstream ${this.pool.key} did not answer within ${ms} ms`));
+  }
+
+  private protocolError(err: Error): void {
+    this.abort(err instanceof MeshError ? err : new MeshError('UPSTREAM_PROTOCOL_ERROR', err.message));
+  }
+
+  /** Ends the exchange with `err`: before the response head it rejects, after it the body fails. */
+  private abort(err: Error): void {
+    if (this.phase === Phase.Dead) return;
+    const reject = this.reject;
+    const body = this.body;
+    this.reject = null;
+    this.resolve = null;
+    this.destroy();
+    this.requestBody?.abort(err);
+    this.requestBody = null;
+    if (reject !== null) reject(err);
+    else if (body !== null) body.fail(err);
+    this.finishExchange();
+  }
+
+  /** The socket errored or closed under us. */
+  private fail(err: Error | null): void {
+    if (this.phase === Phase.Dead) return;
+    if (this.phase === Phase.Idle) {
+      this.destroy();
+      return;
+    }
+    const noResponseYet = this.phase === Phase.Head && this.buf === null;
+    if (noResponseYet && this.reused && this.requestBody === null) {
+      // The server closed a kept-alive connection just as we reused it: nothing was processed.
+      const reject = this.reject!;
+      this.reject = null;
+      this.resolve = null;
+      this.clearTimer();
+      this.phase = Phase.Dead;
+      this.pool.forget(this);
+      this.socket.destroy();
+      this.onDone = null;
+      reject(new StaleConnection('stale keep-alive connection'));
+      return;
+    }
+    const detail = err === null ? 'closed the connection' : `reset the connection (${(err as NodeJS.ErrnoException).code ?? err.message})`;
+    this.abort(new MeshError('UPSTREAM_RESET', `upstream ${this.pool.key} ${detail}`));
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Writing HTTP/1.1 framing, and the header fields that belong to one connection and never cross
+ * the proxy (RFC 9110 7.6.1).
+ */
+import type { Socket } from 'node:net';
+
+/** Fields removed from requests: hop-by-hop, framing (re-derived from the body) and Host (carried as authority). */
+export const REQUEST_FRAMING: ReadonlySet<string> = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'host',
+]);
+/** Fields removed from responses that carry a body. */
+export const RESPONSE_FRAMING: ReadonlySet<string> = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length',
+]);
+/** Fields removed from responses without a body, whose Content-Length describes what a GET would return. */
+export const BODYLESS_RESPONSE_FRAMING: ReadonlySet<string> = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
+]);
+
+/** Removes `strip` fields and those named by the Connection header, in place. */
+export function stripHopByHop(headers: string[], connection: readonly string[] | null, strip: ReadonlySet<string>): void {
+  let w = 0;
+  for (let r = 0; r < headers.length; r += 2) {
+    const name = headers[r]!;
+    if (strip.has(name) || (connection !== null && connection.includes(name))) continue;
+    if (w !== r) {
+      headers[w] = name;
+      headers[w + 1] = headers[r + 1]!;
+    }
+    w += 2;
+  }
+  headers.length = w;
+}
+
+/** Writes one chunk of a chunked body; returns the socket's backpressure verdict. */
+export function writeChunk(socket: Socket, chunk: Buffer): boolean {
+  if (chunk.length === 0) return true;
+  socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+  socket.write(chunk);
+  return socket.write('\r\n', 'latin1');
+}
+
+/** Ends a chunked body, with trailer fields when there are any. */
+export function writeLastChunk(socket: Socket, trailers: readonly string[] | null): void {
+  let s = '0\r\n';
+  if (trailers !== null) for (let i = 0; i < trailers.length; i += 2) s += `${trailers[i]}: ${trailers[i + 1]}\r\n`;
+  socket.write(`${s}\r\n`, 'latin1');
+}
+
+/** Serialises header fields as lines. */
+export function headerLines(headers: readonly string[]): string {
+  let s = '';
+  for (let i = 0; i < headers.length; i += 2) s += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return s;
+}

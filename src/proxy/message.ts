@@ -1,0 +1,88 @@
+/**
+ * The one composable unit of the data plane: a Handler takes a request and its context and returns
+ * a response; a Layer wraps a Handler. Filters are layers, the router and the upstream call are
+ * terminal handlers. Protocol code (HTTP/1.1 today, HTTP/2 later) only converts wire messages to and
+ * from these shapes.
+ */
+import type { Body } from './body.js';
+
+/** A request on its way through the proxy. Handlers may change it before passing it on. */
+export interface ProxyRequest {
+  method: string;
+  /** Origin-form path and query. */
+  path: string;
+  /** Lowercase `host[:port]` the request is for. */
+  authority: string;
+  /** End-to-end header fields, flattened [name, value, …], lowercase names; no Host, no hop-by-hop. */
+  headers: string[];
+  body: Body | null;
+}
+
+/** A response on its way back. */
+export interface ProxyResponse {
+  status: number;
+  headers: string[];
+  body: Body | null;
+}
+
+/** Facts about the request that handlers read and layers annotate. */
+export interface RequestContext {
+  /** `inbound` or `outbound`. */
+  readonly direction: 'inbound' | 'outbound';
+  readonly requestId: string;
+  readonly clientAddress: string;
+  /** When the request head was complete (performance.now()). */
+  readonly start: number;
+  /** Set by the router: the metrics/route label. */
+  route: string;
+  /** Set by the router: the destination service label. */
+  destination: string;
+  /** Set by the upstream call: `address:port` of the chosen endpoint. */
+  upstreamHost: string;
+  /** Called when the downstream gives up or a timeout fires, so upstream work stops. */
+  readonly abortHandlers: Array<(err: Error) => void>;
+  /** Relays an interim (1xx) response to the client, when the client asked for one (Expect: 100-continue). */
+  readonly interim: ((status: number, headers: string[]) => void) | null;
+  /** The mesh error code of the response, or '' when the app answered. */
+  errorCode: string;
+}
+
+export type Handler = (req: ProxyRequest, ctx: RequestContext) => Promise<ProxyResponse>;
+export type Layer = (next: Handler) => Handler;
+
+/** Applies layers so the first listed is outermost. */
+export function compose(layers: readonly Layer[], terminal: Handler): Handler {
+  let h = terminal;
+  for (let i = layers.length - 1; i >= 0; i--) h = layers[i]!(h);
+  return h;
+}
+
+/** Aborts upstream work attached to the context (idempotent per handler list). */
+export function abortContext(ctx: RequestContext, err: Error): void {
+  const handlers = ctx.abortHandlers.splice(0);
+  for (const h of handlers) h(err);
+}
+
+/** First value of a header (lowercase name), or undefined. */
+export function getHeader(headers: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
+  return undefined;
+}
+
+/** Removes every field named `name` (lowercase) in place. */
+export function removeHeader(headers: string[], name: string): void {
+  let w = 0;
+  for (let r = 0; r < headers.length; r += 2) {
+    if (headers[r] !== name) {
+      headers[w++] = headers[r]!;
+      headers[w++] = headers[r + 1]!;
+    }
+  }
+  headers.length = w;
+}
+
+/** Replaces every field named `name` with one field. */
+export function setHeader(headers: string[], name: string, value: string): void {
+  removeHeader(headers, name);
+  headers.push(name, value);
+}

@@ -1,0 +1,111 @@
+/**
+ * The outbound router: authority → virtual host → first matching route → that route's prebuilt
+ * handler (its filters composed around a weighted backend pick). Built once per configuration.
+ */
+import { MeshError } from '../../core/errors.js';
+import type { Route, VirtualHost, WeightedBackend } from '../../model/snapshot.js';
+import { compose, type Handler, type Layer } from '../message.js';
+import { requestHeaderModifier, responseHeaderModifier } from '../filters/header-modifier.js';
+import { redirectHandler } from '../filters/redirect.js';
+import { requestTimeout } from '../filters/request-timeout.js';
+import { urlRewrite } from '../filters/url-rewrite.js';
+import type { ClusterRuntime } from '../upstream/cluster.js';
+import { buildMatcher, needsQuery, pathPart, type Matcher } from './match.js';
+
+interface BuiltRoute {
+  readonly name: string;
+  readonly matcher: Matcher;
+  readonly handler: Handler;
+}
+
+interface BuiltHost {
+  /** `service.namespace`, the destination label. */
+  readonly destination: string;
+  readonly routes: readonly BuiltRoute[];
+  readonly needsQuery: boolean;
+}
+
+/** Builds the handler of one route: its filters around its action. */
+export function buildRouteHandler(route: Route, clusters: ReadonlyMap<string, ClusterRuntime>): Handler {
+  const layers: Layer[] = [];
+  if (route.timeouts.requestMs > 0) layers.push(requestTimeout(route.timeouts.requestMs));
+  if (route.responseFilters.length > 0) layers.push(responseHeaderModifier(route.responseFilters));
+  for (const f of route.requestFilters) {
+    layers.push(f.type === 'RequestHeaderModifier' ? requestHeaderModifier(f.modifier) : urlRewrite(f.hostname, f.path));
+  }
+  const terminal =
+    route.action.type === 'redirect'
+      ? redirectHandler(route.action.redirect)
+      : weightedBackends(route.action.backends, clusters, route.timeouts.backendRequestMs, route.name);
+  return compose(layers, terminal);
+}
+
+function invalidBackend(message: string): Handler {
+  return (req) => {
+    req.body?.abort(new Error(message));
+    return Promise.reject(new MeshError('INVALID_BACKEND', message));
+  };
+}
+
+/** Picks one backend per request in proportion to the weights. */
+function weightedBackends(
+  backends: readonly WeightedBackend[],
+  clusters: ReadonlyMap<string, ClusterRuntime>,
+  backendTimeoutMs: number,
+  routeName: string,
+): Handler {
+  const live = backends.filter((b) => b.weight > 0);
+  if (live.length === 0) return invalidBackend(`route ${routeName} has no backend with a weight above 0`);
+  const handlers = live.map((b) => {
+    if (b.cluster === null) return invalidBackend(`route ${routeName} refers to a backend that does not exist`);
+    const c = clusters.get(b.cluster);
+    if (c === undefined) return invalidBackend(`route ${routeName} refers to unknown cluster ${b.cluster}`);
+    return c.handler(backendTimeoutMs);
+  });
+  if (handlers.length === 1) return handlers[0]!;
+  const cumulative: number[] = [];
+  let total = 0;
+  for (const b of live) cumulative.push((total += b.weight));
+  return (req, ctx) => {
+    const r = Math.random() * total;
+    let i = 0;
+    while (cumulative[i]! <= r) i++;
+    return handlers[i]!(req, ctx);
+  };
+}
+
+/** Routes outbound HTTP by authority. */
+export class RouteTable {
+  private readonly hosts = new Map<string, BuiltHost>();
+
+  constructor(virtualHosts: readonly VirtualHost[], clusters: ReadonlyMap<string, ClusterRuntime>) {
+    for (const vh of virtualHosts) {
+      const host: BuiltHost = {
+        destination: `${vh.service}.${vh.namespace}`,
+        routes: vh.routes.map((r) => ({ name: r.name, matcher: buildMatcher(r.match), handler: buildRouteHandler(r, clusters) })),
+        needsQuery: vh.routes.some((r) => needsQuery(r.match)),
+      };
+      for (const d of vh.domains) if (!this.hosts.has(d)) this.hosts.set(d, host);
+    }
+  }
+
+  /** The router: a terminal handler for every outbound request. */
+  readonly handler: Handler = (req, ctx) => {
+    const host = this.hosts.get(req.authority);
+    if (host === undefined) {
+      req.body?.abort(new Error('no route'));
+      return Promise.reject(new MeshError('NO_ROUTE', `no service matches authority "${req.authority}"`));
+    }
+    ctx.destination = host.destination;
+    const p = pathPart(req.path);
+    const query = host.needsQuery ? new URLSearchParams(req.path.slice(p.length + 1)) : null;
+    for (const r of host.routes) {
+      if (r.matcher(req, p, query)) {
+        ctx.route = r.name;
+        return r.handler(req, ctx);
+      }
+    }
+    req.body?.abort(new Error('no route'));
+    return Promise.reject(new MeshError('NO_ROUTE', `no route of ${host.destination} matches ${req.method} ${p}`));
+  };
+}

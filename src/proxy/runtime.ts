@@ -1,0 +1,93 @@
+/**
+ * Everything built from one snapshot: the router, the inbound forwarder, the clusters and TCP
+ * targets. A new snapshot builds a new Runtime; listeners swap to it in one assignment, and
+ * requests already in flight finish on the one they started with.
+ */
+import { MeshError } from '../core/errors.js';
+import type { ProxySnapshot, TcpService } from '../model/snapshot.js';
+import { getHeader, removeHeader, type Handler } from './message.js';
+import type { Http1Pool } from './http1/client.js';
+import { RouteTable } from './route/route-table.js';
+import { APP_PORT_HEADER, ClusterRuntime } from './upstream/cluster.js';
+import type { PoolRegistry } from './upstream/pools.js';
+
+/** Connect timeout towards the local app. */
+const APP_CONNECT_TIMEOUT_MS = 1000;
+
+/** A TCP service with its backends resolved to clusters. */
+export interface TcpTarget {
+  readonly service: TcpService;
+  /** Picks the cluster for one connection (weighted), or null. */
+  readonly pickCluster: () => ClusterRuntime | null;
+}
+
+/** The data plane built from one snapshot. */
+export class Runtime {
+  readonly snapshot: ProxySnapshot;
+  readonly clusters: ReadonlyMap<string, ClusterRuntime>;
+  readonly outbound: Handler;
+  readonly inbound: Handler;
+  readonly tcp: ReadonlyMap<string, TcpTarget>;
+  /** Every pool this runtime uses, so older ones can be closed. */
+  readonly pools: ReadonlySet<Http1Pool>;
+
+  constructor(snapshot: ProxySnapshot, registry: PoolRegistry) {
+    this.snapshot = snapshot;
+    const clusters = new Map<string, ClusterRuntime>();
+    const pools = new Set<Http1Pool>();
+    for (const c of snapshot.clusters) {
+      const rt = new ClusterRuntime(c, registry);
+      clusters.set(c.name, rt);
+      for (const e of rt.endpoints) pools.add(e.pool);
+    }
+    this.clusters = clusters;
+    this.outbound = new RouteTable(snapshot.virtualHosts, clusters).handler;
+    this.inbound = inboundHandler(snapshot, registry, pools);
+    const tcp = new Map<string, TcpTarget>();
+    for (const t of snapshot.tcpServices) tcp.set(t.name, { service: t, pickCluster: weightedClusters(t, clusters) });
+    this.tcp = tcp;
+    this.pools = pools;
+  }
+}
+
+function weightedClusters(t: TcpService, clusters: ReadonlyMap<string, ClusterRuntime>): () => ClusterRuntime | null {
+  const live = t.backends.filter((b) => b.weight > 0 && b.cluster !== null && clusters.has(b.cluster));
+  const list = live.map((b) => clusters.get(b.cluster!)!);
+  const total = live.reduce((s, b) => s + b.weight, 0);
+  if (list.length === 0) return () => null;
+  if (list.length === 1) return () => list[0]!;
+  return () => {
+    let r = Math.random() * total;
+    for (let i = 0; i < live.length; i++) if ((r -= live[i]!.weight) < 0) return list[i]!;
+    return list[list.length - 1]!;
+  };
+}
+
+/** Forwards inbound requests to this workload's app, on the port the caller's proxy named. */
+function inboundHandler(snapshot: ProxySnapshot, registry: PoolRegistry, pools: Set<Http1Pool>): Handler {
+  const { appAddress, ports, defaultPort } = snapshot.inbound;
+  const byPort = new Map<number, Http1Pool>();
+  for (const port of Object.values(ports)) {
+    const pool = registry.get(appAddress, port, APP_CONNECT_TIMEOUT_MS);
+    byPort.set(port, pool);
+    pools.add(pool);
+  }
+  const destination = `${snapshot.workload.name}.${snapshot.workload.namespace}`;
+  return (req, ctx) => {
+    let port = defaultPort;
+    const named = getHeader(req.headers, APP_PORT_HEADER);
+    if (named !== undefined) {
+      removeHeader(req.headers, APP_PORT_HEADER);
+      port = Number(named);
+    }
+    const pool = port === null ? undefined : byPort.get(port);
+    ctx.destination = destination;
+    ctx.route = 'inbound';
+    if (pool === undefined) {
+      req.body?.abort(new Error('no app port'));
+      const why = port === null ? 'the workload has several ports and the request named none' : `port ${named} is not a port of this workload`;
+      return Promise.reject(new MeshError('NO_ROUTE', `inbound: ${why}`));
+    }
+    return pool.request(req, ctx, 0);
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * A cluster at run time: its endpoints with their pools, and the picker its balancer published.
+ * The upstream call is the terminal handler of every forwarding route.
+ */
+import { MeshError } from '../../core/errors.js';
+import type { Cluster, Endpoint } from '../../model/snapshot.js';
+import type { Http1Pool } from '../http1/client.js';
+import type { Handler } from '../message.js';
+import { balancers, type Picker } from './balancer.js';
+import type { PoolRegistry } from './pools.js';
+
+/** Header that tells a workload's inbound proxy which app port a request is for. */
+export const APP_PORT_HEADER = 'weft-app-port';
+
+/** One endpoint of a cluster, with the pool that reaches it. */
+export class ClusterEndpoint {
+  readonly endpoint: Endpoint;
+  readonly pool: Http1Pool;
+
+  constructor(endpoint: Endpoint, pool: Http1Pool) {
+    this.endpoint = endpoint;
+    this.pool = pool;
+  }
+
+  get active(): number {
+    return this.pool.active;
+  }
+}
+
+/** A cluster built from its snapshot entry. */
+export class ClusterRuntime {
+  readonly config: Cluster;
+  readonly endpoints: readonly ClusterEndpoint[];
+  readonly pick: Picker<ClusterEndpoint>;
+
+  constructor(config: Cluster, pools: PoolRegistry) {
+    this.config = config;
+    this.endpoints = config.endpoints.map((e) => new ClusterEndpoint(e, pools.get(e.address, e.port, config.connectTimeoutMs)));
+    this.pick = balancers[config.loadBalancer](this.endpoints);
+  }
+
+  /** The terminal handler that sends a request to one of this cluster's endpoints. */
+  handler(backendTimeoutMs: number): Handler {
+    const name = this.config.name;
+    return (req, ctx) => {
+      const ep = this.pick();
+      if (ep === null) return Promise.reject(new MeshError('NO_HEALTHY_UPSTREAM', `no healthy endpoint in cluster ${name}`));
+      if (ep.endpoint.proxied) req.headers.push(APP_PORT_HEADER, String(ep.endpoint.appPort));
+      return ep.pool.request(req, ctx, backendTimeoutMs);
+    };
+  }
+}

@@ -1,0 +1,234 @@
+// Shared pieces of the end-to-end tests: real upstream servers and real `weft` processes on
+// loopback, every port chosen by the OS, every process stopped at the end.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { connect, createServer as createTcpServer, type AddressInfo } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const weftBin = join(root, 'bin', 'weft.js');
+
+/** What an echo upstream saw of one request. */
+export interface Seen {
+  name: string;
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+/** An HTTP upstream that answers with what it received. `/slow?ms=N` waits first; `/chunked` streams. */
+export async function startEcho(name: string): Promise<{ port: number; server: Server; seen: Seen[]; close(): Promise<void> }> {
+  const seen: Seen[] = [];
+  const server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const s: Seen = { name, method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(parts).toString() };
+      seen.push(s);
+      const url = new URL(req.url!, 'http://x');
+      const reply = (): void => {
+        if (url.pathname === '/chunked') {
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          res.write('one,');
+          setTimeout(() => res.end('two'), 20);
+          return;
+        }
+        const json = JSON.stringify(s);
+        res.writeHead(200, {
+          'content-type': 'application/json', 'content-length': Buffer.byteLength(json), 'x-upstream': name, connection: 'x-private', 'x-private': 'hop',
+        });
+        res.end(json);
+      };
+      const ms = Number(url.searchParams.get('ms') ?? 0);
+      if (url.pathname === '/slow') setTimeout(reply, ms);
+      else reply();
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    server,
+    seen,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** A TCP echo server. */
+export async function startTcpEcho(): Promise<{ port: number; close(): void }> {
+  const server = createTcpServer({ allowHalfOpen: true }, (s) => s.pipe(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as AddressInfo).port, close: () => server.close() };
+}
+
+/** A free port: bound by the OS, then released (for a workload that must not answer). */
+export async function freePort(): Promise<number> {
+  const s = createTcpServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** The example mesh with the given app ports, plus optional extra documents. */
+export function meshYaml(p: { v1: number; v2: number; tcp: number }, routeRules?: string, extra = ''): string {
+  const rules =
+    routeRules ??
+    `  - matches: [{ headers: [{ name: x-canary, value: "1" }] }]
+    backendRefs: [{ name: echo-v2, port: 80 }]
+  - matches: [{ path: { type: PathPrefix, value: /slow } }]
+    timeouts: { request: 300ms }
+    backendRefs: [{ name: echo-v1, port: 80 }]
+  - backendRefs: [{ name: echo-v1, port: 80, weight: 90 }, { name: echo-v2, port: 80, weight: 10 }]`;
+  return `apiVersion: weft.dev/v1alpha1
+kind: Service
+metadata: { name: echo }
+spec:
+  selector: { app: echo }
+  ports: [{ name: http, port: 80, protocol: HTTP }]
+---
+apiVersion: weft.dev/v1alpha1
+kind: Service
+metadata: { name: echo-v1 }
+spec: { selector: { app: echo, version: v1 }, ports: [{ name: http, port: 80, protocol: HTTP }] }
+---
+apiVersion: weft.dev/v1alpha1
+kind: Service
+metadata: { name: echo-v2 }
+spec: { selector: { app: echo, version: v2 }, ports: [{ name: http, port: 80, protocol: HTTP }] }
+---
+apiVersion: weft.dev/v1alpha1
+kind: Service
+metadata: { name: tcp-echo }
+spec: { selector: { app: tcp-echo }, ports: [{ name: tcp, port: 9000, protocol: TCP }] }
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: { name: echo-1, labels: { app: echo, version: v1 } }
+spec: { address: 127.0.0.1, ports: { http: ${p.v1} }, serviceAccount: echo }
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: { name: echo-2, labels: { app: echo, version: v2 } }
+spec: { address: 127.0.0.1, ports: { http: ${p.v2} }, serviceAccount: echo }
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: { name: tcp-echo-1, labels: { app: tcp-echo } }
+spec: { address: 127.0.0.1, ports: { tcp: ${p.tcp} } }
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: { name: client-1, labels: { app: client } }
+spec: { address: 127.0.0.1, ports: { http: ${p.v1} } }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: echo }
+spec:
+  parentRefs: [{ kind: Service, name: echo, port: 80 }]
+  rules:
+${rules}
+${extra}`;
+}
+
+/** Writes a file in a fresh temporary folder and returns its path. */
+export function tempFile(name: string, text: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'weft-e2e-')), name);
+  writeFileSync(file, text);
+  return file;
+}
+
+/** A running `weft proxy` process. */
+export interface RunningProxy {
+  proc: ChildProcess;
+  outbound: number;
+  inbound: number;
+  admin: number;
+  upstreams: Record<string, number>;
+  stderr(): string;
+  /** SIGTERM, then resolves with the exit code (SIGKILL after 10 s). */
+  stop(): Promise<number | null>;
+}
+
+/** Starts `weft proxy` with OS-chosen ports and waits until it reports them. */
+export function startProxy(file: string, workload: string, extra: string[] = []): Promise<RunningProxy> {
+  const proc = spawn(
+    process.execPath,
+    [weftBin, 'proxy', '--file', file, '--workload', workload, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', ...extra],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let err = '';
+  let out = '';
+  proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`proxy did not start within 10 s:\n${err}`));
+    }, 10_000);
+    const early = (code: number | null): void => {
+      clearTimeout(timer);
+      reject(new Error(`proxy exited with ${code} before listening:\n${err}`));
+    };
+    proc.once('exit', early);
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const line = out.split('\n').find((l) => l.includes('"listening"'));
+      if (line === undefined) return;
+      clearTimeout(timer);
+      proc.off('exit', early);
+      const ports = (JSON.parse(line) as { ports: { outbound: number; inbound: number; admin: number; upstreams: Record<string, number> } }).ports;
+      resolve({
+        proc,
+        ...ports,
+        stderr: () => err,
+        stop: async () => {
+          if (proc.exitCode !== null) return proc.exitCode;
+          proc.kill('SIGTERM');
+          const kill = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+          const code = await exited;
+          clearTimeout(kill);
+          return code;
+        },
+      });
+    });
+  });
+}
+
+/** A raw HTTP exchange on a fresh connection: writes `bytes`, reads until the peer closes or `ms` pass. */
+export function rawExchange(port: number, bytes: string | Buffer, ms = 2000): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    let text = '';
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ text, closed: false });
+    }, ms);
+    s.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text, closed: true });
+    });
+    s.on('error', () => {});
+    s.write(bytes);
+  });
+}
+
+/** Polls `fn` until it returns true or `ms` pass. */
+export async function eventually(fn: () => Promise<boolean> | boolean, ms = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`${what} not reached within ${ms} ms`);
+}
