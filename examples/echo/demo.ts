@@ -2,7 +2,7 @@
 // examples/echo/mesh.yaml. It sends a little traffic, prints what the split did, and keeps running
 // so you can try the proxy yourself. Ctrl-C stops everything.
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:http';
+import { createServer, get } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,14 +31,25 @@ process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
 proxy.on('exit', (code) => process.exit(code ?? 0));
 
+/** GET through the proxy's outbound port with a Host header (fetch() may not set Host). */
+function viaProxy(headers: Record<string, string>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port: 15001, path: '/hello', headers: { host: 'echo', ...headers } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve(text));
+    }).on('error', reject);
+  });
+}
+
 proxy.stdout.once('data', async () => {
   const counts: Record<string, number> = {};
   for (let i = 0; i < 200; i++) {
-    const text = await (await fetch('http://127.0.0.1:15001/hello', { headers: { host: 'echo' } })).text();
-    const v = text.split(':')[0]!;
+    const v = (await viaProxy({})).split(':')[0]!;
     counts[v] = (counts[v] ?? 0) + 1;
   }
-  const canary = await (await fetch('http://127.0.0.1:15001/hello', { headers: { host: 'echo', 'x-canary': '1' } })).text();
+  const canary = await viaProxy({ 'x-canary': '1' });
   console.log(`
 Weft is running: proxy for workload client-1, from ${file}
   200 requests to http://echo/hello went to: ${JSON.stringify(counts)}   (the route says 90/10)
@@ -49,7 +60,7 @@ Try it:
   curl -H 'Host: echo.default:80' http://127.0.0.1:15001/      # routed by authority
   curl -H 'x-canary: 1' -x http://127.0.0.1:15001 http://echo/  # header match → v2
   curl -x http://127.0.0.1:15001 http://nowhere/ -i            # a coded mesh error
-  echo hi | nc -q1 127.0.0.1 15009                             # TCP service tcp-echo:9000
+  curl telnet://127.0.0.1:15009                                # TCP service tcp-echo:9000 (type, Ctrl-C)
   curl http://127.0.0.1:15000/metrics                          # admin: /ready /clusters /config_dump
 Edit ${file} and save: good edits apply live, bad ones are refused with their line.
 Ctrl-C stops everything.`);
