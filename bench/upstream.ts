@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { launch } from './lib/processes.js';
 import { freePort } from './lib/ports.js';
-import { waitUntilServing } from './lib/http-probe.js';
+import { servedBy } from './lib/http-probe.js';
 import type { RunningRow } from './rows/types.js';
 
 /** nginx main-context lines shared by the upstream and the nginx proxy row. */
@@ -54,11 +54,5 @@ ${nginxHttpPreamble(dir)}
 `,
   );
   const proc = launch('upstream nginx', 'nginx', ['-p', dir, '-c', conf, '-e', path.join(dir, 'error.log')], { core });
-  try {
-    await waitUntilServing({ port, process: proc });
-  } catch (err) {
-    await proc.stop();
-    throw err;
-  }
-  return { port, pids: [proc.pid], stop: () => proc.stop() };
+  return servedBy(proc, port);
 }

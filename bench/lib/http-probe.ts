@@ -69,3 +69,14 @@ export function oneLine(text: string, max = 160): string {
   const flat = text.replace(/\s+/g, ' ').trim();
   return flat.length > max ? `…${flat.slice(-max)}` : flat || '(no output)';
 }
+
+/** Waits until `proc` serves on `port`, stopping it if it never does; the running row's handle. */
+export async function servedBy(proc: Launched, port: number): Promise<{ port: number; pids: number[]; stop(): Promise<void> }> {
+  try {
+    await waitUntilServing({ port, process: proc });
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return { port, pids: [proc.pid], stop: () => proc.stop() };
+}

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { launch } from '../lib/processes.js';
 import { freePort } from '../lib/ports.js';
-import { waitUntilServing } from '../lib/http-probe.js';
+import { servedBy } from '../lib/http-probe.js';
 import type { BenchRow } from './types.js';
 
 export const haproxyRow: BenchRow = {
@@ -42,12 +42,6 @@ backend upstream
     );
     // -db: stay in the foreground, no master/worker split, so the pid we spawn is the proxy.
     const proc = launch('haproxy', 'haproxy', ['-db', '-f', conf], { core: ctx.proxyCore });
-    try {
-      await waitUntilServing({ port, process: proc });
-    } catch (err) {
-      await proc.stop();
-      throw err;
-    }
-    return { port, pids: [proc.pid], stop: () => proc.stop() };
+    return servedBy(proc, port);
   },
 };

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { launch } from '../lib/processes.js';
 import { freePort } from '../lib/ports.js';
-import { waitUntilServing } from '../lib/http-probe.js';
+import { servedBy } from '../lib/http-probe.js';
 import { nginxHttpPreamble, nginxPreamble } from '../upstream.js';
 import type { BenchRow } from './types.js';
 
@@ -42,12 +42,6 @@ ${nginxHttpPreamble(ctx.tmpDir)}
     const proc = launch('nginx', 'nginx', ['-p', ctx.tmpDir, '-c', conf, '-e', path.join(ctx.tmpDir, 'error.log')], {
       core: ctx.proxyCore,
     });
-    try {
-      await waitUntilServing({ port, process: proc });
-    } catch (err) {
-      await proc.stop();
-      throw err;
-    }
-    return { port, pids: [proc.pid], stop: () => proc.stop() };
+    return servedBy(proc, port);
   },
 };

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { launch } from '../lib/processes.js';
 import { freePort } from '../lib/ports.js';
-import { waitUntilServing } from '../lib/http-probe.js';
+import { servedBy } from '../lib/http-probe.js';
 import type { BenchRow } from './types.js';
 
 export const nodeUndiciRow: BenchRow = {
@@ -22,12 +22,6 @@ export const nodeUndiciRow: BenchRow = {
       [script, '--port', String(port), '--upstream', `127.0.0.1:${ctx.upstreamPort}`],
       { core: ctx.proxyCore, cwd: ctx.repoRoot },
     );
-    try {
-      await waitUntilServing({ port, process: proc });
-    } catch (err) {
-      await proc.stop();
-      throw err;
-    }
-    return { port, pids: [proc.pid], stop: () => proc.stop() };
+    return servedBy(proc, port);
   },
 };

@@ -11,7 +11,7 @@ import { MeshError } from '../../core/errors.js';
 import { Body, type BodySink } from '../body.js';
 import type { Handler, ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
 import { abortContext } from '../message.js';
-import { meshErrorResponse } from '../local-reply.js';
+import { meshErrorResponse, toMeshError } from '../local-reply.js';
 import { ChunkedDecoder, ParseError, findHeadEnd, parseRequestHead, type HeadLimits, type RequestHead } from './parse.js';
 import { REQUEST_FRAMING, stripHopByHop, writeChunk, writeLastChunk } from './wire.js';
 
@@ -228,6 +228,16 @@ export class Http1ServerConnection {
     }
 
     const req: ProxyRequest = { method: head.method, path: target.path, authority: target.authority, headers, body };
+    const ctx = this.newContext(requestId, head.expectContinue ? (status, h) => this.writeInterim(status, h) : null);
+    const isHead = head.method === 'HEAD';
+    this.handler(req, ctx).then(
+      (res) => this.respond(ctx, res, isHead),
+      (err) => this.respond(ctx, this.errorResponse(ctx, err), isHead),
+    );
+  }
+
+  /** The context of a new exchange, which becomes the current one. */
+  private newContext(requestId: string, interim: RequestContext['interim']): RequestContext {
     const ctx: RequestContext = {
       direction: this.opts.direction,
       requestId,
@@ -237,21 +247,17 @@ export class Http1ServerConnection {
       destination: '',
       upstreamHost: '',
       abortHandlers: [],
-      interim: head.expectContinue ? (status, h) => this.writeInterim(status, h) : null,
+      interim,
       errorCode: '',
     };
     this.ctx = ctx;
-    const isHead = head.method === 'HEAD';
-    this.handler(req, ctx).then(
-      (res) => this.respond(ctx, res, isHead),
-      (err) => this.respond(ctx, this.errorResponse(ctx, err), isHead),
-    );
+    return ctx;
   }
 
   private errorResponse(ctx: RequestContext, err: unknown): ProxyResponse {
-    const res = meshErrorResponse(err, ctx.requestId);
-    ctx.errorCode = res.headers[3]!;
-    return res;
+    const e = toMeshError(err);
+    ctx.errorCode = e.code;
+    return meshErrorResponse(e, ctx.requestId);
   }
 
   private feedBody(buf: Buffer, offset: number): void {
@@ -392,19 +398,7 @@ export class Http1ServerConnection {
     this.keepAlive = false;
     this.headStarted = false;
     this.buf = null;
-    const ctx: RequestContext = {
-      direction: this.opts.direction,
-      requestId: '',
-      clientAddress: this.clientAddress,
-      start: performance.now(),
-      route: '',
-      destination: '',
-      upstreamHost: '',
-      abortHandlers: [],
-      interim: null,
-      errorCode: '',
-    };
-    this.ctx = ctx;
+    const ctx = this.newContext('', null);
     this.state = State.Wait;
     this.socket.pause();
     this.respond(ctx, this.errorResponse(ctx, err), false);
