@@ -20,7 +20,7 @@ export interface Seen {
   body: string;
 }
 
-/** An HTTP upstream that answers with what it received. `/slow?ms=N` waits first; `/chunked` streams. */
+/** An HTTP upstream that answers with what it received. `/slow?ms=N` waits first; `/chunked` streams; `/reset` drops the connection. */
 export async function startEcho(name: string): Promise<{ port: number; server: Server; seen: Seen[]; close(): Promise<void> }> {
   const seen: Seen[] = [];
   const server = createServer((req, res) => {
@@ -30,6 +30,10 @@ export async function startEcho(name: string): Promise<{ port: number; server: S
       const s: Seen = { name, method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(parts).toString() };
       seen.push(s);
       const url = new URL(req.url!, 'http://x');
+      if (url.pathname === '/reset') {
+        req.socket.destroy();
+        return;
+      }
       const reply = (): void => {
         if (url.pathname === '/chunked') {
           res.writeHead(200, { 'content-type': 'text/plain' });

@@ -148,6 +148,13 @@ describe('weft proxy from a file', () => {
     assert.match((JSON.parse(r.body) as { message: string }).message, /nowhere/);
   });
 
+  test('an upstream that drops the connection gives UPSTREAM_RESET', async () => {
+    const r = await get(proxy.outbound, '/reset', { 'x-canary': '1' });
+    assert.equal(r.status, 502);
+    assert.equal(r.headers['weft-error'], 'UPSTREAM_RESET');
+    assert.equal((await get(proxy.outbound, '/fine', { 'x-canary': '1' })).status, 200, 'the next request is unaffected');
+  });
+
   test('a slow upstream past the route timeout gives UPSTREAM_TIMEOUT in bounded time', async () => {
     const t0 = Date.now();
     const r = await get(proxy.outbound, '/slow?ms=2000');

@@ -21,6 +21,8 @@ export interface PoolOptions {
   idleTimeoutMs: number;
 }
 
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
 /** A connection that failed before any byte of the response arrived, on a reused socket: safe to retry. */
 class StaleConnection extends Error {}
 
@@ -139,6 +141,7 @@ class UpstreamConnection {
   private reject: ((err: Error) => void) | null = null;
   private ctx: RequestContext | null = null;
   private isHead = false;
+  private idempotent = false;
   private reused = false;
   private requestDone = true;
   private responseDone = true;
@@ -194,6 +197,7 @@ class UpstreamConnection {
       this.onDone = onDone;
       this.reused = reused;
       this.isHead = req.method === 'HEAD';
+      this.idempotent = IDEMPOTENT.has(req.method);
       this.phase = Phase.Head;
       this.requestDone = req.body === null;
       this.responseDone = false;
@@ -435,8 +439,9 @@ class UpstreamConnection {
       return;
     }
     const noResponseYet = this.phase === Phase.Head && this.buf === null;
-    if (noResponseYet && this.reused && this.requestBody === null) {
-      // The server closed a kept-alive connection just as we reused it: nothing was processed.
+    if (noResponseYet && this.reused && this.requestBody === null && this.idempotent) {
+      // The server closed a kept-alive connection just as we reused it. It cannot have answered,
+      // and an idempotent request is safe to send again even if it was seen.
       const reject = this.reject!;
       this.reject = null;
       this.resolve = null;
