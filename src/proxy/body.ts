@@ -2,13 +2,14 @@
  * A message body in flight: bytes pushed by the connection that reads them, delivered to the one
  * consumer that writes them on, with backpressure carried back to the reading socket.
  *
- * Until a consumer attaches, pushed bytes are held (bounded: past the high-water mark the producer
- * is asked to pause), so a handler may decide where a body goes before reading it.
+ * Bytes are held while no consumer is attached or while the consumer is full (bounded: past the
+ * high-water mark the producer is asked to pause), so a handler may decide where a body goes
+ * before reading it. The sink sees its bytes in order and exactly one `end` or `error`.
  */
 
 /** Where a body's bytes go. */
 export interface BodySink {
-  /** Returns false when the sink is full; the body then pauses until `Body.resume()`. */
+  /** Returns false when the sink is full; the body then holds bytes until `Body.resume()`. */
   data(chunk: Buffer): boolean;
   /** Trailer fields (flattened, lowercase names) or null. */
   end(trailers: string[] | null): void;
@@ -30,15 +31,20 @@ const noFlow: BodyFlow = { pause() {}, resume() {}, abort() {} };
 export class Body {
   readonly length: number;
   private sink: BodySink | null = null;
-  private held: Buffer[] | null = null;
+  private held: Buffer[] = [];
   private heldBytes = 0;
   private ended = false;
   private trailers: string[] | null = null;
   private failure: Error | null = null;
-  private paused = false;
-  private readonly flow: BodyFlow;
+  /** The sink said it is full; nothing is delivered until it resumes. */
+  private sinkFull = false;
+  /** The producer was asked to pause. */
+  private producerPaused = false;
+  /** The sink got its `end` or `error`. */
+  private delivered = false;
   private settled: Array<() => void> | null = null;
-  /** Bytes delivered so far. */
+  private readonly flow: BodyFlow;
+  /** Bytes pushed so far. */
   received = 0;
 
   constructor(length: number, flow: BodyFlow = noFlow) {
@@ -54,6 +60,7 @@ export class Body {
     return b;
   }
 
+  /** The producer is finished with it: ended, failed or aborted. */
   get done(): boolean {
     return this.ended || this.failure !== null;
   }
@@ -72,21 +79,19 @@ export class Body {
 
   /** Producer: more bytes arrived. */
   push(chunk: Buffer): void {
+    if (this.done) return;
     this.received += chunk.length;
     const sink = this.sink;
-    if (sink !== null && this.held === null) {
-      if (!sink.data(chunk) && !this.paused) {
-        this.paused = true;
-        this.flow.pause();
+    if (sink !== null && !this.sinkFull && this.held.length === 0) {
+      if (!sink.data(chunk)) {
+        this.sinkFull = true;
+        this.pauseProducer();
       }
       return;
     }
-    (this.held ??= []).push(chunk);
+    this.held.push(chunk);
     this.heldBytes += chunk.length;
-    if (this.heldBytes > HIGH_WATER && !this.paused) {
-      this.paused = true;
-      this.flow.pause();
-    }
+    if (this.heldBytes > HIGH_WATER) this.pauseProducer();
   }
 
   /** Producer: the body is complete. */
@@ -94,15 +99,22 @@ export class Body {
     if (this.done) return;
     this.ended = true;
     this.trailers = trailers;
-    if (this.sink !== null && this.held === null) this.sink.end(trailers);
+    // Every byte is in: whatever the producer reads next belongs to something else.
+    this.resumeProducer();
+    this.flush();
     this.settle();
   }
 
-  /** Producer: the body cannot complete. */
+  /** Producer: the body cannot complete. The sink hears of it at once. */
   fail(err: Error): void {
     if (this.done) return;
     this.failure = err;
-    if (this.sink !== null) this.sink.error(err);
+    this.held = [];
+    this.heldBytes = 0;
+    if (this.sink !== null && !this.delivered) {
+      this.delivered = true;
+      this.sink.error(err);
+    }
     this.settle();
   }
 
@@ -110,62 +122,60 @@ export class Body {
   pipe(sink: BodySink): void {
     if (this.sink !== null) throw new Error('body already consumed');
     this.sink = sink;
-    const held = this.held;
-    if (held !== null) {
-      this.held = null;
-      this.heldBytes = 0;
-      let full = false;
-      for (const c of held) if (!sink.data(c)) full = true;
-      if (full) {
-        this.paused = true;
-        return;
-      }
+    if (this.failure !== null) {
+      this.delivered = true;
+      sink.error(this.failure);
+      return;
     }
-    if (this.failure !== null) sink.error(this.failure);
-    else if (this.ended) sink.end(this.trailers);
-    else if (this.paused) {
-      this.paused = false;
-      this.flow.resume();
-    }
+    this.flush();
   }
 
   /** Consumer: the sink drained; deliver again. */
   resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    if (this.failure !== null) this.sink?.error(this.failure);
-    else if (this.ended) this.sink?.end(this.trailers);
-    else this.flow.resume();
+    if (!this.sinkFull) return;
+    this.sinkFull = false;
+    this.flush();
   }
 
   /** Consumer: the bytes are not wanted; the producer stops. */
   abort(err: Error): void {
     if (this.done) return;
     this.failure = err;
-    this.held = null;
+    this.delivered = true;
+    this.held = [];
+    this.heldBytes = 0;
     this.flow.abort(err);
     this.settle();
   }
 
-  /** Reads the whole body into memory, refusing more than `limit` bytes. */
-  collect(limit: number): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      const parts: Buffer[] = [];
-      let size = 0;
-      this.pipe({
-        data: (c) => {
-          size += c.length;
-          if (size > limit) {
-            this.abort(new Error(`body larger than ${limit} bytes`));
-            reject(new Error(`body larger than ${limit} bytes`));
-            return true;
-          }
-          parts.push(c);
-          return true;
-        },
-        end: () => resolve(Buffer.concat(parts, size)),
-        error: reject,
-      });
-    });
+  /** Delivers held bytes while the sink takes them, then the end; resumes the producer when drained. */
+  private flush(): void {
+    const sink = this.sink;
+    if (sink === null || this.delivered) return;
+    const held = this.held;
+    while (held.length > 0 && !this.sinkFull) {
+      const c = held.shift()!;
+      this.heldBytes -= c.length;
+      if (!sink.data(c)) this.sinkFull = true;
+    }
+    if (this.sinkFull) return;
+    if (this.ended) {
+      this.delivered = true;
+      sink.end(this.trailers);
+    } else {
+      this.resumeProducer();
+    }
+  }
+
+  private pauseProducer(): void {
+    if (this.producerPaused) return;
+    this.producerPaused = true;
+    this.flow.pause();
+  }
+
+  private resumeProducer(): void {
+    if (!this.producerPaused) return;
+    this.producerPaused = false;
+    this.flow.resume();
   }
 }

@@ -45,6 +45,8 @@ export interface RequestContext {
   readonly interim: ((status: number, headers: string[]) => void) | null;
   /** The mesh error code of the response, or '' when the app answered. */
   errorCode: string;
+  /** Set once the exchange was given up (timeout, client gone); upstream work not yet begun must not begin. */
+  aborted: Error | null;
 }
 
 export type Handler = (req: ProxyRequest, ctx: RequestContext) => Promise<ProxyResponse>;
@@ -59,6 +61,7 @@ export function compose(layers: readonly Layer[], terminal: Handler): Handler {
 
 /** Aborts upstream work attached to the context (idempotent per handler list). */
 export function abortContext(ctx: RequestContext, err: Error): void {
+  ctx.aborted ??= err;
   const handlers = ctx.abortHandlers.splice(0);
   for (const h of handlers) h(err);
 }

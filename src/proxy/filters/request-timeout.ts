@@ -10,13 +10,19 @@ export function requestTimeout(ms: number): Layer {
   return (next) => (req, ctx) =>
     new Promise((resolve, reject) => {
       let answered = false;
+      let expired: MeshError | null = null;
       const timer = setTimeout(() => {
-        const err = new MeshError('UPSTREAM_TIMEOUT', `request did not complete within ${ms} ms`);
-        if (!answered) reject(err);
-        abortContext(ctx, err);
+        expired = new MeshError('UPSTREAM_TIMEOUT', `request did not complete within ${ms} ms`);
+        if (!answered) reject(expired);
+        abortContext(ctx, expired);
       }, ms);
       next(req, ctx).then(
         (res) => {
+          if (expired !== null && !answered) {
+            // Too late: the caller already has its 504. Release the upstream's body.
+            res.body?.abort(expired);
+            return;
+          }
           answered = true;
           if (res.body === null || res.body.done) clearTimeout(timer);
           else res.body.onSettled(() => clearTimeout(timer));

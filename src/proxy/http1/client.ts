@@ -65,6 +65,10 @@ export class Http1Pool {
     try {
       const reused = this.idle.pop();
       if (reused !== undefined) {
+        if (ctx.aborted !== null) {
+          this.release(reused);
+          throw ctx.aborted;
+        }
         try {
           return await reused.exchange(req, ctx, timeoutMs, done, true);
         } catch (err) {
@@ -72,6 +76,11 @@ export class Http1Pool {
         }
       }
       const conn = await this.open();
+      if (ctx.aborted !== null) {
+        // Gave up while connecting (a timeout, or the client left): keep the connection, send nothing.
+        this.release(conn);
+        throw ctx.aborted;
+      }
       return await conn.exchange(req, ctx, timeoutMs, done, false);
     } catch (err) {
       done();
@@ -191,6 +200,7 @@ class UpstreamConnection {
   exchange(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, onDone: () => void, reused: boolean): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
       this.clearTimer();
+      this.buf = null;
       this.resolve = resolve;
       this.reject = reject;
       this.ctx = ctx;
@@ -331,6 +341,11 @@ class UpstreamConnection {
     this.resolve = null;
     this.reject = null;
     this.body = body;
+    if (body === null && this.buf !== null) {
+      // Bytes after a response that has no body: the server and we disagree on framing.
+      this.buf = null;
+      this.keepAlive = false;
+    }
     if (body === null) {
       this.phase = Phase.Idle;
       this.responseEnded();
@@ -395,8 +410,12 @@ class UpstreamConnection {
   private maybeRelease(): void {
     if (!this.requestDone || !this.responseDone || this.phase === Phase.Dead) return;
     this.requestBody = null;
-    if (this.keepAlive) this.pool.release(this);
-    else this.destroy();
+    if (!this.keepAlive) {
+      this.destroy();
+      return;
+    }
+    if (this.socket.isPaused()) this.socket.resume();
+    this.pool.release(this);
   }
 
   private onEnd(): void {

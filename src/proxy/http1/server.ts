@@ -13,7 +13,7 @@ import type { Handler, ProxyRequest, ProxyResponse, RequestContext } from '../me
 import { abortContext } from '../message.js';
 import { meshErrorResponse, toMeshError } from '../local-reply.js';
 import { ChunkedDecoder, ParseError, findHeadEnd, parseRequestHead, type HeadLimits, type RequestHead } from './parse.js';
-import { REQUEST_FRAMING, stripHopByHop, writeChunk, writeLastChunk } from './wire.js';
+import { REQUEST_FRAMING, REQUEST_FRAMING_HTTP10, stripHopByHop, writeChunk, writeLastChunk } from './wire.js';
 
 /** Per-listener settings of the HTTP/1.1 server side. */
 export interface Http1ServerOptions {
@@ -48,6 +48,7 @@ export class Http1ServerConnection {
   private bodyRemaining = 0;
   private decoder: ChunkedDecoder | null = null;
   private keepAlive = true;
+  private peerEnded = false;
   /** HTTP/1.<minor> of the request being served; 1.0 clients get close-delimited bodies. */
   private minor = 1;
   private draining = false;
@@ -67,12 +68,23 @@ export class Http1ServerConnection {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => this.close());
     socket.on('close', () => this.onClose());
-    socket.on('end', () => {
-      // A half-closed client with nothing in flight is done; otherwise finish the response first.
-      this.keepAlive = false;
-      if (this.state === State.Head) this.close();
-    });
+    socket.on('end', () => this.onPeerEnd());
     this.armTimer(opts.idleTimeoutMs);
+  }
+
+  /**
+   * The client half-closed. A request body cut short fails; requests already received (pipelined)
+   * are still answered; a partial head can never complete.
+   */
+  private onPeerEnd(): void {
+    this.peerEnded = true;
+    if (this.state === State.Body) {
+      const err = new ParseError('BAD_REQUEST', 'request body truncated: the client closed its side');
+      this.body?.fail(err);
+      this.bodyFailed(err);
+    } else if (this.state === State.Head) {
+      this.close();
+    }
   }
 
   /** True while a request is being served. */
@@ -192,7 +204,7 @@ export class Http1ServerConnection {
     this.minor = head.minor;
 
     const headers = head.headers;
-    stripHopByHop(headers, conn, REQUEST_FRAMING);
+    stripHopByHop(headers, conn, head.minor === 1 ? REQUEST_FRAMING : REQUEST_FRAMING_HTTP10);
     let requestId = '';
     let xff = '';
     for (let i = 0; i < headers.length; i += 2) {
@@ -228,7 +240,7 @@ export class Http1ServerConnection {
     }
 
     const req: ProxyRequest = { method: head.method, path: target.path, authority: target.authority, headers, body };
-    const ctx = this.newContext(requestId, head.expectContinue ? (status, h) => this.writeInterim(status, h) : null);
+    const ctx = this.newContext(requestId, head.expectContinue && head.minor === 1 ? (status, h) => this.writeInterim(status, h) : null);
     const isHead = head.method === 'HEAD';
     this.handler(req, ctx).then(
       (res) => this.respond(ctx, res, isHead),
@@ -249,6 +261,7 @@ export class Http1ServerConnection {
       abortHandlers: [],
       interim,
       errorCode: '',
+      aborted: null,
     };
     this.ctx = ctx;
     return ctx;
@@ -363,7 +376,9 @@ export class Http1ServerConnection {
         this.finish(ctx, status);
       },
       error: () => {
-        // Headers are out: the only honest signal left is to reset the connection.
+        // Headers are out: the only honest signal left is to reset the connection, and no
+        // pipelined request behind this one may start.
+        this.keepAlive = false;
         socket.uncork();
         this.finish(ctx, status);
         this.close();
@@ -391,6 +406,8 @@ export class Http1ServerConnection {
     this.armTimer(this.opts.idleTimeoutMs);
     if (this.socket.isPaused()) this.socket.resume();
     if (this.buf !== null) this.readHeads();
+    // A client that half-closed gets answers to what it sent, then the connection ends.
+    if (this.peerEnded && this.state === State.Head) this.close();
   }
 
   /** Answers a request that cannot be served, then closes the connection. */

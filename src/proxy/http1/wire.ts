@@ -8,6 +8,8 @@ import type { Socket } from 'node:net';
 export const REQUEST_FRAMING: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'host',
 ]);
+/** For HTTP/1.0 requests also Expect, which HTTP/1.0 does not define (RFC 9110 10.1.1). */
+export const REQUEST_FRAMING_HTTP10: ReadonlySet<string> = new Set([...REQUEST_FRAMING, 'expect']);
 /** Fields removed from responses that carry a body. */
 export const RESPONSE_FRAMING: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length',
