@@ -3,6 +3,7 @@
  */
 import type { OpenLoopResult } from './open-loop.js';
 import type { MachineInfo } from './lib/tools.js';
+import type { WrkResult } from './wrk.js';
 
 /** Settings of one run, as recorded in the results. */
 export interface BenchSettings {
@@ -17,13 +18,7 @@ export interface BenchSettings {
 }
 
 /** Closed-loop (wrk) throughput and the proxy's CPU during it. */
-export interface ClosedLoopMeasurement {
-  requestsPerSec: number;
-  requests: number;
-  seconds: number;
-  avgLatencyMs: number;
-  non2xx: number;
-  socketErrors: number;
+export interface ClosedLoopMeasurement extends Omit<WrkResult, 'raw'> {
   /** CPU consumed by the proxy processes during the wrk run, and the wall time it took. */
   proxyCpuMs: number | null;
   wallSec: number;
