@@ -57,7 +57,7 @@ describe('upstream and client faults', { timeout: 20_000 }, () => {
       }
     });
     const file = tempFile('mesh.yaml', meshYaml({ v1: up.port, v2: up.port, tcp: await freePort() }, '  - backendRefs: [{ name: echo-v1, port: 80 }]'));
-    proxy = await startProxy(file, 'client-1');
+    proxy = await startProxy(file, 'client-1', ['--idle-timeout', '1s']);
   });
 
   after(async () => {
@@ -103,6 +103,16 @@ describe('upstream and client faults', { timeout: 20_000 }, () => {
       const m = await rawExchange(proxy.admin, 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
       return /weft_upstream_requests_active\{[^}]*\} 0\n/.test(m.text) && !/weft_upstream_requests_active\{[^}]*\} [1-9]/.test(m.text);
     }, 3000, 'upstream request released');
+  });
+
+  test('a request body that stops arriving gets 408 after the idle timeout and frees the upstream', async () => {
+    const t0 = Date.now();
+    const r = await rawExchange(proxy.outbound, 'POST /wait-body HTTP/1.1\r\nHost: echo\r\nContent-Length: 100\r\n\r\n0123456789', 5000);
+    assert.match(r.text, /^HTTP\/1\.1 408 /);
+    assert.match(r.text, /weft-error: REQUEST_TIMEOUT/);
+    assert.match(r.text, /request body idle for 1000 ms/);
+    assert.ok(r.closed);
+    assert.ok(Date.now() - t0 >= 900, `answered after ${Date.now() - t0} ms`);
   });
 
   test('pipelined requests sent before a half-close are all answered', async () => {

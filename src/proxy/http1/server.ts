@@ -122,8 +122,16 @@ export class Http1ServerConnection {
       this.refuse(new MeshError('REQUEST_TIMEOUT', `request head not received within ${this.opts.requestHeaderTimeoutMs} ms`));
     } else if (this.state === State.Head) {
       this.close();
+    } else if (this.state === State.Body && this.socket.isPaused()) {
+      // We stopped reading (the upstream is slow to take the body): not the client's silence.
+      this.timer?.refresh();
+    } else if (this.state === State.Body) {
+      // A request body that stops arriving would hold this connection and an upstream one forever.
+      const err = new MeshError('REQUEST_TIMEOUT', `request body idle for ${this.opts.idleTimeoutMs} ms`);
+      this.body?.fail(err);
+      this.bodyFailed(err);
     } else if (this.state !== State.Closed) {
-      // Requests in flight are bounded by their routes' timeouts, not by this one.
+      // Waiting for the response is bounded by the route's timeouts, not by this one.
       this.timer?.refresh();
     }
   }
@@ -135,6 +143,7 @@ export class Http1ServerConnection {
         this.readHeads();
         return;
       case State.Body:
+        this.timer?.refresh();
         this.feedBody(chunk, 0);
         return;
       case State.Wait:
@@ -183,6 +192,8 @@ export class Http1ServerConnection {
       }
       const rest = end === buf.length ? null : buf.subarray(end);
       this.buf = null;
+      // From here the idle timeout measures silence within the request body.
+      this.timer?.refresh();
       this.begin(head);
       if (rest !== null) {
         if ((this.state as State) === State.Body) this.feedBody(rest, 0);
