@@ -16,10 +16,13 @@ export const APP_PORT_HEADER = 'weft-app-port';
 export class ClusterEndpoint {
   readonly endpoint: Endpoint;
   readonly pool: Http1Pool;
+  /** The `weft-app-port` value for a proxied endpoint, made once; null when not proxied. */
+  readonly appPortHeader: string | null;
 
   constructor(endpoint: Endpoint, pool: Http1Pool) {
     this.endpoint = endpoint;
     this.pool = pool;
+    this.appPortHeader = endpoint.proxied ? String(endpoint.appPort) : null;
   }
 
   get active(): number {
@@ -45,7 +48,7 @@ export class ClusterRuntime {
     return (req, ctx) => {
       const ep = this.pick();
       if (ep === null) return Promise.reject(new MeshError('NO_HEALTHY_UPSTREAM', `no healthy endpoint in cluster ${name}`));
-      if (ep.endpoint.proxied) req.headers.push(APP_PORT_HEADER, String(ep.endpoint.appPort));
+      if (ep.appPortHeader !== null) req.headers.push(APP_PORT_HEADER, ep.appPortHeader);
       return ep.pool.request(req, ctx, backendTimeoutMs);
     };
   }
