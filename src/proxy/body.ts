@@ -44,8 +44,6 @@ export class Body {
   private delivered = false;
   private settled: Array<() => void> | null = null;
   private readonly flow: BodyFlow;
-  /** Bytes pushed so far. */
-  received = 0;
 
   constructor(length: number, flow: BodyFlow = noFlow) {
     this.length = length;
@@ -80,7 +78,6 @@ export class Body {
   /** Producer: more bytes arrived. */
   push(chunk: Buffer): void {
     if (this.done) return;
-    this.received += chunk.length;
     const sink = this.sink;
     if (sink !== null && !this.sinkFull && this.held.length === 0) {
       if (!sink.data(chunk)) {
