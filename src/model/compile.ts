@@ -83,14 +83,30 @@ interface Context {
  * (`loadResources` or `validateResource`); names are unique per kind and namespace.
  */
 export function compileProxySnapshot(resources: Resource[], target: CompileTarget, opts: CompileOptions = {}): CompileResult {
-  const ctx = index(resources, target.namespace ?? 'default', opts.sourceOf ?? sourceOf);
-  const self = ctx.workloads.find((w) => w.metadata.name === target.workload && w.metadata.namespace === ctx.clientNamespace);
+  const namespace = target.namespace ?? 'default';
+  const self = resources.find((r): r is Workload => r.kind === 'Workload' && r.metadata.name === target.workload && r.metadata.namespace === namespace);
   if (self === undefined) {
-    const error = { kind: 'Workload', namespace: ctx.clientNamespace, name: target.workload, file: null, line: null, path: '' };
+    const error = { kind: 'Workload', namespace, name: target.workload, file: null, line: null, path: '' };
     return { snapshot: null, errors: [{ ...error, message: 'workload not found; the proxy has nothing to stand beside' }] };
   }
-  checkReferences(ctx);
+  const outbound = compileOutbound(resources, namespace, opts);
+  const body = { ...compileWorkload(self), virtualHosts: outbound.virtualHosts, tcpServices: outbound.tcpServices, clusters: outbound.clusters };
+  const version = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
+  return { snapshot: { version, ...body }, errors: outbound.errors };
+}
 
+/** What every proxy of one namespace sees of the mesh: the same for all of them, so compiled once. */
+export interface OutboundView {
+  virtualHosts: VirtualHost[];
+  tcpServices: TcpService[];
+  clusters: Cluster[];
+  errors: ResourceError[];
+}
+
+/** Compiles the outbound part of the snapshot for proxies in `namespace` (routes depend on the client's namespace). */
+export function compileOutbound(resources: Resource[], namespace: string, opts: CompileOptions = {}): OutboundView {
+  const ctx = index(resources, namespace, opts.sourceOf ?? sourceOf);
+  checkReferences(ctx);
   const clusters: Cluster[] = [];
   const virtualHosts: VirtualHost[] = [];
   const tcpServices: TcpService[] = [];
@@ -102,9 +118,13 @@ export function compileProxySnapshot(resources: Resource[], target: CompileTarge
       else virtualHosts.push(virtualHost(ctx, svc, port, httpPorts));
     }
   }
+  return { virtualHosts, tcpServices, clusters, errors: [...ctx.errors.values()] };
+}
 
+/** The part of the snapshot that is about the proxy's own workload. */
+export function compileWorkload(self: Workload): Pick<ProxySnapshot, 'workload' | 'inbound'> {
   const ports = sortedRecord(self.spec.ports);
-  const body = {
+  return {
     workload: {
       name: self.metadata.name,
       namespace: self.metadata.namespace,
@@ -114,12 +134,7 @@ export function compileProxySnapshot(resources: Resource[], target: CompileTarge
       ports,
     },
     inbound: { appAddress: self.spec.address, ports: { ...ports }, defaultPort: defaultPort(ports) },
-    virtualHosts,
-    tcpServices,
-    clusters,
   };
-  const version = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
-  return { snapshot: { version, ...body }, errors: [...ctx.errors.values()] };
 }
 
 function index(resources: Resource[], clientNamespace: string, source: Context['sourceOf']): Context {

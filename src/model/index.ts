@@ -8,3 +8,5 @@ export { GATEWAY_V1, GATEWAY_V1ALPHA2, GATEWAY_V1BETA1, WEFT_V1ALPHA1 } from './
 export type * from './snapshot.js';
 export { lineAt, sourceOf, type SourceInfo } from './source.js';
 export { validateResource, type FieldError } from './validate.js';
+export { compileOutbound, compileWorkload, type OutboundView } from './compile.js';
+export * from './config-parts.js';

@@ -18,6 +18,10 @@ export interface ObjectMeta {
   annotations?: Record<string, string>;
   /** RFC 3339; orders otherwise tied routes and policies (oldest first). */
   creationTimestamp?: string;
+  /** Set by the control plane: bumped on every change of the resource. */
+  generation?: number;
+  /** Set by the control plane: the store revision of the last write. */
+  resourceVersion?: string;
 }
 
 interface KubeObject<A extends string, K extends string, S> {

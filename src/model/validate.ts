@@ -182,7 +182,16 @@ function tagged(fieldFor: Record<string, string>): CrossCheck {
 // --- Weft kinds ------------------------------------------------------------------------------
 
 const metadata = object(
-  { name: dnsLabel, namespace: dnsLabel, labels, annotations: record(labelKeyProblem, text()), creationTimestamp: timestamp },
+  {
+    name: dnsLabel,
+    namespace: dnsLabel,
+    labels,
+    annotations: record(labelKeyProblem, text()),
+    creationTimestamp: timestamp,
+    // Set by the control plane; accepted so that what `weft get -o yaml` prints applies again.
+    generation: int(1, Number.MAX_SAFE_INTEGER),
+    resourceVersion: text(),
+  },
   ['name'],
 );
 

@@ -12,7 +12,8 @@ import { startAdmin } from './admin/admin-server.js';
 import { ProxyMetrics } from './admin/metrics.js';
 import { Http1ServerConnection, type Http1ServerOptions } from './http1/server.js';
 import { defaultHeadLimits, type HeadLimits } from './http1/parse.js';
-import type { Handler, RequestContext } from './message.js';
+import type { Handler, ProxyRequest, RequestContext } from './message.js';
+import { MeshError } from '../core/errors.js';
 import { Runtime } from './runtime.js';
 import { forwardTcp } from './tcp/tcp-proxy.js';
 import { PoolRegistry } from './upstream/pools.js';
@@ -20,7 +21,7 @@ import { PoolRegistry } from './upstream/pools.js';
 /** A local port that forwards to one TCP service: `--upstream <service>[.<ns>]:<port>=<localPort>`. */
 export interface TcpUpstream {
   service: string;
-  namespace: string | null;
+  namespace: string;
   port: number;
   localPort: number;
 }
@@ -58,6 +59,15 @@ export interface ProxyPorts {
   upstreams: Record<string, number>;
 }
 
+function tcpName(u: TcpUpstream): string {
+  return `${u.service}.${u.namespace}:${u.port}`;
+}
+
+function notConfigured(req: ProxyRequest): Promise<never> {
+  req.body?.abort(new Error('no configuration'));
+  return Promise.reject(new MeshError('NO_CONFIGURATION', 'this proxy has not received its configuration yet'));
+}
+
 /** One proxy process's data plane. */
 export class Proxy {
   private readonly opts: ProxyOptions;
@@ -83,22 +93,30 @@ export class Proxy {
 
   /** Swaps in a new configuration. Requests in flight finish on the old one. */
   apply(snapshot: ProxySnapshot): void {
+    for (const u of this.opts.upstreams) {
+      const name = tcpName(u);
+      if (!snapshot.tcpServices.some((t) => t.name === name)) {
+        throw new Error(`--upstream ${u.service}:${u.port} listens on local port ${u.localPort}, but the configuration has no TCP service ${name}`);
+      }
+    }
     const next = new Runtime(snapshot, this.pools);
     this.runtime = next;
     this.appliedAt = new Date().toISOString();
     this.pools.retainOnly(next.pools);
   }
 
-  private readonly outbound: Handler = (req, ctx) => this.runtime!.outbound(req, ctx);
-  private readonly inbound: Handler = (req, ctx) => this.runtime!.inbound(req, ctx);
+  private readonly outbound: Handler = (req, ctx) => (this.runtime === null ? notConfigured(req) : this.runtime.outbound(req, ctx));
+  private readonly inbound: Handler = (req, ctx) => (this.runtime === null ? notConfigured(req) : this.runtime.inbound(req, ctx));
 
   private readonly onExchange = (ctx: RequestContext, status: number, errorCode: string): void => {
     this.metrics.request(ctx.direction, ctx.destination, ctx.route, status, errorCode, (performance.now() - ctx.start) / 1000);
   };
 
-  /** Binds every listener and the admin server. Needs a configuration applied first. */
+  /**
+   * Binds every listener and the admin server. Before the first configuration, requests are answered
+   * 503 NO_CONFIGURATION, TCP connections are closed, and /ready says not ready.
+   */
   async start(): Promise<ProxyPorts> {
-    if (this.runtime === null) throw new Error('no configuration applied');
     const o = this.opts;
     const httpOpts = (direction: 'inbound' | 'outbound'): Http1ServerOptions => ({
       direction,
@@ -111,10 +129,9 @@ export class Proxy {
     if (o.outboundPort !== null) ports.outbound = await this.listenHttp(o.outboundPort, this.outbound, httpOpts('outbound'));
     if (o.inboundPort !== null) ports.inbound = await this.listenHttp(o.inboundPort, this.inbound, httpOpts('inbound'));
     for (const u of o.upstreams) {
-      const name = this.tcpName(u);
-      if (!this.runtime.tcp.has(name)) throw new Error(`--upstream ${u.service}:${u.port}: no TCP service ${name} in the configuration`);
+      const name = tcpName(u);
       ports.upstreams[name] = await this.listen(u.localPort, (socket) => {
-        const target = this.runtime!.tcp.get(name);
+        const target = this.runtime?.tcp.get(name);
         this.tcpConns.add(socket);
         forwardTcp(socket, () => target?.pickCluster() ?? null, () => this.tcpConns.delete(socket));
       });
@@ -130,10 +147,6 @@ export class Proxy {
     this.listening = true;
     proxyLifecycle.publish({ event: 'listening', detail: ports });
     return ports;
-  }
-
-  private tcpName(u: TcpUpstream): string {
-    return `${u.service}.${u.namespace ?? this.runtime!.snapshot.workload.namespace}:${u.port}`;
   }
 
   private listenHttp(port: number, handler: Handler, opts: Http1ServerOptions): Promise<number> {

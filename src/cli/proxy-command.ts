@@ -1,0 +1,150 @@
+/** `weft proxy`: a sidecar for one workload, configured from a file or by a control plane. */
+import { configApplied, configRejected, configWarnings, proxyLifecycle } from '../core/diagnostics.js';
+import { ControlPlaneClient } from '../proxy/config-client/control-plane-client.js';
+import { FileConfigSource } from '../proxy/config-client/file-source.js';
+import { Proxy, defaultProxyOptions, type TcpUpstream } from '../proxy/proxy.js';
+import { UsageError, duration, pairs, port, type Command } from './command.js';
+
+/** After leaving the mesh, how long to keep serving while other proxies learn the endpoint is gone. */
+const LEAVE_GRACE_MS = 250;
+
+export const proxyCommand: Command = {
+  summary: 'run a proxy (sidecar) for one workload',
+  usage: 'weft proxy (--control-plane URL | --file mesh.yaml) --workload NAME [options]',
+  options: {
+    file: { type: 'string', short: 'f' },
+    'control-plane': { type: 'string' },
+    workload: { type: 'string', short: 'w' },
+    namespace: { type: 'string', short: 'n', default: 'default' },
+    'app-port': { type: 'string', multiple: true, default: [] },
+    label: { type: 'string', short: 'l', multiple: true, default: [] },
+    'service-account': { type: 'string', default: 'default' },
+    address: { type: 'string', default: '127.0.0.1' },
+    'outbound-port': { type: 'string', default: String(defaultProxyOptions.outboundPort) },
+    'inbound-port': { type: 'string', default: String(defaultProxyOptions.inboundPort) },
+    'admin-port': { type: 'string', default: String(defaultProxyOptions.adminPort) },
+    upstream: { type: 'string', multiple: true, default: [] },
+    bind: { type: 'string', default: defaultProxyOptions.bindAddress },
+    'request-header-timeout': { type: 'string', default: '10s' },
+    'idle-timeout': { type: 'string', default: '5m' },
+    'drain-timeout': { type: 'string', default: '30s' },
+    'no-watch': { type: 'boolean', default: false },
+  },
+  help: `Configuration (one of):
+      --control-plane URL       stream configuration from a control plane, e.g. http://127.0.0.1:15010
+  -f, --file FILE               resources (multi-document YAML); watched, good edits apply live
+Workload:
+  -w, --workload NAME           the Workload this proxy stands beside
+  -n, --namespace NS            the workload's namespace (default: default)
+      --app-port NAME=PORT      register the workload with the control plane, with this app port (repeatable);
+                                without it, the Workload must be declared as a resource
+  -l, --label KEY=VALUE         a label of the registered workload (repeatable)
+      --service-account NAME    service account of the registered workload (default: default)
+      --address ADDRESS         address of the registered workload (default 127.0.0.1)
+Listeners:
+      --outbound-port PORT      outbound HTTP listener, HTTP_PROXY style or Host-routed (default 15001; "none" to disable)
+      --inbound-port PORT       inbound listener forwarding to the app (default 15006; "none" to disable)
+      --admin-port PORT         admin on 127.0.0.1: /ready /live /metrics /config_dump /clusters, POST /drain (default 15000)
+      --upstream SVC:PORT=LOCAL a local port forwarding to a TCP service, e.g. db:5432=15432 (repeatable)
+      --bind ADDRESS            address the listeners bind (default 127.0.0.1)
+Limits:
+      --request-header-timeout  time to receive a request head (default 10s)
+      --idle-timeout            keep-alive idle time of client connections (default 5m)
+      --drain-timeout           longest wait for requests in flight on SIGTERM (default 30s)
+      --no-watch                do not watch the file
+Ports of 0 are chosen by the OS; the chosen ports are printed on start as one JSON line.`,
+  run: runProxy,
+};
+
+function parseUpstream(spec: string, namespace: string): TcpUpstream {
+  const m = /^([a-z0-9-]+)(?:\.([a-z0-9-]+))?:(\d+)=(\d+)$/.exec(spec);
+  if (m === null) throw new UsageError(`--upstream: "${spec}" is not SERVICE[.NAMESPACE]:PORT=LOCAL_PORT`);
+  return { service: m[1]!, namespace: m[2] ?? namespace, port: Number(m[3]), localPort: Number(m[4]) };
+}
+
+async function runProxy(v: Record<string, unknown>): Promise<number> {
+  const file = v.file as string | undefined;
+  const cp = v['control-plane'] as string | undefined;
+  if ((file === undefined) === (cp === undefined)) throw new UsageError('give exactly one of --control-plane URL or --file FILE');
+  if (typeof v.workload !== 'string') throw new UsageError('--workload is required');
+  if (cp !== undefined && !/^https?:\/\//.test(cp)) throw new UsageError(`--control-plane: "${cp}" is not an http:// URL`);
+  const workload = v.workload;
+  const namespace = v.namespace as string;
+  const appPorts = pairs(v['app-port'] as string[], 'app-port', (_k, p) => (/^\d+$/.test(p) && Number(p) > 0 && Number(p) < 65536 ? null : 'not a port'));
+  const labels = pairs(v.label as string[], 'label');
+  const proxy = new Proxy({
+    ...defaultProxyOptions,
+    bindAddress: v.bind as string,
+    outboundPort: port(v['outbound-port'], 'outbound-port'),
+    inboundPort: port(v['inbound-port'], 'inbound-port'),
+    adminPort: port(v['admin-port'], 'admin-port') ?? 0,
+    upstreams: (v.upstream as string[]).map((s) => parseUpstream(s, namespace)),
+    requestHeaderTimeoutMs: duration(v['request-header-timeout'], 'request-header-timeout'),
+    idleTimeoutMs: duration(v['idle-timeout'], 'idle-timeout'),
+    drainTimeoutMs: duration(v['drain-timeout'], 'drain-timeout'),
+  });
+  const log = (msg: string): void => console.error(`weft proxy: ${msg}`);
+  configApplied.subscribe((m) => {
+    const e = m as { source: string; version: string };
+    log(`configuration ${e.version} applied from ${e.source}`);
+    proxy.metrics.count('weft_config_reloads_total{result="applied"}');
+  });
+  configRejected.subscribe((m) => {
+    const e = m as { errors: string[] };
+    log(`configuration refused, keeping the last good one:\n  ${e.errors.join('\n  ')}`);
+    proxy.metrics.count('weft_config_reloads_total{result="rejected"}');
+  });
+  configWarnings.subscribe((m) => log(`configuration has problems (affected routes answer 500 INVALID_BACKEND):\n  ${(m as { warnings: string[] }).warnings.join('\n  ')}`));
+  proxyLifecycle.subscribe((m) => {
+    const e = m as { event: string; detail: unknown };
+    if (e.event === 'listening') console.log(JSON.stringify({ event: 'listening', ports: e.detail }));
+    else log(e.event);
+  });
+
+  let stopSource: (leaving: boolean) => Promise<void>;
+  if (file !== undefined) {
+    const source = new FileConfigSource(file, workload, namespace, (s) => proxy.apply(s));
+    try {
+      source.load();
+    } catch (err) {
+      console.error((err as Error).message);
+      return 1;
+    }
+    await proxy.start();
+    if (v['no-watch'] !== true) source.watch();
+    stopSource = async () => source.close();
+  } else {
+    const ports = await proxy.start();
+    const register = Object.keys(appPorts).length > 0;
+    const client = new ControlPlaneClient({
+      url: cp!,
+      workload,
+      namespace,
+      registration: () =>
+        register
+          ? {
+              address: v.address as string,
+              ports: Object.fromEntries(Object.entries(appPorts).map(([k, p]) => [k, Number(p)])),
+              labels,
+              serviceAccount: v['service-account'] as string,
+              inboundPort: ports.inbound,
+            }
+          : null,
+      apply: (s) => proxy.apply(s),
+      log,
+    });
+    client.start();
+    stopSource = (leaving) => client.close(leaving);
+  }
+  return new Promise((resolve) => {
+    const stop = (): void => {
+      // Leave the mesh first, so other proxies stop sending here while the requests in flight finish.
+      void stopSource(true)
+        .then(() => (cp !== undefined ? new Promise((r) => setTimeout(r, LEAVE_GRACE_MS)) : undefined))
+        .then(() => proxy.drain())
+        .then(() => resolve(0));
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}

@@ -1,0 +1,224 @@
+/**
+ * The control plane's HTTP JSON API, for the CLI and the dashboard, and the door of the config
+ * stream (an HTTP Upgrade on the same port). Errors are JSON `{ "error": { "code", "message" } }`;
+ * an apply answers 422 with every problem of every document, while the valid documents still apply.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { formatResourceError, loadResources, type ResourceError } from '../../model/index.js';
+import type { Resource } from '../../model/resources.js';
+import { ConflictError, resourceKey, type ApplyAction, type IndexedResource, type IndexEvent, type ResourceIndex } from '../resource-index.js';
+import type { ConfigServer } from '../serve/config-server.js';
+import { STREAM_PROTOCOL } from '../serve/config-server.js';
+import type { FileProblems } from '../sources/config-dir.js';
+
+const MAX_BODY = 8 << 20;
+
+/** What the API reads from the rest of the control plane. */
+export interface ApiContext {
+  index: ResourceIndex;
+  config: ConfigServer;
+  version: string;
+  fileProblems: () => FileProblems[];
+  metrics: () => string;
+}
+
+/** The result of applying one document. */
+export interface ApplyResult {
+  kind: string;
+  namespace: string;
+  name: string;
+  action: ApplyAction | 'refused';
+}
+
+/** A resource error as the API returns it: the fields, and the line a person reads. */
+export type ApiResourceError = ResourceError & { text: string };
+
+class HttpError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Starts the API on `port` (0 = chosen by the OS). */
+export async function startApi(host: string, port: number, ctx: ApiContext): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    handle(req, res, ctx).catch((err: unknown) => {
+      const e = err instanceof HttpError ? err : new HttpError(500, 'INTERNAL', (err as Error).message);
+      if (!res.headersSent) json(res, e.status, { error: { code: e.code, message: e.message } });
+      else res.destroy();
+    });
+  });
+  server.on('upgrade', (req, socket, head) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname !== '/api/v1/stream' || req.headers.upgrade?.toLowerCase() !== STREAM_PROTOCOL) {
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    try {
+      ctx.config.accept(req, socket, head);
+    } catch (err) {
+      socket.destroy(err as Error);
+    }
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new HttpError(413, 'TOO_LARGE', `request body over ${MAX_BODY} bytes`);
+    parts.push(chunk as Buffer);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://x');
+  const parts = url.pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
+  const method = req.method ?? 'GET';
+  const route = `${method} /${parts.slice(0, 3).join('/')}`;
+  if (method === 'GET' && url.pathname === '/metrics') {
+    const text = ctx.metrics();
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    return;
+  }
+  if (parts[0] !== 'api' || parts[1] !== 'v1') throw new HttpError(404, 'NOT_FOUND', `no such path: ${url.pathname}`);
+  switch (route) {
+    case 'GET /api/v1/health':
+      return json(res, 200, { ok: true, version: ctx.version, generation: ctx.index.generation, proxies: ctx.config.connected });
+    case 'POST /api/v1/apply':
+      return apply(req, res, ctx, url);
+    case 'GET /api/v1/resources': {
+      if (parts.length === 3) {
+        const items = ctx.index.list(url.searchParams.get('kind') ?? undefined, url.searchParams.get('namespace') ?? undefined);
+        const errors = ctx.config.view().errorsByResource();
+        return json(res, 200, { items: items.map((e) => withStatus(e, errors)) });
+      }
+      const e = ctx.index.get(keyFrom(parts));
+      if (e === undefined) throw new HttpError(404, 'NOT_FOUND', `${keyFrom(parts)} not found`);
+      return json(res, 200, withStatus(e, ctx.config.view().errorsByResource()));
+    }
+    case 'DELETE /api/v1/resources': {
+      const key = keyFrom(parts);
+      let deleted: boolean;
+      try {
+        deleted = await ctx.index.delete(key);
+      } catch (err) {
+        if (err instanceof ConflictError) throw new HttpError(409, 'CONFLICT', err.message);
+        throw err;
+      }
+      if (!deleted) throw new HttpError(404, 'NOT_FOUND', `${key} not found`);
+      return json(res, 200, { deleted: key });
+    }
+    case 'GET /api/v1/watch':
+      return watch(req, res, ctx, url);
+    case 'GET /api/v1/proxies': {
+      if (parts.length === 3) return json(res, 200, { items: ctx.config.statuses() });
+      if (parts.length === 6 && parts[5] === 'config') {
+        const snapshot = ctx.config.proxyConfig(`${parts[3]}/${parts[4]}`);
+        if (snapshot === null) throw new HttpError(404, 'NOT_FOUND', `no configuration for proxy ${parts[3]}/${parts[4]}`);
+        const status = ctx.config.statuses().find((s) => s.id === `${parts[3]}/${parts[4]}`) ?? null;
+        return json(res, 200, { snapshot, status });
+      }
+      throw new HttpError(404, 'NOT_FOUND', `no such path: ${url.pathname}`);
+    }
+    case 'GET /api/v1/problems': {
+      const errors = ctx.config.view().errorsByResource();
+      const resources = [...errors].map(([key, list]) => ({ key, errors: list.map(toApiError) }));
+      return json(res, 200, { resources, files: ctx.fileProblems() });
+    }
+    default:
+      throw new HttpError(parts.length >= 3 && ['resources', 'proxies', 'apply', 'watch', 'health', 'problems'].includes(parts[2]!) ? 405 : 404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
+  }
+}
+
+function keyFrom(parts: string[]): string {
+  if (parts.length !== 6) throw new HttpError(400, 'BAD_PATH', 'expected /api/v1/resources/<Kind>/<namespace>/<name>');
+  return `${parts[3]}/${parts[4]}/${parts[5]}`;
+}
+
+function toApiError(e: ResourceError): ApiResourceError {
+  return { ...e, text: formatResourceError(e) };
+}
+
+function withStatus(e: IndexedResource, errors: Map<string, ResourceError[]>): unknown {
+  const list = errors.get(resourceKey(e.resource)) ?? [];
+  const source = e.source.type === 'file' ? `file:${e.source.file}` : e.source.type;
+  return { ...e.resource, status: { source, state: list.length === 0 ? 'Accepted' : 'Problems', errors: list.map(toApiError) } };
+}
+
+async function apply(req: IncomingMessage, res: ServerResponse, ctx: ApiContext, url: URL): Promise<void> {
+  const body = await readBody(req);
+  const file = url.searchParams.get('file');
+  const dryRun = url.searchParams.get('dryRun') === 'true';
+  const loaded = loadResources(asYaml(body, req.headers['content-type']), file);
+  const results: ApplyResult[] = [];
+  const errors: ApiResourceError[] = loaded.errors.map(toApiError);
+  for (const e of loaded.errors) if (e.kind !== '' && e.name !== '') results.push({ kind: e.kind, namespace: e.namespace, name: e.name, action: 'refused' });
+  const outcomes = await Promise.all(
+    loaded.resources.map(async (r: Resource): Promise<ApplyResult> => {
+      const id = { kind: r.kind, namespace: r.metadata.namespace, name: r.metadata.name };
+      try {
+        return { ...id, action: await ctx.index.apply(r, dryRun) };
+      } catch (err) {
+        if (!(err instanceof ConflictError)) throw err;
+        errors.push(toApiError({ ...id, file, line: null, path: '', message: err.message }));
+        return { ...id, action: 'refused' };
+      }
+    }),
+  );
+  results.push(...outcomes);
+  // Problems the compiler found in what was just applied: reported, but the resource is in force.
+  const compiled = ctx.config.view().errorsByResource();
+  const warnings = loaded.resources.flatMap((r) => (compiled.get(resourceKey(r)) ?? []).map(toApiError));
+  json(res, errors.length > 0 ? 422 : 200, { results, errors, warnings, dryRun });
+}
+
+/** JSON arrays and `List` objects become multi-document YAML; anything else is read as YAML (JSON included). */
+function asYaml(body: string, contentType: string | undefined): string {
+  const trimmed = body.trimStart();
+  if (!(contentType?.includes('json') ?? false) && !trimmed.startsWith('[')) return body;
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    return body; // the YAML reader reports where the JSON is broken
+  }
+  const items = Array.isArray(value) ? value : (value as { kind?: unknown; items?: unknown }).kind === 'List' ? (value as { items: unknown[] }).items : [value];
+  return items.map((i) => JSON.stringify(i, null, 1)).join('\n---\n');
+}
+
+function watch(req: IncomingMessage, res: ServerResponse, ctx: ApiContext, url: URL): void {
+  const kind = url.searchParams.get('kind');
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+  const send = (type: IndexEvent['type'], e: IndexedResource): void => {
+    if (kind !== null && e.resource.kind !== kind) return;
+    res.write(JSON.stringify({ type, resource: e.resource }) + '\n');
+  };
+  for (const e of ctx.index.list()) send('ADDED', e);
+  res.write(JSON.stringify({ type: 'SYNCED' }) + '\n');
+  const stop = ctx.index.onChange((events) => {
+    for (const ev of events) send(ev.type, ev.entry);
+  });
+  req.socket.setTimeout(0);
+  res.on('close', stop);
+}

@@ -1,0 +1,486 @@
+/**
+ * The config server: one stream per proxy, over an HTTP Upgrade on the API port, carrying
+ * newline-delimited JSON. A proxy says hello (its workload, a registration if it has one, and what it
+ * already holds); the server pushes each config type when its version changes — clusters, endpoints,
+ * workload, routes, in that order, so nothing arrives before what it refers to — and waits for the
+ * proxy's ACK or NACK of a type before sending that type again, so a slow proxy gets the latest
+ * state rather than a backlog. Endpoints go as deltas of the clusters that changed.
+ *
+ * The server keeps each proxy's sync state (what it was sent, what it acknowledged, what it refused
+ * and why) for `weft proxy-status` and `weft check`, also while the proxy is disconnected.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import {
+  CONFIG_TYPES,
+  assembleSnapshot,
+  endpointsVersion,
+  type ConfigParts,
+  type ConfigType,
+  type ControlMessage,
+  type Endpoint,
+  type HelloMessage,
+  type ProxyMessage,
+  type ProxySnapshot,
+  type RegisteredWorkload,
+} from '../../model/index.js';
+import type { ResourceIndex } from '../resource-index.js';
+import type { WorkloadRegistry } from '../sources/workload-registry.js';
+import { MeshView } from './mesh-view.js';
+
+/** The Upgrade token of the config stream. */
+export const STREAM_PROTOCOL = 'weft-config/1';
+const MAX_LINE = 1 << 20;
+/** A type sent but not acknowledged for this long is STALE rather than in flight. */
+const STALE_AFTER_MS = 5_000;
+
+export type SyncState = 'SYNCED' | 'STALE' | 'NACKED';
+
+/** Sync state of one config type of one proxy. */
+export interface TypeSync {
+  state: SyncState;
+  /** The version the control plane wants the proxy to have. */
+  latest: string | null;
+  sent: string | null;
+  acked: string | null;
+  /** The proxy's reason, when it refused `latest`. */
+  error: string | null;
+  /** When the last update of this type was sent, and acknowledged (ms since the epoch). */
+  sentAt: number | null;
+  ackedAt: number | null;
+}
+
+/** One proxy as the control plane sees it. */
+export interface ProxyStatus {
+  id: string;
+  workload: string;
+  namespace: string;
+  connected: boolean;
+  peer: string | null;
+  connectedAt: number | null;
+  lastSeenAt: number;
+  registered: boolean;
+  leaseExpiresAt: number | null;
+  /** Why the proxy has no configuration, when it has none (e.g. its workload does not exist). */
+  notice: string | null;
+  types: Record<ConfigType, TypeSync>;
+}
+
+interface Inflight {
+  version: string;
+  sentAt: number;
+  /** For endpoints: the per-cluster versions the proxy will hold once it applies the update. */
+  clusters?: Map<string, string>;
+}
+
+/** A proxy's record; it outlives the connection so a reconnect resumes where it left off. */
+class ProxyRecord {
+  readonly id: string;
+  readonly workload: string;
+  readonly namespace: string;
+  socket: Duplex | null = null;
+  peer: string | null = null;
+  connectedAt: number | null = null;
+  lastSeenAt = Date.now();
+  registrationKey: string | null = null;
+  notice: string | null = null;
+  readonly acked: Record<ConfigType, string | null> = { clusters: null, endpoints: null, workload: null, routes: null };
+  readonly ackedAt: Record<ConfigType, number | null> = { clusters: null, endpoints: null, workload: null, routes: null };
+  ackedClusters = new Map<string, string>();
+  readonly inflight: Partial<Record<ConfigType, Inflight>> = {};
+  readonly sent: Partial<Record<ConfigType, { version: string; at: number }>> = {};
+  readonly nacked: Partial<Record<ConfigType, { version: string; error: string }>> = {};
+  dropTimer: NodeJS.Timeout | null = null;
+  /** Set while the socket cannot take more; the push resumes on drain. */
+  blocked = false;
+
+  constructor(id: string, workload: string, namespace: string) {
+    this.id = id;
+    this.workload = workload;
+    this.namespace = namespace;
+  }
+}
+
+export interface ConfigServerOptions {
+  heartbeatMs: number;
+  log: (msg: string) => void;
+}
+
+/** Counters for the control plane's metrics. */
+export interface ConfigServerStats {
+  updatesSent: number;
+  bytesSent: number;
+  acks: number;
+  nacks: number;
+}
+
+export class ConfigServer {
+  private readonly index: ResourceIndex;
+  private readonly registry: WorkloadRegistry;
+  private readonly opts: ConfigServerOptions;
+  private readonly records = new Map<string, ProxyRecord>();
+  private current: MeshView | null = null;
+  private scheduled = false;
+  private readonly encoded = new Map<string, string>();
+  private readonly pinger: NodeJS.Timeout;
+  private readonly unsubscribe: () => void;
+  readonly stats: ConfigServerStats = { updatesSent: 0, bytesSent: 0, acks: 0, nacks: 0 };
+
+  constructor(index: ResourceIndex, registry: WorkloadRegistry, opts: ConfigServerOptions) {
+    this.index = index;
+    this.registry = registry;
+    this.opts = opts;
+    this.unsubscribe = index.onChange(() => this.schedule());
+    this.pinger = setInterval(() => this.heartbeat(), opts.heartbeatMs);
+    this.pinger.unref();
+  }
+
+  /** The compiled mesh for the resources in force. */
+  view(): MeshView {
+    if (this.current === null || this.current.generation !== this.index.generation) {
+      this.current = new MeshView(this.index.all(), this.index.generation, this.current);
+      this.encoded.clear();
+    }
+    return this.current;
+  }
+
+  /** Takes over a socket after the API server accepted an Upgrade to the config stream. */
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${STREAM_PROTOCOL}\r\nConnection: Upgrade\r\n\r\n`);
+    const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
+    let record: ProxyRecord | null = null;
+    let buffered = head.length > 0 ? head.toString('utf8') : '';
+    const fail = (why: string): void => {
+      this.send(socket, { t: 'notice', message: why });
+      socket.end();
+    };
+    const onLine = (line: string): void => {
+      let msg: ProxyMessage;
+      try {
+        msg = JSON.parse(line) as ProxyMessage;
+      } catch {
+        return fail('config stream: a line is not JSON');
+      }
+      if (record === null) {
+        if (msg.t !== 'hello') return fail('config stream: the first message must be hello');
+        const problem = helloProblem(msg);
+        if (problem !== null) return fail(`config stream: hello: ${problem}`);
+        record = this.attach(msg, socket, peer);
+        return;
+      }
+      if (record.socket !== socket) return; // replaced by a newer stream of the same proxy
+      record.lastSeenAt = Date.now();
+      if (record.registrationKey !== null) this.registry.renew(record.registrationKey);
+      this.onMessage(record, msg);
+    };
+    // The HTTP server forbids setEncoding on its sockets, even upgraded ones.
+    const decoder = new StringDecoder('utf8');
+    socket.on('data', (chunk: Buffer) => {
+      buffered += decoder.write(chunk);
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) !== -1) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (line.length > 0) onLine(line);
+        if (socket.destroyed) return;
+      }
+      if (buffered.length > MAX_LINE) fail('config stream: message too large');
+    });
+    if (buffered.includes('\n')) socket.emit('data', Buffer.alloc(0));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      if (record !== null && record.socket === socket) this.detach(record);
+    });
+  }
+
+  private attach(hello: HelloMessage, socket: Duplex, peer: string): ProxyRecord {
+    const id = `${hello.namespace}/${hello.workload}`;
+    let r = this.records.get(id);
+    if (r === undefined) {
+      r = new ProxyRecord(id, hello.workload, hello.namespace);
+      this.records.set(id, r);
+    }
+    if (r.dropTimer !== null) clearTimeout(r.dropTimer);
+    r.dropTimer = null;
+    const old = r.socket;
+    r.socket = socket;
+    if (old !== null) old.destroy();
+    r.peer = peer;
+    r.connectedAt = Date.now();
+    r.lastSeenAt = Date.now();
+    r.blocked = false;
+    // The proxy knows what it holds better than our memory of an earlier connection does.
+    for (const t of CONFIG_TYPES) {
+      r.acked[t] = hello.have[t] ?? null;
+      delete r.inflight[t];
+    }
+    r.ackedClusters = new Map(Object.entries(hello.haveEndpoints));
+    socket.on('drain', () => {
+      if (r.socket === socket && r.blocked) {
+        r.blocked = false;
+        this.push(r);
+      }
+    });
+    this.send(socket, { t: 'welcome', proxyId: id, leaseTtlMs: this.registry.ttlMs, heartbeatMs: this.opts.heartbeatMs });
+    this.opts.log(`proxy ${id} connected from ${peer}`);
+    if (hello.register === null) {
+      this.push(r);
+    } else {
+      const rec = r;
+      this.registry.register(hello.workload, hello.namespace, hello.register).then(
+        (key) => {
+          rec.registrationKey = key;
+          this.push(rec);
+        },
+        (err: Error) => {
+          this.send(socket, { t: 'notice', message: `registration refused: ${err.message}` });
+          this.push(rec);
+        },
+      );
+    }
+    return r;
+  }
+
+  private detach(r: ProxyRecord): void {
+    r.socket = null;
+    r.connectedAt = null;
+    for (const t of CONFIG_TYPES) delete r.inflight[t];
+    this.opts.log(`proxy ${r.id} disconnected`);
+    // Kept for the lease TTL so proxy-status shows it as disconnected, then forgotten.
+    r.dropTimer = setTimeout(() => {
+      if (r.socket === null) this.records.delete(r.id);
+    }, this.registry.ttlMs);
+    r.dropTimer.unref();
+  }
+
+  private onMessage(r: ProxyRecord, msg: ProxyMessage): void {
+    switch (msg.t) {
+      case 'heartbeat':
+        return;
+      case 'bye':
+        if (r.registrationKey !== null) void this.registry.release(r.registrationKey);
+        r.registrationKey = null;
+        return;
+      case 'ack': {
+        const f = r.inflight[msg.type];
+        if (f === undefined || f.version !== msg.version) return;
+        delete r.inflight[msg.type];
+        delete r.nacked[msg.type];
+        r.acked[msg.type] = msg.version;
+        r.ackedAt[msg.type] = Date.now();
+        if (f.clusters !== undefined) r.ackedClusters = f.clusters;
+        this.stats.acks++;
+        this.push(r);
+        return;
+      }
+      case 'nack': {
+        const f = r.inflight[msg.type];
+        if (f === undefined || f.version !== msg.version) return;
+        delete r.inflight[msg.type];
+        this.stats.nacks++;
+        if (msg.type === 'endpoints' && msg.error.startsWith('base ')) {
+          // The proxy's endpoints are not what we thought: resend them whole.
+          r.ackedClusters = new Map();
+          r.acked.endpoints = null;
+        } else {
+          r.nacked[msg.type] = { version: msg.version, error: String(msg.error).slice(0, 2000) };
+          this.opts.log(`proxy ${r.id} refused ${msg.type} ${msg.version}: ${msg.error}`);
+        }
+        this.push(r);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /** Coalesces changes that arrive together into one push to every proxy. */
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      for (const r of this.records.values()) if (r.socket !== null) this.push(r);
+    });
+  }
+
+  /** Sends a proxy every type whose version moved, unless that type is already in flight. */
+  private push(r: ProxyRecord): void {
+    const socket = r.socket;
+    if (socket === null || r.blocked) return;
+    const view = this.view();
+    const wl = view.workload(r.namespace, r.workload);
+    if (wl === null) {
+      const notice = `workload ${r.id} does not exist yet; declare a Workload or start the proxy with its registration`;
+      if (r.notice !== notice) this.send(socket, { t: 'notice', message: notice });
+      r.notice = notice;
+      return;
+    }
+    r.notice = null;
+    const ns = view.namespace(r.namespace);
+    for (const type of CONFIG_TYPES) {
+      if (r.inflight[type] !== undefined) continue;
+      const target = type === 'workload' ? wl.version : type === 'endpoints' ? ns.endpoints.version : ns[type].version;
+      if (r.acked[type] === target || r.nacked[type]?.version === target) continue;
+      let line: string;
+      let clusters: Map<string, string> | undefined;
+      if (type === 'endpoints') {
+        const base = r.acked.endpoints;
+        line = this.encode(`endpoints:${base ?? ''}:${target}`, () => {
+          const set: Record<string, { version: string; endpoints: Endpoint[] }> = {};
+          for (const [name, e] of ns.endpoints.clusters) if (base === null || r.ackedClusters.get(name) !== e.version) set[name] = { version: e.version, endpoints: e.value };
+          const removed = base === null ? [] : [...r.ackedClusters.keys()].filter((n) => !ns.endpoints.clusters.has(n));
+          return { t: 'update', type, version: target, base, set, removed };
+        });
+        clusters = new Map([...ns.endpoints.clusters].map(([n, e]) => [n, e.version]));
+      } else if (type === 'workload') {
+        line = this.encode(`workload:${r.id}:${target}`, () => ({ t: 'update', type, version: target, value: wl.value }));
+      } else if (type === 'routes') {
+        line = this.encode(`routes:${r.namespace}:${target}`, () => ({ t: 'update', type, version: target, value: ns.routes.value }));
+      } else {
+        line = this.encode(`clusters:${r.namespace}:${target}`, () => ({ t: 'update', type, version: target, value: ns.clusters.value }));
+      }
+      const now = Date.now();
+      r.inflight[type] = { version: target, sentAt: now, ...(clusters !== undefined ? { clusters } : {}) };
+      r.sent[type] = { version: target, at: now };
+      this.stats.updatesSent++;
+      this.stats.bytesSent += line.length;
+      if (!socket.write(line)) {
+        r.blocked = true;
+        return;
+      }
+    }
+  }
+
+  // Encoded updates are shared by every proxy in the same state, within one generation of the view.
+  // The endpoints key holds the base version, which names the proxy's whole per-cluster state.
+  private encode(key: string, build: () => ControlMessage): string {
+    let line = this.encoded.get(key);
+    if (line === undefined) {
+      line = JSON.stringify(build()) + '\n';
+      this.encoded.set(key, line);
+    }
+    return line;
+  }
+
+  private send(socket: Duplex, msg: ControlMessage): void {
+    if (!socket.destroyed) socket.write(JSON.stringify(msg) + '\n');
+  }
+
+  private heartbeat(): void {
+    const deadline = Date.now() - 3 * this.opts.heartbeatMs;
+    for (const r of this.records.values()) {
+      if (r.socket === null) continue;
+      if (r.lastSeenAt < deadline) {
+        this.opts.log(`proxy ${r.id} silent for ${3 * this.opts.heartbeatMs} ms; closing its stream`);
+        r.socket.destroy();
+        continue;
+      }
+      this.send(r.socket, { t: 'ping' });
+    }
+  }
+
+  /** Every known proxy, connected or recently disconnected, in id order. */
+  statuses(): ProxyStatus[] {
+    const view = this.view();
+    const now = Date.now();
+    return [...this.records.values()]
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .map((r) => {
+        const wl = view.workload(r.namespace, r.workload);
+        const ns = wl === null ? null : view.namespace(r.namespace);
+        const types = {} as Record<ConfigType, TypeSync>;
+        for (const t of CONFIG_TYPES) {
+          const latest = wl === null || ns === null ? null : t === 'workload' ? wl.version : t === 'endpoints' ? ns.endpoints.version : ns[t].version;
+          const nack = r.nacked[t];
+          const sent = r.sent[t];
+          let state: SyncState = 'STALE';
+          if (latest !== null && r.acked[t] === latest && r.socket !== null) state = 'SYNCED';
+          else if (latest !== null && nack?.version === latest) state = 'NACKED';
+          else if (r.socket !== null && r.inflight[t] !== undefined && now - r.inflight[t]!.sentAt < STALE_AFTER_MS) state = 'SYNCED';
+          types[t] = {
+            state,
+            latest,
+            sent: sent?.version ?? null,
+            acked: r.acked[t],
+            error: state === 'NACKED' ? nack!.error : null,
+            sentAt: sent?.at ?? null,
+            ackedAt: r.ackedAt[t],
+          };
+        }
+        return {
+          id: r.id,
+          workload: r.workload,
+          namespace: r.namespace,
+          connected: r.socket !== null,
+          peer: r.peer,
+          connectedAt: r.connectedAt,
+          lastSeenAt: r.lastSeenAt,
+          registered: r.registrationKey !== null,
+          leaseExpiresAt: r.registrationKey === null ? null : this.registry.expiry(r.registrationKey),
+          notice: r.notice,
+          types,
+        };
+      });
+  }
+
+  /** The configuration the control plane wants a proxy to have, as one snapshot; null when unknown. */
+  proxyConfig(id: string): ProxySnapshot | null {
+    const r = this.records.get(id);
+    const [namespace, workload] = r !== undefined ? [r.namespace, r.workload] : id.split('/', 2);
+    if (namespace === undefined || workload === undefined) return null;
+    const view = this.view();
+    const wl = view.workload(namespace, workload);
+    if (wl === null) return null;
+    const ns = view.namespace(namespace);
+    const parts: ConfigParts = {
+      workload: wl.value,
+      routes: ns.routes.value,
+      clusters: ns.clusters.value,
+      endpoints: Object.fromEntries([...ns.endpoints.clusters].map(([n, e]) => [n, e.value])),
+    };
+    return assembleSnapshot(parts, { workload: wl.version, routes: ns.routes.version, clusters: ns.clusters.version, endpoints: ns.endpoints.version });
+  }
+
+  /** Number of proxies with an open stream. */
+  get connected(): number {
+    let n = 0;
+    for (const r of this.records.values()) if (r.socket !== null) n++;
+    return n;
+  }
+
+  close(): void {
+    clearInterval(this.pinger);
+    this.unsubscribe();
+    for (const r of this.records.values()) {
+      r.socket?.destroy();
+      if (r.dropTimer !== null) clearTimeout(r.dropTimer);
+    }
+  }
+}
+
+const NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** What is wrong with a hello, or null. */
+function helloProblem(h: HelloMessage): string | null {
+  if (typeof h.workload !== 'string' || !NAME.test(h.workload)) return `workload: ${JSON.stringify(h.workload)} is not a DNS label`;
+  if (typeof h.namespace !== 'string' || !NAME.test(h.namespace)) return `namespace: ${JSON.stringify(h.namespace)} is not a DNS label`;
+  if (typeof h.have !== 'object' || h.have === null) return 'have: must be an object';
+  if (typeof h.haveEndpoints !== 'object' || h.haveEndpoints === null) return 'haveEndpoints: must be an object';
+  if (h.register !== null) return registrationProblem(h.register);
+  return null;
+}
+
+function registrationProblem(r: RegisteredWorkload): string | null {
+  if (typeof r !== 'object' || r === null) return 'register: must be an object or null';
+  if (typeof r.address !== 'string' || r.address === '') return 'register.address: must be a non-empty string';
+  if (typeof r.ports !== 'object' || r.ports === null) return 'register.ports: must be an object';
+  for (const [name, p] of Object.entries(r.ports)) {
+    if (!Number.isInteger(p) || p < 1 || p > 65535) return `register.ports.${name}: ${JSON.stringify(p)} is not a port`;
+  }
+  if (typeof r.labels !== 'object' || r.labels === null || Object.values(r.labels).some((v) => typeof v !== 'string')) return 'register.labels: must map names to strings';
+  if (typeof r.serviceAccount !== 'string' || !NAME.test(r.serviceAccount)) return 'register.serviceAccount: must be a DNS label';
+  if (r.inboundPort !== null && (!Number.isInteger(r.inboundPort) || r.inboundPort < 1 || r.inboundPort > 65535)) return 'register.inboundPort: must be a port or null';
+  return null;
+}

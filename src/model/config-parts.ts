@@ -1,0 +1,112 @@
+/**
+ * A proxy snapshot split into the resource types the config stream versions separately, and the
+ * messages of that stream. Both ends use these: the control plane splits and sends, the proxy
+ * reassembles, so a change of one endpoint sends one cluster's endpoints, not the whole snapshot.
+ */
+import { createHash } from 'node:crypto';
+import type { Cluster, Endpoint, ProxySnapshot } from './snapshot.js';
+
+/** The resource types of the config stream, in the order a push sends them (what others refer to first). */
+export const CONFIG_TYPES = ['clusters', 'endpoints', 'workload', 'routes'] as const;
+export type ConfigType = (typeof CONFIG_TYPES)[number];
+
+/** A cluster as the `clusters` type carries it: everything but its endpoints. */
+export type ClusterConfig = Omit<Cluster, 'endpoints'>;
+
+/** One snapshot, by type. */
+export interface ConfigParts {
+  workload: Pick<ProxySnapshot, 'workload' | 'inbound'>;
+  routes: Pick<ProxySnapshot, 'virtualHosts' | 'tcpServices'>;
+  clusters: ClusterConfig[];
+  /** Endpoints by cluster name. */
+  endpoints: Record<string, Endpoint[]>;
+}
+
+/** A short content hash: equal values have equal versions. */
+export function contentVersion(value: unknown): string {
+  return createHash('sha256').update(typeof value === 'string' ? value : JSON.stringify(value)).digest('hex').slice(0, 16);
+}
+
+/** Version of an endpoints map, from the version of each cluster's list (so a delta can be checked cheaply). */
+export function endpointsVersion(perCluster: ReadonlyMap<string, string>): string {
+  const names = [...perCluster.keys()].sort();
+  return contentVersion(names.map((n) => `${n}=${perCluster.get(n)}`).join('\n'));
+}
+
+/** Splits a compiled snapshot into its types. */
+export function splitSnapshot(s: ProxySnapshot): ConfigParts {
+  const endpoints: Record<string, Endpoint[]> = {};
+  const clusters = s.clusters.map(({ endpoints: e, ...rest }) => {
+    endpoints[rest.name] = e;
+    return rest;
+  });
+  return { workload: { workload: s.workload, inbound: s.inbound }, routes: { virtualHosts: s.virtualHosts, tcpServices: s.tcpServices }, clusters, endpoints };
+}
+
+/** Puts a snapshot back together; a cluster whose endpoints have not arrived has none. */
+export function assembleSnapshot(p: ConfigParts, versions: Readonly<Record<ConfigType, string>>): ProxySnapshot {
+  return {
+    version: contentVersion(CONFIG_TYPES.map((t) => versions[t]).join('/')),
+    ...p.workload,
+    ...p.routes,
+    clusters: p.clusters.map((c) => ({ ...c, endpoints: p.endpoints[c.name] ?? [] })),
+  };
+}
+
+/** Who a proxy is and what it already has, sent first on every (re)connection. */
+export interface HelloMessage {
+  t: 'hello';
+  workload: string;
+  namespace: string;
+  /** The workload to register (auto-registration with a lease), or null when it is declared as a resource. */
+  register: RegisteredWorkload | null;
+  /** Versions the proxy holds from an earlier connection; types at these versions are not resent. */
+  have: Partial<Record<ConfigType, string>>;
+  /** Endpoints it holds, by cluster version, so a resync after a reconnect can be a delta. */
+  haveEndpoints: Record<string, string>;
+}
+
+/** What a proxy tells about its workload when it registers it. */
+export interface RegisteredWorkload {
+  address: string;
+  ports: Record<string, number>;
+  labels: Record<string, string>;
+  serviceAccount: string;
+  inboundPort: number | null;
+}
+
+/** Proxy → control plane. */
+export type ProxyMessage =
+  | HelloMessage
+  | { t: 'ack'; type: ConfigType; version: string }
+  | { t: 'nack'; type: ConfigType; version: string; error: string }
+  | { t: 'heartbeat' }
+  /** Leaving for good (drain): release the lease now rather than at its expiry. */
+  | { t: 'bye' };
+
+/** Control plane → proxy. */
+export type ControlMessage =
+  | { t: 'welcome'; proxyId: string; leaseTtlMs: number; heartbeatMs: number }
+  /** Something the proxy should log, e.g. its workload does not exist yet. */
+  | { t: 'notice'; message: string }
+  /** Sent every heartbeat interval, so a proxy notices a dead link that never closed. */
+  | { t: 'ping' }
+  | UpdateMessage;
+
+/**
+ * A new version of one type, acknowledged by type and version (no per-proxy nonce, so one encoded
+ * update serves every proxy in the same state). `endpoints` may be a delta over the version the proxy holds (`base`). */
+export type UpdateMessage =
+  | { t: 'update'; type: 'workload'; version: string; value: ConfigParts['workload'] }
+  | { t: 'update'; type: 'routes'; version: string; value: ConfigParts['routes'] }
+  | { t: 'update'; type: 'clusters'; version: string; value: ClusterConfig[] }
+  | {
+      t: 'update';
+      type: 'endpoints';
+      version: string;
+      /** Null for a full set; otherwise the endpoints version the delta applies to. */
+      base: string | null;
+      /** Clusters whose endpoints are new or changed, with each list's version. */
+      set: Record<string, { version: string; endpoints: Endpoint[] }>;
+      removed: string[];
+    };

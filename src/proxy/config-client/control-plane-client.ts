@@ -1,0 +1,281 @@
+/**
+ * The proxy's end of the config stream (`weft proxy --control-plane URL`). It holds one stream,
+ * applies each update it gets and answers ACK or NACK with the reason; a configuration that cannot
+ * be applied is refused and the last good one keeps serving. When the control plane is gone the
+ * proxy keeps its configuration and reconnects with exponential backoff and full jitter, telling
+ * what it holds so the resync sends only what changed meanwhile.
+ */
+import { request } from 'node:http';
+import type { Socket } from 'node:net';
+import { configApplied, configRejected } from '../../core/diagnostics.js';
+import {
+  CONFIG_TYPES,
+  assembleSnapshot,
+  endpointsVersion,
+  type ConfigParts,
+  type ConfigType,
+  type ControlMessage,
+  type Endpoint,
+  type ProxyMessage,
+  type ProxySnapshot,
+  type RegisteredWorkload,
+  type UpdateMessage,
+} from '../../model/index.js';
+
+const STREAM_PROTOCOL = 'weft-config/1';
+
+export interface ControlPlaneClientOptions {
+  /** e.g. `http://127.0.0.1:15010` */
+  url: string;
+  workload: string;
+  namespace: string;
+  /** The workload to register, read at each connect (ports are known only once listening); null if declared. */
+  registration: () => RegisteredWorkload | null;
+  /** Swaps in a snapshot; throws when the proxy cannot apply it (the reason goes back as a NACK). */
+  apply: (s: ProxySnapshot) => void;
+  log: (msg: string) => void;
+  /** Reconnect backoff: first ceiling and cap (ms). */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+}
+
+type Held = { [T in ConfigType]?: ConfigParts[T] };
+
+export class ControlPlaneClient {
+  private readonly opts: ControlPlaneClientOptions;
+  private readonly held: Held = {};
+  private readonly versions: Partial<Record<ConfigType, string>> = {};
+  private clusterVersions = new Map<string, string>();
+  private socket: Socket | null = null;
+  private closed = false;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private lastHeard = 0;
+  private configured = false;
+  /** Resolves when the first complete configuration is applied. */
+  readonly ready: Promise<void>;
+  private markReady!: () => void;
+
+  constructor(opts: ControlPlaneClientOptions) {
+    this.opts = opts;
+    this.ready = new Promise((r) => (this.markReady = r));
+  }
+
+  /** True while a stream is open. */
+  get connected(): boolean {
+    return this.socket !== null;
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const url = new URL('/api/v1/stream', this.opts.url);
+    const req = request(url, { headers: { connection: 'Upgrade', upgrade: STREAM_PROTOCOL }, timeout: 5000 });
+    const retry = (why: string): void => {
+      if (this.closed) return;
+      const ceiling = Math.min(this.opts.backoffMaxMs ?? 5000, (this.opts.backoffBaseMs ?? 100) * 2 ** this.attempt);
+      const delay = Math.max(20, Math.random() * ceiling);
+      this.attempt = Math.min(this.attempt + 1, 20);
+      // The first failure and every fifth after it: enough to see, not a flood during an outage.
+      if (this.attempt === 1 || this.attempt % 5 === 0) this.opts.log(`control plane ${this.opts.url}: ${why}; retrying in ${Math.round(delay)} ms${this.configured ? ' (serving the last configuration meanwhile)' : ''}`);
+      this.retryTimer = setTimeout(() => this.connect(), delay);
+    };
+    req.on('timeout', () => req.destroy(new Error('connect timed out')));
+    req.on('error', (err) => retry((err as NodeJS.ErrnoException).code ?? err.message));
+    req.on('response', (res) => {
+      res.resume();
+      retry(`refused the stream with HTTP ${res.statusCode}`);
+    });
+    req.on('upgrade', (_res, socket, head) => {
+      this.socket = socket;
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, 10_000);
+      this.lastHeard = Date.now();
+      let buffered = head.toString('utf8');
+      socket.setEncoding('utf8');
+      const drainLines = (): void => {
+        const updates: UpdateMessage[] = [];
+        let nl: number;
+        while ((nl = buffered.indexOf('\n')) !== -1) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          if (line.length === 0) continue;
+          let msg: ControlMessage;
+          try {
+            msg = JSON.parse(line) as ControlMessage;
+          } catch {
+            this.opts.log('control plane sent a line that is not JSON; reconnecting');
+            socket.destroy();
+            return;
+          }
+          if (msg.t === 'update') updates.push(msg);
+          else this.onControl(msg);
+        }
+        // Updates that arrive together (one push) are applied together, so a proxy never serves a
+        // half-applied push such as routes pointing at a cluster whose removal came first.
+        if (updates.length > 0) this.onUpdates(updates);
+      };
+      socket.on('data', (chunk: string) => {
+        this.lastHeard = Date.now();
+        buffered += chunk;
+        drainLines();
+      });
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        if (this.heartbeat !== null) clearInterval(this.heartbeat);
+        this.heartbeat = null;
+        if (this.socket === socket) this.socket = null;
+        retry('stream closed');
+      });
+      this.send({
+        t: 'hello',
+        workload: this.opts.workload,
+        namespace: this.opts.namespace,
+        register: this.opts.registration(),
+        have: { ...this.versions },
+        haveEndpoints: Object.fromEntries(this.clusterVersions),
+      });
+      drainLines();
+    });
+    req.end();
+  }
+
+  private send(msg: ProxyMessage): void {
+    this.socket?.write(JSON.stringify(msg) + '\n');
+  }
+
+  private onControl(msg: Exclude<ControlMessage, UpdateMessage>): void {
+    switch (msg.t) {
+      case 'welcome': {
+        this.attempt = 0;
+        if (this.heartbeat !== null) clearInterval(this.heartbeat);
+        const every = Math.max(50, msg.heartbeatMs);
+        this.heartbeat = setInterval(() => {
+          // A link that went silent (no ping for three intervals) is dead even if it never closed.
+          if (Date.now() - this.lastHeard > 3 * every) this.socket?.destroy();
+          else this.send({ t: 'heartbeat' });
+        }, every);
+        this.heartbeat.unref();
+        this.opts.log(`connected to control plane ${this.opts.url} as ${msg.proxyId}`);
+        return;
+      }
+      case 'notice':
+        this.opts.log(`control plane: ${msg.message}`);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private onUpdates(updates: UpdateMessage[]): void {
+    const next = { held: { ...this.held }, versions: { ...this.versions }, clusters: this.clusterVersions };
+    const problems = new Map<UpdateMessage, string>();
+    for (const u of updates) {
+      const p = this.stage(next, u);
+      if (p !== null) problems.set(u, p);
+    }
+    const good = updates.filter((u) => !problems.has(u));
+    const error = good.length === 0 ? null : this.tryApply(next);
+    if (error === null) {
+      this.commit(next);
+      for (const u of good) this.send({ t: 'ack', type: u.type, version: u.version });
+    } else if (good.length === 1) {
+      problems.set(good[0]!, error);
+    } else {
+      // Find out which of them the proxy cannot take: each on its own, in order.
+      for (const u of good) {
+        const one = { held: { ...this.held }, versions: { ...this.versions }, clusters: this.clusterVersions };
+        const p = this.stage(one, u) ?? this.tryApply(one);
+        if (p === null) {
+          this.commit(one);
+          this.send({ t: 'ack', type: u.type, version: u.version });
+        } else problems.set(u, p);
+      }
+    }
+    for (const [u, why] of problems) {
+      this.send({ t: 'nack', type: u.type, version: u.version, error: why });
+      configRejected.publish({ source: this.opts.url, errors: [`${u.type} ${u.version}: ${why}`] });
+    }
+  }
+
+  /** Puts an update into a staged state; returns why it cannot be, or null. */
+  private stage(next: { held: Held; versions: Partial<Record<ConfigType, string>>; clusters: Map<string, string> }, u: UpdateMessage): string | null {
+    if (typeof u.version !== 'string') return 'update without a version';
+    switch (u.type) {
+      case 'endpoints': {
+        const have = next.versions.endpoints ?? null;
+        if (u.base !== null && u.base !== have) return `base mismatch: the delta applies to ${u.base}, this proxy holds ${have ?? 'none'}`;
+        const endpoints: Record<string, Endpoint[]> = u.base === null ? {} : { ...next.held.endpoints };
+        const clusters = u.base === null ? new Map<string, string>() : new Map(next.clusters);
+        for (const [name, c] of Object.entries(u.set ?? {})) {
+          if (!Array.isArray(c?.endpoints)) return `endpoints of ${name}: not a list`;
+          endpoints[name] = c.endpoints;
+          clusters.set(name, c.version);
+        }
+        for (const name of u.removed ?? []) {
+          delete endpoints[name];
+          clusters.delete(name);
+        }
+        if (endpointsVersion(clusters) !== u.version) return `base mismatch: the endpoints after this delta are not version ${u.version}`;
+        next.held.endpoints = endpoints;
+        next.clusters = clusters;
+        break;
+      }
+      case 'workload':
+      case 'routes':
+      case 'clusters':
+        if (typeof u.value !== 'object' || u.value === null) return `${u.type}: no value`;
+        (next.held as Record<string, unknown>)[u.type] = u.value;
+        break;
+      default:
+        return `unknown config type ${JSON.stringify((u as { type: unknown }).type)}`;
+    }
+    next.versions[u.type] = u.version;
+    return null;
+  }
+
+  /** Applies a staged state if it is complete; returns why the proxy refused it, or null. */
+  private tryApply(next: { held: Held; versions: Partial<Record<ConfigType, string>> }): string | null {
+    if (!CONFIG_TYPES.every((t) => next.held[t] !== undefined && next.versions[t] !== undefined)) return null; // not complete yet
+    let snapshot: ProxySnapshot;
+    try {
+      snapshot = assembleSnapshot(next.held as ConfigParts, next.versions as Record<ConfigType, string>);
+      this.opts.apply(snapshot);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    configApplied.publish({ source: this.opts.url, version: snapshot.version });
+    if (!this.configured) {
+      this.configured = true;
+      this.markReady();
+    }
+    return null;
+  }
+
+  private commit(next: { held: Held; versions: Partial<Record<ConfigType, string>>; clusters: Map<string, string> }): void {
+    Object.assign(this.held, next.held);
+    Object.assign(this.versions, next.versions);
+    this.clusterVersions = next.clusters;
+  }
+
+  /** Closes the stream; with `bye`, first tells the control plane to release this workload's lease now. */
+  async close(bye: boolean): Promise<void> {
+    this.closed = true;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    const s = this.socket;
+    if (s === null) return;
+    if (bye) {
+      this.send({ t: 'bye' });
+      await new Promise<void>((r) => {
+        s.end(r);
+        setTimeout(r, 500).unref();
+      });
+    }
+    s.destroy();
+  }
+}
