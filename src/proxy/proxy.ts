@@ -91,13 +91,27 @@ export class Proxy {
     return this.runtime?.snapshot ?? null;
   }
 
-  /** Swaps in a new configuration. Requests in flight finish on the old one. */
+  /**
+   * Swaps in a new configuration; throws, keeping the one in force, when this proxy cannot apply it
+   * (a local TCP port whose service is gone, a route to a cluster that is not defined).
+   * Requests in flight finish on the old one.
+   */
   apply(snapshot: ProxySnapshot): void {
     for (const u of this.opts.upstreams) {
       const name = tcpName(u);
       if (!snapshot.tcpServices.some((t) => t.name === name)) {
         throw new Error(`--upstream ${u.service}:${u.port} listens on local port ${u.localPort}, but the configuration has no TCP service ${name}`);
       }
+    }
+    const clusters = new Set(snapshot.clusters.map((c) => c.name));
+    for (const vh of snapshot.virtualHosts) {
+      for (const r of vh.routes) {
+        if (r.action.type !== 'forward') continue;
+        for (const b of r.action.backends) if (b.cluster !== null && !clusters.has(b.cluster)) throw new Error(`route ${r.name} sends to cluster ${b.cluster}, which the configuration does not define`);
+      }
+    }
+    for (const t of snapshot.tcpServices) {
+      for (const b of t.backends) if (b.cluster !== null && !clusters.has(b.cluster)) throw new Error(`TCP service ${t.name} sends to cluster ${b.cluster}, which the configuration does not define`);
     }
     const next = new Runtime(snapshot, this.pools);
     this.runtime = next;

@@ -163,13 +163,18 @@ export interface RunningProxy {
   stop(): Promise<number | null>;
 }
 
-/** Starts `weft proxy` with OS-chosen ports and waits until it reports them. */
-export function startProxy(file: string, workload: string, extra: string[] = []): Promise<RunningProxy> {
-  const proc = spawn(
-    process.execPath,
-    [weftBin, 'proxy', '--file', file, '--workload', workload, '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', ...extra],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+/** A running `weft` process that printed its `{"event":"listening",…}` line. */
+export interface RunningWeft<T> {
+  proc: ChildProcess;
+  listening: T;
+  stderr(): string;
+  /** SIGTERM, then resolves with the exit code (SIGKILL after 10 s). */
+  stop(): Promise<number | null>;
+}
+
+/** Spawns `weft <args>` and waits (up to 10 s) for the JSON line it prints once listening. */
+export function startWeft<T>(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<RunningWeft<T>> {
+  const proc = spawn(process.execPath, [weftBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let err = '';
   let out = '';
   proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
@@ -177,26 +182,27 @@ export function startProxy(file: string, workload: string, extra: string[] = [])
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
-      reject(new Error(`proxy did not start within 10 s:\n${err}`));
+      reject(new Error(`weft ${args[0]} did not start within 10 s:\n${err}`));
     }, 10_000);
     const early = (code: number | null): void => {
       clearTimeout(timer);
-      reject(new Error(`proxy exited with ${code} before listening:\n${err}`));
+      reject(new Error(`weft ${args[0]} exited with ${code} before listening:\n${err}`));
     };
     proc.once('exit', early);
-    proc.stdout!.on('data', (c: Buffer) => {
+    const onData = (c: Buffer): void => {
       out += c.toString();
       const line = out.split('\n').find((l) => l.includes('"listening"'));
       if (line === undefined) return;
+      proc.stdout!.off('data', onData);
+      proc.stdout!.resume();
       clearTimeout(timer);
       proc.off('exit', early);
-      const ports = (JSON.parse(line) as { ports: { outbound: number; inbound: number; admin: number; upstreams: Record<string, number> } }).ports;
       resolve({
         proc,
-        ...ports,
+        listening: JSON.parse(line) as T,
         stderr: () => err,
         stop: async () => {
-          if (proc.exitCode !== null) return proc.exitCode;
+          if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
           proc.kill('SIGTERM');
           const kill = setTimeout(() => proc.kill('SIGKILL'), 10_000);
           const code = await exited;
@@ -204,7 +210,50 @@ export function startProxy(file: string, workload: string, extra: string[] = [])
           return code;
         },
       });
+    };
+    proc.stdout!.on('data', onData);
+  });
+}
+
+type ProxyPorts = { outbound: number; inbound: number; admin: number; upstreams: Record<string, number> };
+
+/** Starts `weft proxy` with OS-chosen ports and waits until it reports them. */
+export async function startProxy(file: string, workload: string, extra: string[] = []): Promise<RunningProxy> {
+  return startProxyWith(['--file', file, '--workload', workload, ...extra]);
+}
+
+/** Starts `weft proxy <args>` with OS-chosen ports. */
+export async function startProxyWith(args: string[]): Promise<RunningProxy> {
+  const w = await startWeft<{ ports: ProxyPorts }>(['proxy', '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', ...args]);
+  return { proc: w.proc, ...w.listening.ports, stderr: w.stderr, stop: w.stop };
+}
+
+/** A running `weft control`. */
+export interface RunningControl extends RunningWeft<{ apiPort: number }> {
+  url: string;
+  dataDir: string;
+}
+
+/** Starts `weft control` on an OS-chosen port with a fresh (or the given) data dir. */
+export async function startControl(dataDir = mkdtempSync(join(tmpdir(), 'weft-cp-')), extra: string[] = []): Promise<RunningControl> {
+  const w = await startWeft<{ apiPort: number }>(['control', '--data-dir', dataDir, '--api-port', '0', ...extra]);
+  return { ...w, url: `http://127.0.0.1:${w.listening.apiPort}`, dataDir };
+}
+
+/** Runs a `weft` CLI verb to completion against `server`; resolves with its exit code and output. */
+export function runWeft(args: string[], server: string, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [weftBin, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, WEFT_SERVER: server } });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const kill = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+    proc.on('close', (code) => {
+      clearTimeout(kill);
+      resolve({ code, stdout, stderr });
     });
+    proc.stdin.end(input ?? '');
   });
 }
 

@@ -52,6 +52,8 @@ export class ControlPlaneClient {
   private retryTimer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private lastHeard = 0;
+  /** Kept under a third of the lease TTL once known, so a reconnect never outwaits this workload's lease. */
+  private backoffCap: number;
   private configured = false;
   /** Resolves when the first complete configuration is applied. */
   readonly ready: Promise<void>;
@@ -59,6 +61,7 @@ export class ControlPlaneClient {
 
   constructor(opts: ControlPlaneClientOptions) {
     this.opts = opts;
+    this.backoffCap = opts.backoffMaxMs ?? 5000;
     this.ready = new Promise((r) => (this.markReady = r));
   }
 
@@ -77,7 +80,7 @@ export class ControlPlaneClient {
     const req = request(url, { headers: { connection: 'Upgrade', upgrade: STREAM_PROTOCOL }, timeout: 5000 });
     const retry = (why: string): void => {
       if (this.closed) return;
-      const ceiling = Math.min(this.opts.backoffMaxMs ?? 5000, (this.opts.backoffBaseMs ?? 100) * 2 ** this.attempt);
+      const ceiling = Math.min(this.backoffCap, (this.opts.backoffBaseMs ?? 100) * 2 ** this.attempt);
       const delay = Math.max(20, Math.random() * ceiling);
       this.attempt = Math.min(this.attempt + 1, 20);
       // The first failure and every fifth after it: enough to see, not a flood during an outage.
@@ -152,6 +155,7 @@ export class ControlPlaneClient {
     switch (msg.t) {
       case 'welcome': {
         this.attempt = 0;
+        this.backoffCap = Math.min(this.opts.backoffMaxMs ?? 5000, Math.max(100, msg.leaseTtlMs / 3));
         if (this.heartbeat !== null) clearInterval(this.heartbeat);
         const every = Math.max(50, msg.heartbeatMs);
         this.heartbeat = setInterval(() => {
@@ -183,18 +187,9 @@ export class ControlPlaneClient {
     if (error === null) {
       this.commit(next);
       for (const u of good) this.send({ t: 'ack', type: u.type, version: u.version });
-    } else if (good.length === 1) {
-      problems.set(good[0]!, error);
     } else {
-      // Find out which of them the proxy cannot take: each on its own, in order.
-      for (const u of good) {
-        const one = { held: { ...this.held }, versions: { ...this.versions }, clusters: this.clusterVersions };
-        const p = this.stage(one, u) ?? this.tryApply(one);
-        if (p === null) {
-          this.commit(one);
-          this.send({ t: 'ack', type: u.type, version: u.version });
-        } else problems.set(u, p);
-      }
+      // A push is refused as a whole: applying part of it could leave routes without their clusters.
+      for (const u of good) problems.set(u, error);
     }
     for (const [u, why] of problems) {
       this.send({ t: 'nack', type: u.type, version: u.version, error: why });
