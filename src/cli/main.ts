@@ -8,9 +8,11 @@ import { ApiError } from './api-client.js';
 import { UsageError, version, type Command } from './command.js';
 import { controlCommand } from './control-command.js';
 import { proxyCommand } from './proxy-command.js';
+import { upCommand } from './up.js';
 import { applyCommand, checkCommand, deleteCommand, getCommand, proxyConfigCommand, proxyStatusCommand } from './resource-commands.js';
 
 const commands: Record<string, Command> = {
+  up: upCommand,
   control: controlCommand,
   proxy: proxyCommand,
   apply: applyCommand,

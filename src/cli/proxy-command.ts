@@ -17,6 +17,7 @@ export const proxyCommand: Command = {
     workload: { type: 'string', short: 'w' },
     namespace: { type: 'string', short: 'n', default: 'default' },
     'app-port': { type: 'string', multiple: true, default: [] },
+    register: { type: 'boolean', default: false },
     label: { type: 'string', short: 'l', multiple: true, default: [] },
     'service-account': { type: 'string', default: 'default' },
     address: { type: 'string', default: '127.0.0.1' },
@@ -29,6 +30,7 @@ export const proxyCommand: Command = {
     'idle-timeout': { type: 'string', default: '5m' },
     'drain-timeout': { type: 'string', default: '30s' },
     'no-watch': { type: 'boolean', default: false },
+    quiet: { type: 'boolean', short: 'q', default: false },
   },
   help: `Configuration (one of):
       --control-plane URL       stream configuration from a control plane, e.g. http://127.0.0.1:15010
@@ -38,6 +40,7 @@ Workload:
   -n, --namespace NS            the workload's namespace (default: default)
       --app-port NAME=PORT      register the workload with the control plane, with this app port (repeatable);
                                 without it, the Workload must be declared as a resource
+      --register                register the workload even with no app port (e.g. a client-only job)
   -l, --label KEY=VALUE         a label of the registered workload (repeatable)
       --service-account NAME    service account of the registered workload (default: default)
       --address ADDRESS         address of the registered workload (default 127.0.0.1)
@@ -52,6 +55,7 @@ Limits:
       --idle-timeout            keep-alive idle time of client connections (default 5m)
       --drain-timeout           longest wait for requests in flight on SIGTERM (default 30s)
       --no-watch                do not watch the file
+  -q, --quiet                   log only problems (refused configurations, lost control plane), not every change
 Ports of 0 are chosen by the OS; the chosen ports are printed on start as one JSON line.`,
   run: runProxy,
 };
@@ -84,9 +88,10 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
     drainTimeoutMs: duration(v['drain-timeout'], 'drain-timeout'),
   });
   const log = (msg: string): void => console.error(`weft proxy: ${msg}`);
+  const info = v.quiet === true ? (): void => {} : log;
   configApplied.subscribe((m) => {
     const e = m as { source: string; version: string };
-    log(`configuration ${e.version} applied from ${e.source}`);
+    info(`configuration ${e.version} applied from ${e.source}`);
     proxy.metrics.count('weft_config_reloads_total{result="applied"}');
   });
   configRejected.subscribe((m) => {
@@ -98,7 +103,7 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
   proxyLifecycle.subscribe((m) => {
     const e = m as { event: string; detail: unknown };
     if (e.event === 'listening') console.log(JSON.stringify({ event: 'listening', ports: e.detail }));
-    else log(e.event);
+    else info(e.event);
   });
 
   let stopSource: (leaving: boolean) => Promise<void>;
@@ -115,7 +120,7 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
     stopSource = async () => source.close();
   } else {
     const ports = await proxy.start();
-    const register = Object.keys(appPorts).length > 0;
+    const register = v.register === true || Object.keys(appPorts).length > 0;
     const client = new ControlPlaneClient({
       url: cp!,
       workload,
@@ -131,7 +136,7 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
             }
           : null,
       apply: (s) => proxy.apply(s),
-      log,
+      log: (m) => (m.startsWith('connected') ? info(m) : log(m)),
     });
     client.start();
     stopSource = (leaving) => client.close(leaving);

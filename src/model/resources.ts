@@ -166,5 +166,21 @@ export interface TCPRouteSpec {
   rules: Array<{ backendRefs: BackendRef[] }>;
 }
 
+/**
+ * A process `weft up` runs beside its own sidecar: a local app. Its labels become its workload's
+ * labels (so Services select it); the control plane itself never runs processes.
+ */
+export type App = KubeObject<WeftApiVersion, 'App', AppSpec>;
+export interface AppSpec {
+  /** Program and arguments, run from the mesh file's folder; `node` means the Node running weft. */
+  command: string[];
+  env?: Record<string, string>;
+  /** Named ports the app listens on; 0 (or absent: `{ http: 0 }`) means chosen by `weft up`. `{}` for none. */
+  ports?: Record<string, number>;
+  /** `Always` by default; `Never` makes a one-shot job whose sidecar stops when it exits. */
+  restart?: 'Always' | 'OnFailure' | 'Never';
+  serviceAccount?: string;
+}
+
 /** Any resource Weft reads. */
-export type Resource = Mesh | Service | Workload | BackendPolicy | HTTPRoute | TCPRoute;
+export type Resource = Mesh | Service | Workload | BackendPolicy | HTTPRoute | TCPRoute | App;

@@ -344,8 +344,20 @@ const tcpRouteSpec = object(
 );
 
 /** Spec schema by apiVersion, then kind. */
+const envName = (k: string): string | null => (/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? null : 'must be an environment variable name (letters, digits, "_")');
+const appSpec = object(
+  {
+    command: list(text((s) => (s === '' ? 'must not be empty' : null)), 1),
+    env: record(envName, text()),
+    ports: record(portNameProblem, int(0, 65535)),
+    restart: oneOf('Always', 'OnFailure', 'Never'),
+    serviceAccount: hostname,
+  },
+  ['command'],
+);
+
 const SPECS: Record<string, Record<string, Check>> = {
-  [WEFT_V1ALPHA1]: { Mesh: meshSpec, Service: serviceSpec, Workload: workloadSpec, BackendPolicy: backendPolicySpec },
+  [WEFT_V1ALPHA1]: { Mesh: meshSpec, Service: serviceSpec, Workload: workloadSpec, BackendPolicy: backendPolicySpec, App: appSpec },
   [GATEWAY_V1]: { HTTPRoute: httpRouteSpec },
   [GATEWAY_V1BETA1]: { HTTPRoute: httpRouteSpec },
   [GATEWAY_V1ALPHA2]: { TCPRoute: tcpRouteSpec },

@@ -177,6 +177,10 @@ async function apply(req: IncomingMessage, res: ServerResponse, ctx: ApiContext,
   const outcomes = await Promise.all(
     loaded.resources.map(async (r: Resource): Promise<ApplyResult> => {
       const id = { kind: r.kind, namespace: r.metadata.namespace, name: r.metadata.name };
+      if (r.kind === 'App') {
+        errors.push(toApiError({ ...id, file, line: null, path: 'kind', message: 'App resources are run by "weft up"; the control plane does not run processes' }));
+        return { ...id, action: 'refused' };
+      }
       try {
         return { ...id, action: await ctx.index.apply(r, dryRun) };
       } catch (err) {

@@ -94,6 +94,8 @@ class ProxyRecord {
   dropTimer: NodeJS.Timeout | null = null;
   /** Set while the socket cannot take more; the push resumes on drain. */
   blocked = false;
+  /** Set while its registration is being written: nothing to push before the workload exists. */
+  registering = false;
 
   constructor(id: string, workload: string, namespace: string) {
     this.id = id;
@@ -228,12 +230,15 @@ export class ConfigServer {
       this.push(r);
     } else {
       const rec = r;
+      rec.registering = true;
       this.registry.register(hello.workload, hello.namespace, hello.register).then(
         (key) => {
+          rec.registering = false;
           rec.registrationKey = key;
           this.push(rec);
         },
         (err: Error) => {
+          rec.registering = false;
           this.send(socket, { t: 'notice', message: `registration refused: ${err.message}` });
           this.push(rec);
         },
@@ -308,7 +313,7 @@ export class ConfigServer {
   /** Sends a proxy every type whose version moved, unless that type is already in flight. */
   private push(r: ProxyRecord): void {
     const socket = r.socket;
-    if (socket === null || r.blocked) return;
+    if (socket === null || r.blocked || r.registering) return;
     const view = this.view();
     const wl = view.workload(r.namespace, r.workload);
     if (wl === null) {
