@@ -191,6 +191,8 @@ export class ConfigServer {
     });
     if (buffered.includes('\n')) socket.emit('data', Buffer.alloc(0));
     socket.on('error', () => {});
+    // The HTTP server's sockets allow half-open; a proxy that closed (or died) is gone, so close too.
+    socket.on('end', () => socket.destroy());
     socket.on('close', () => {
       if (record !== null && record.socket === socket) this.detach(record);
     });

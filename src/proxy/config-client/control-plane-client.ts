@@ -128,6 +128,7 @@ export class ControlPlaneClient {
         drainLines();
       });
       socket.on('error', () => {});
+      socket.on('end', () => socket.destroy());
       socket.on('close', () => {
         if (this.heartbeat !== null) clearInterval(this.heartbeat);
         this.heartbeat = null;
