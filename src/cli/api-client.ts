@@ -17,7 +17,7 @@ export function serverUrl(): string {
   return (process.env.WEFT_SERVER ?? DEFAULT_SERVER).replace(/\/+$/, '');
 }
 
-/** Calls the API; resolves with the JSON body and status, rejects with ApiError when unreachable or on a 5xx. */
+/** Calls the API; resolves with the JSON body and status (200 or 422), rejects with ApiError when unreachable or on any other error. */
 export async function api<T>(method: string, path: string, body?: { text: string; type: string }): Promise<{ status: number; body: T }> {
   const url = `${serverUrl()}${path}`;
   let res: Response;
@@ -38,7 +38,8 @@ export async function api<T>(method: string, path: string, body?: { text: string
   } catch {
     throw new ApiError(res.status, `${method} ${url}: HTTP ${res.status}, not JSON: ${text.slice(0, 200)}`);
   }
-  if (res.status >= 500 || res.status === 404 || res.status === 409 || res.status === 400 || res.status === 405 || res.status === 413) {
+  // 422 carries per-resource results the caller reports; every other error is one message.
+  if (res.status >= 400 && res.status !== 422) {
     const e = (parsed as { error?: { message?: string } }).error;
     throw new ApiError(res.status, e?.message ?? `HTTP ${res.status}`, parsed);
   }

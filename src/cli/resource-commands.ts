@@ -1,9 +1,12 @@
 /** The CLI verbs against the control plane: apply, get, delete, proxy-status, proxy-config, check. */
 import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
+import type { ApiResourceError } from '../control/api/api-server.js';
+import type { ProxyStatus } from '../control/serve/config-server.js';
+import { loadResources } from '../model/index.js';
 import type { ProxySnapshot } from '../model/snapshot.js';
 import { ApiError, api, serverUrl } from './api-client.js';
-import { UsageError, type Command } from './command.js';
+import { UsageError, duration, type Command } from './command.js';
 import { age, table } from './table.js';
 
 const KINDS: Record<string, string> = {};
@@ -31,20 +34,17 @@ function output(v: Record<string, unknown>, allowed = ['table', 'yaml', 'json'])
   return o;
 }
 
-interface ApiError_ {
-  text: string;
-}
 interface ApplyResponse {
   results: Array<{ kind: string; namespace: string; name: string; action: string }>;
-  errors: ApiError_[];
-  warnings: ApiError_[];
+  errors: ApiResourceError[];
+  warnings: ApiResourceError[];
   dryRun: boolean;
 }
 type Stored = {
   kind: string;
   metadata: { name: string; namespace: string; labels?: Record<string, string>; creationTimestamp?: string };
   spec: Record<string, unknown>;
-  status: { source: string; state: string; errors: ApiError_[] };
+  status: { source: string; state: string; errors: ApiResourceError[] };
 };
 
 const id = (r: { kind: string; namespace: string; name: string }): string => `${r.kind}/${r.namespace === 'default' ? '' : `${r.namespace}/`}${r.name}`;
@@ -84,7 +84,7 @@ file, line and field. Exits 0 when all applied, 1 when any was refused. "-f -" r
 };
 
 function summary(r: Stored): string {
-  const s = r.spec as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const s = r.spec as Record<string, any>; // a display summary over every kind; the API already validated the shape
   switch (r.kind) {
     case 'Service':
       return `${(s.ports as Array<{ name: string; port: number; protocol?: string }>).map((p) => `${p.name}:${p.port}/${p.protocol ?? 'HTTP'}`).join(',')}  selector ${labelText(s.selector)}`;
@@ -156,7 +156,6 @@ export const deleteCommand: Command = {
     const targets: Array<{ kind: string; namespace: string; name: string }> = [];
     if ((v.file as string[]).length > 0) {
       if (args.length > 0) throw new UsageError('give either -f FILE or <kind> <name>');
-      const { loadResources } = await import('../model/index.js');
       for (const f of v.file as string[]) {
         const r = loadResources(readFileSync(f, 'utf8'), f);
         for (const x of r.resources) targets.push({ kind: x.kind, namespace: x.metadata.namespace, name: x.metadata.name });
@@ -179,16 +178,6 @@ export const deleteCommand: Command = {
     return missing === 0 ? 0 : 1;
   },
 };
-
-type Sync = { state: string; latest: string | null; acked: string | null; error: string | null };
-interface ProxyStatus {
-  id: string;
-  connected: boolean;
-  lastSeenAt: number;
-  registered: boolean;
-  notice: string | null;
-  types: Record<'clusters' | 'endpoints' | 'workload' | 'routes', Sync>;
-}
 
 export const proxyStatusCommand: Command = {
   summary: 'sync state of every proxy, per config type',
@@ -266,7 +255,7 @@ export const proxyConfigCommand: Command = {
 };
 
 interface Problems {
-  resources: Array<{ key: string; errors: ApiError_[] }>;
+  resources: Array<{ key: string; errors: ApiResourceError[] }>;
   files: Array<{ file: string; errors: string[] }>;
 }
 
@@ -279,7 +268,6 @@ the latest configuration. Exits 0 when all is well, 1 otherwise, saying what to 
 --wait retries until all is well or the time is up (e.g. --wait 30s).`,
   run: async (v) => {
     const o = output(v, ['table', 'json']);
-    const { duration } = await import('./command.js');
     const deadline = Date.now() + (v.wait === undefined ? 0 : duration(v.wait, 'wait'));
     for (;;) {
       const result = await runChecks();

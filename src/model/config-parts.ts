@@ -6,6 +6,9 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Endpoint, ProxySnapshot } from './snapshot.js';
 
+/** The HTTP Upgrade token of the config stream, on the control plane's API port. */
+export const STREAM_PROTOCOL = 'weft-config/1';
+
 /** The resource types of the config stream, in the order a push sends them (what others refer to first). */
 export const CONFIG_TYPES = ['clusters', 'endpoints', 'workload', 'routes'] as const;
 export type ConfigType = (typeof CONFIG_TYPES)[number];

@@ -5,11 +5,10 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { formatResourceError, loadResources, type ResourceError } from '../../model/index.js';
+import { STREAM_PROTOCOL, formatResourceError, loadResources, type ResourceError } from '../../model/index.js';
 import type { Resource } from '../../model/resources.js';
 import { ConflictError, resourceKey, type ApplyAction, type IndexedResource, type IndexEvent, type ResourceIndex } from '../resource-index.js';
 import type { ConfigServer } from '../serve/config-server.js';
-import { STREAM_PROTOCOL } from '../serve/config-server.js';
 import type { FileProblems } from '../sources/config-dir.js';
 
 const MAX_BODY = 8 << 20;

@@ -14,6 +14,7 @@ import type { Duplex } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import {
   CONFIG_TYPES,
+  STREAM_PROTOCOL,
   assembleSnapshot,
   endpointsVersion,
   type ConfigParts,
@@ -29,8 +30,6 @@ import type { ResourceIndex } from '../resource-index.js';
 import type { WorkloadRegistry } from '../sources/workload-registry.js';
 import { MeshView } from './mesh-view.js';
 
-/** The Upgrade token of the config stream. */
-export const STREAM_PROTOCOL = 'weft-config/1';
 const MAX_LINE = 1 << 20;
 /** A type sent but not acknowledged for this long is STALE rather than in flight. */
 const STALE_AFTER_MS = 5_000;
@@ -178,8 +177,7 @@ export class ConfigServer {
     };
     // The HTTP server forbids setEncoding on its sockets, even upgraded ones.
     const decoder = new StringDecoder('utf8');
-    socket.on('data', (chunk: Buffer) => {
-      buffered += decoder.write(chunk);
+    const readLines = (): void => {
       let nl: number;
       while ((nl = buffered.indexOf('\n')) !== -1) {
         const line = buffered.slice(0, nl);
@@ -188,8 +186,12 @@ export class ConfigServer {
         if (socket.destroyed) return;
       }
       if (buffered.length > MAX_LINE) fail('config stream: message too large');
+    };
+    socket.on('data', (chunk: Buffer) => {
+      buffered += decoder.write(chunk);
+      readLines();
     });
-    if (buffered.includes('\n')) socket.emit('data', Buffer.alloc(0));
+    readLines(); // bytes that came with the upgrade request
     socket.on('error', () => {});
     // The HTTP server's sockets allow half-open; a proxy that closed (or died) is gone, so close too.
     socket.on('end', () => socket.destroy());

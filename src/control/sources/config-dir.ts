@@ -64,16 +64,17 @@ export class ConfigDirSource {
     }
     const loaded = loadResources(text, name);
     const previous = new Map((this.good.get(name) ?? []).map((r) => [resourceKey(r), r]));
-    const kept: Resource[] = [];
+    const loadedKeys = new Set(loaded.resources.map(resourceKey));
+    const kept = new Map<string, Resource>();
     for (const e of loaded.errors) {
       const old = previous.get(errorKey(e));
-      if (old !== undefined && !loaded.resources.some((r) => resourceKey(r) === errorKey(e))) kept.push(old);
+      if (old !== undefined && !loadedKeys.has(errorKey(e))) kept.set(errorKey(e), old);
     }
-    const resources = [...loaded.resources, ...kept.filter((r, i, a) => a.indexOf(r) === i)];
+    const resources = [...loaded.resources, ...kept.values()];
     const conflicts = this.index.setFile(name, resources);
     this.good.set(name, resources);
     const errors = [...loaded.errors.map(formatResourceError), ...conflicts.map((c) => `${name}: ${c}`)];
-    if (kept.length > 0) errors.push(`${name}: kept the last good version of ${kept.map(resourceKey).join(', ')}`);
+    if (kept.size > 0) errors.push(`${name}: kept the last good version of ${[...kept.keys()].join(', ')}`);
     this.problems.set(name, errors);
     this.log(`${name}: ${loaded.resources.length} resources${errors.length > 0 ? `, problems:\n  ${errors.join('\n  ')}` : ''}`);
   }

@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import { configApplied, configRejected } from '../../core/diagnostics.js';
 import {
   CONFIG_TYPES,
+  STREAM_PROTOCOL,
   assembleSnapshot,
   endpointsVersion,
   type ConfigParts,
@@ -21,8 +22,6 @@ import {
   type RegisteredWorkload,
   type UpdateMessage,
 } from '../../model/index.js';
-
-const STREAM_PROTOCOL = 'weft-config/1';
 
 export interface ControlPlaneClientOptions {
   /** e.g. `http://127.0.0.1:15010` */
@@ -55,14 +54,10 @@ export class ControlPlaneClient {
   /** Kept under a third of the lease TTL once known, so a reconnect never outwaits this workload's lease. */
   private backoffCap: number;
   private configured = false;
-  /** Resolves when the first complete configuration is applied. */
-  readonly ready: Promise<void>;
-  private markReady!: () => void;
 
   constructor(opts: ControlPlaneClientOptions) {
     this.opts = opts;
     this.backoffCap = opts.backoffMaxMs ?? 5000;
-    this.ready = new Promise((r) => (this.markReady = r));
   }
 
   /** True while a stream is open. */
@@ -245,10 +240,7 @@ export class ControlPlaneClient {
       return (err as Error).message;
     }
     configApplied.publish({ source: this.opts.url, version: snapshot.version });
-    if (!this.configured) {
-      this.configured = true;
-      this.markReady();
-    }
+    this.configured = true;
     return null;
   }
 
