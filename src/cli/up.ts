@@ -297,7 +297,18 @@ async function runUp(v: Record<string, unknown>): Promise<number> {
     }
     // Sidecars first (in parallel), then each app once its own sidecar is ready.
     await Promise.all(units.map(async (u) => {
-      await startSidecar(u);
+      // Ports were picked free but released for the sidecar to bind; if something took one meanwhile, pick again.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await startSidecar(u);
+          break;
+        } catch (err) {
+          if (attempt === 3 || stopping) throw err;
+          say(`${(err as Error).message}; retrying with other ports`);
+          u.outbound = await freePort();
+          u.inbound = await freePort();
+        }
+      }
       startApp(u);
     }));
   } catch (err) {

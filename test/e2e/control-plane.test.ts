@@ -8,7 +8,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   eventually,
-  freePort,
   runWeft,
   startControl,
   startEcho,
@@ -238,8 +237,9 @@ spec: { address: 127.0.0.1, ports: { http: 1 } }
 });
 
 test('killing the control plane under load fails no request; on restart the proxies resynchronise', async () => {
-  const port = await freePort();
-  let cp = await startControl(undefined, ['--api-port', String(port), '--lease-ttl', '3s']);
+  let cp = await startControl(undefined, ['--lease-ttl', '3s']);
+  // Restarts reuse the port the first start was given, as a real control plane's address stays put.
+  const port = cp.listening.apiPort;
   const mesh = await startMesh(cp);
   let sent = 0;
   const failures: string[] = [];
@@ -313,8 +313,8 @@ test('when a proxy dies its lease lapses and its endpoint leaves the other proxi
 });
 
 test('kill -9 of the control plane during a stream of applies loses no acknowledged resource', async () => {
-  const port = await freePort();
-  let cp = await startControl(undefined, ['--api-port', String(port)]);
+  let cp = await startControl();
+  const port = cp.listening.apiPort;
   const acked = new Set<string>();
   try {
     for (let round = 0; round < 3; round++) {

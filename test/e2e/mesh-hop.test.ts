@@ -2,12 +2,13 @@
 // proxy (inbound) → the server app.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rawExchange, freePort, startEcho, startProxy, tempFile, type Seen } from './harness.js';
+import { writeFileSync } from 'node:fs';
+import { rawExchange, startEcho, startProxy, tempFile, type Seen } from './harness.js';
 
 test('outbound → inbound → app through two proxy processes', async () => {
   const app = await startEcho('server-app');
-  const inboundPort = await freePort();
-  const mesh = `apiVersion: weft.dev/v1alpha1
+  // The server's inbound port is chosen by the OS; clients learn it from the file written after.
+  const mesh = (inboundPort: number | null): string => `apiVersion: weft.dev/v1alpha1
 kind: Service
 metadata: { name: api }
 spec: { selector: { app: api }, ports: [{ name: http, port: 8080, protocol: HTTP }] }
@@ -15,16 +16,21 @@ spec: { selector: { app: api }, ports: [{ name: http, port: 8080, protocol: HTTP
 apiVersion: weft.dev/v1alpha1
 kind: Workload
 metadata: { name: api-1, labels: { app: api } }
-spec: { address: 127.0.0.1, ports: { http: ${app.port} }, proxy: { inboundPort: ${inboundPort} } }
+spec: { address: 127.0.0.1, ports: { http: ${app.port} }${inboundPort === null ? '' : `, proxy: { inboundPort: ${inboundPort} }`} }
 ---
 apiVersion: weft.dev/v1alpha1
 kind: Workload
 metadata: { name: client-1, labels: { app: client } }
 spec: { address: 127.0.0.1, ports: { http: 1 } }
 `;
-  const file = tempFile('mesh.yaml', mesh);
-  const server = await startProxy(file, 'api-1', ['--inbound-port', String(inboundPort)]);
-  const client = await startProxy(file, 'client-1');
+  const file = tempFile('mesh.yaml', mesh(null));
+  const server = await startProxy(file, 'api-1');
+  writeFileSync(file, mesh(server.inbound));
+  const client = await startProxy(file, 'client-1').catch(async (err) => {
+    await server.stop();
+    await app.close();
+    throw err;
+  });
   try {
     // `api` has one HTTP port, so the authority needs no port.
     const r = await rawExchange(client.outbound, 'GET http://api/items HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n');
