@@ -1,5 +1,7 @@
 /** `weft proxy`: a sidecar for one workload, configured from a file or by a control plane. */
+import { connect } from 'node:net';
 import { configApplied, configRejected, configWarnings, proxyLifecycle } from '../core/diagnostics.js';
+import { callsEntryProblem } from '../model/index.js';
 import { ControlPlaneClient } from '../proxy/config-client/control-plane-client.js';
 import { FileConfigSource } from '../proxy/config-client/file-source.js';
 import { Proxy, defaultProxyOptions, type TcpUpstream } from '../proxy/proxy.js';
@@ -21,6 +23,7 @@ export const proxyCommand: Command = {
     label: { type: 'string', short: 'l', multiple: true, default: [] },
     'service-account': { type: 'string', default: 'default' },
     address: { type: 'string', default: '127.0.0.1' },
+    calls: { type: 'string', multiple: true, default: [] },
     'outbound-port': { type: 'string', default: String(defaultProxyOptions.outboundPort) },
     'inbound-port': { type: 'string', default: String(defaultProxyOptions.inboundPort) },
     'admin-port': { type: 'string', default: String(defaultProxyOptions.adminPort) },
@@ -39,11 +42,14 @@ Workload:
   -w, --workload NAME           the Workload this proxy stands beside
   -n, --namespace NS            the workload's namespace (default: default)
       --app-port NAME=PORT      register the workload with the control plane, with this app port (repeatable);
-                                without it, the Workload must be declared as a resource
+                                it joins the endpoints once it accepts connections. Without it, the
+                                Workload must be declared as a resource
       --register                register the workload even with no app port (e.g. a client-only job)
   -l, --label KEY=VALUE         a label of the registered workload (repeatable)
       --service-account NAME    service account of the registered workload (default: default)
       --address ADDRESS         address of the registered workload (default 127.0.0.1)
+      --calls SVC[,SVC…]        the services the registered workload calls (name, ns/name, ns/*; repeatable);
+                                its proxy then learns only those ('' for none). Default: every service
 Listeners:
       --outbound-port PORT      outbound HTTP listener, HTTP_PROXY style or Host-routed (default 15001; "none" to disable)
       --inbound-port PORT       inbound listener forwarding to the app (default 15006; "none" to disable)
@@ -76,6 +82,12 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
   const namespace = v.namespace as string;
   const appPorts = pairs(v['app-port'] as string[], 'app-port', (_k, p) => (/^\d+$/.test(p) && Number(p) > 0 && Number(p) < 65536 ? null : 'not a port'));
   const labels = pairs(v.label as string[], 'label');
+  // `--calls ''` declares that the workload calls nothing.
+  const calls = (v.calls as string[]).flatMap((c) => c.split(',')).map((c) => c.trim()).filter((c) => c !== '');
+  for (const c of calls) {
+    const problem = callsEntryProblem(c);
+    if (problem !== null) throw new UsageError(`--calls: ${JSON.stringify(c)} ${problem}`);
+  }
   const proxy = new Proxy({
     ...defaultProxyOptions,
     bindAddress: v.bind as string,
@@ -121,6 +133,10 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
   } else {
     const ports = await proxy.start();
     const register = v.register === true || Object.keys(appPorts).length > 0;
+    const appPortList = Object.fromEntries(Object.entries(appPorts).map(([k, p]) => [k, Number(p)]));
+    // Like a pod's readiness: the app's ports join the mesh's endpoints once they accept connections,
+    // so nobody is sent to an app that is still starting. Until then the workload is registered without ports.
+    let appListening = Object.keys(appPortList).length === 0;
     const client = new ControlPlaneClient({
       url: cp!,
       workload,
@@ -129,17 +145,28 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
         register
           ? {
               address: v.address as string,
-              ports: Object.fromEntries(Object.entries(appPorts).map(([k, p]) => [k, Number(p)])),
+              ports: appListening ? appPortList : {},
               labels,
               serviceAccount: v['service-account'] as string,
               inboundPort: ports.inbound,
+              calls: (v.calls as string[]).length > 0 ? calls : null,
             }
           : null,
       apply: (s) => proxy.apply(s),
       log: (m) => (m.startsWith('connected') ? info(m) : log(m)),
     });
     client.start();
-    stopSource = (leaving) => client.close(leaving);
+    const probe = appListening
+      ? null
+      : waitForPorts(v.address as string, Object.values(appPortList), () => {
+          appListening = true;
+          info(`app accepts connections on ${Object.entries(appPortList).map(([n, p]) => `${n}=${p}`).join(', ')}; joining the endpoints`);
+          client.reregister();
+        });
+    stopSource = (leaving) => {
+      probe?.cancel();
+      return client.close(leaving);
+    };
   }
   return new Promise((resolve) => {
     const stop = (): void => {
@@ -152,4 +179,36 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+}
+
+/** Calls `ready` once every port accepts a TCP connection; tries every 100 ms, then up to every second. */
+function waitForPorts(host: string, ports: number[], ready: () => void): { cancel(): void } {
+  let timer: NodeJS.Timeout | null = null;
+  let cancelled = false;
+  let delay = 100;
+  const accepts = (port: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const s = connect({ host, port });
+      s.setTimeout(1000, () => s.destroy());
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('close', () => resolve(false));
+      s.once('error', () => {});
+    });
+  const attempt = async (): Promise<void> => {
+    const all = (await Promise.all(ports.map(accepts))).every(Boolean);
+    if (cancelled) return;
+    if (all) return ready();
+    delay = Math.min(1000, delay * 1.5);
+    timer = setTimeout(() => void attempt(), delay);
+  };
+  void attempt();
+  return {
+    cancel: () => {
+      cancelled = true;
+      if (timer !== null) clearTimeout(timer);
+    },
+  };
 }

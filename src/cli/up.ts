@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlPlane } from '../control/control-plane.js';
+import { resourceKey } from '../control/resource-index.js';
 import { formatResourceError, loadResources } from '../model/index.js';
 import type { App } from '../model/resources.js';
 import { UsageError, duration, port, version, type Command } from './command.js';
@@ -199,6 +200,7 @@ async function runUp(v: Record<string, unknown>): Promise<number> {
     const args = [weftBin, 'proxy', '--quiet', '--control-plane', url, '--workload', a.metadata.name, '--namespace', a.metadata.namespace, '--register'];
     for (const [n, p] of Object.entries(u.ports)) args.push('--app-port', `${n}=${p}`);
     for (const [k, l] of Object.entries(a.metadata.labels)) args.push('--label', `${k}=${l}`);
+    if (a.spec.calls !== undefined) args.push('--calls', a.spec.calls.length > 0 ? a.spec.calls.join(',') : '');
     args.push('--service-account', a.spec.serviceAccount ?? 'default', '--outbound-port', String(u.outbound), '--inbound-port', String(u.inbound), '--admin-port', '0');
     const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     u.sidecar = p;
@@ -260,6 +262,22 @@ async function runUp(v: Record<string, unknown>): Promise<number> {
     });
   };
 
+  /** Waits (up to 30 s) until each server's sidecar has registered its app's ports, i.e. the app listens. */
+  const serversJoined = async (servers: Unit[]): Promise<void> => {
+    const joined = (u: Unit): boolean => {
+      const e = cp.index.get(resourceKey({ kind: 'Workload', metadata: u.app.metadata }));
+      return e !== undefined && e.resource.kind === 'Workload' && Object.keys(e.resource.spec.ports).length > 0;
+    };
+    const deadline = Date.now() + 30_000;
+    while (!stopping && servers.some((u) => !joined(u))) {
+      if (Date.now() > deadline) {
+        say(`not listening after 30 s: ${servers.filter((u) => !joined(u)).map((u) => u.name).join(', ')}; starting the other apps anyway`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
   let statsTimer: NodeJS.Timeout | null = null;
   const shutdown = async (): Promise<void> => {
     stopping = true;
@@ -295,7 +313,9 @@ async function runUp(v: Record<string, unknown>): Promise<number> {
       u.outbound = await freePort();
       u.inbound = await freePort();
     }
-    // Sidecars first (in parallel), then each app once its own sidecar is ready.
+    // Sidecars first (in parallel), then each app that serves once its own sidecar is ready, then the
+    // apps that only call others (no ports: clients, jobs) once every server is among the endpoints.
+    const serves = (u: Unit): boolean => Object.keys(u.ports).length > 0;
     await Promise.all(units.map(async (u) => {
       // Ports were picked free but released for the sidecar to bind; if something took one meanwhile, pick again.
       for (let attempt = 1; ; attempt++) {
@@ -309,8 +329,10 @@ async function runUp(v: Record<string, unknown>): Promise<number> {
           u.inbound = await freePort();
         }
       }
-      startApp(u);
+      if (serves(u)) startApp(u);
     }));
+    await serversJoined(units.filter(serves));
+    for (const u of units) if (!serves(u)) startApp(u);
   } catch (err) {
     say(`${(err as Error).message}; stopping`);
     await shutdown();

@@ -543,3 +543,49 @@ describe('version and determinism', () => {
     assert.deepEqual(errors.map(formatResourceError), ['store:42 HTTPRoute/r: spec.rules[0].backendRefs[0]: backend Service ghost not found']);
   });
 });
+
+describe('a workload that declares the services it calls (spec.calls)', () => {
+  const mesh = [
+    service('echo'),
+    service('echo-v2', { selector: { app: 'echo', v: '2' } }),
+    service('other'),
+    service('db', { ports: [{ name: 'pg', port: 5432, protocol: 'TCP' }] }),
+    service('remote', {}, { namespace: 'far' }),
+    service('near', {}, { namespace: 'far' }),
+    workload('echo-1', { app: 'echo', v: '2' }),
+    workload('other-1', { app: 'other' }),
+    onEcho([{ backendRefs: [{ name: 'echo', port: 80, weight: 90 }, { name: 'echo-v2', port: 80, weight: 10 }] }]),
+  ];
+  const scoped = (calls: string[] | undefined) => compile([...mesh, workload('client', { app: 'client' }, calls === undefined ? {} : { calls })]).snapshot;
+
+  test('gets only those services, and the clusters their routes split to', () => {
+    const s = scoped(['echo']);
+    assert.deepEqual(s.virtualHosts.map((v) => v.name), ['echo.default:80']);
+    assert.deepEqual(s.tcpServices, []);
+    assert.deepEqual(s.clusters.map((c) => c.name).sort(), ['echo-v2.default:80', 'echo.default:80']);
+    assert.deepEqual(cluster(s, 'echo-v2.default:80').endpoints.map((e) => e.workload), ['default/echo-1']);
+  });
+
+  test('namespace/name, namespace/* and TCP services', () => {
+    const s = scoped(['far/*', 'db']);
+    assert.deepEqual(s.virtualHosts.map((v) => v.name).sort(), ['near.far:80', 'remote.far:80']);
+    assert.deepEqual(s.tcpServices.map((t) => t.name), ['db.default:5432']);
+    assert.deepEqual(s.clusters.map((c) => c.name).sort(), ['db.default:5432', 'near.far:80', 'remote.far:80']);
+    assert.deepEqual(scoped(['far/remote']).virtualHosts.map((v) => v.name), ['remote.far:80']);
+  });
+
+  test('an empty list calls nothing; no list, or "*", calls everything', () => {
+    const none = scoped([]);
+    assert.deepEqual([none.virtualHosts, none.tcpServices, none.clusters], [[], [], []]);
+    assert.equal(scoped(undefined).clusters.length, 6);
+    assert.equal(scoped(['*']).clusters.length, 6);
+  });
+
+  test('a malformed entry is refused with its path', () => {
+    const { errors } = loadResources(JSON.stringify(workload('client', {}, { calls: ['echo', 'Bad/*', 'a/b/c'] })), 'w.yaml');
+    assert.deepEqual(
+      errors.map((e) => `${e.path}: ${e.message}`),
+      ['spec.calls[1]: must be a service name, "namespace/name", "namespace/*" or "*"', 'spec.calls[2]: must be a service name, "namespace/name", "namespace/*" or "*"'],
+    );
+  });
+});

@@ -38,6 +38,7 @@ import type {
   WeightedBackend,
 } from './snapshot.js';
 import { sourceOf, type SourceInfo } from './source.js';
+import { scopeKey, scopeOutbound } from './scope.js';
 
 /** The proxy to compile for: a Workload by name (namespace `default` unless given). */
 export interface CompileTarget {
@@ -68,7 +69,8 @@ interface Context {
   clientNamespace: string;
   services: Service[];
   serviceByKey: Map<string, Service>;
-  workloads: Workload[];
+  /** Workloads by namespace and by each of their labels (`ns\0key\0value`), each list in name order. */
+  workloadsByLabel: Map<string, Workload[]>;
   httpRoutes: HTTPRoute[];
   tcpRoutes: TCPRoute[];
   policies: BackendPolicy[];
@@ -89,7 +91,7 @@ export function compileProxySnapshot(resources: Resource[], target: CompileTarge
     const error = { kind: 'Workload', namespace, name: target.workload, file: null, line: null, path: '' };
     return { snapshot: null, errors: [{ ...error, message: 'workload not found; the proxy has nothing to stand beside' }] };
   }
-  const outbound = compileOutbound(resources, namespace, opts);
+  const outbound = scopeOutbound(compileOutbound(resources, namespace, opts), scopeKey(namespace, self.spec.calls));
   const body = { ...compileWorkload(self), virtualHosts: outbound.virtualHosts, tcpServices: outbound.tcpServices, clusters: outbound.clusters };
   const version = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
   return { snapshot: { version, ...body }, errors: outbound.errors };
@@ -145,7 +147,7 @@ function index(resources: Resource[], clientNamespace: string, source: Context['
     clientNamespace,
     services,
     serviceByKey: new Map(services.map((s) => [key(s.metadata.namespace, s.metadata.name), s])),
-    workloads: of('Workload').sort(byName),
+    workloadsByLabel: labelIndex(of('Workload').sort(byName)),
     httpRoutes: of('HTTPRoute').sort(byAgeThenName),
     tcpRoutes: of('TCPRoute').sort(byAgeThenName),
     policies: of('BackendPolicy').sort(byAgeThenName),
@@ -155,6 +157,19 @@ function index(resources: Resource[], clientNamespace: string, source: Context['
   };
   for (const extra of meshes.slice(1)) report(ctx, extra, '', `ignored: only one Mesh is allowed; Mesh/${meshes[0]!.metadata.name} applies (the oldest, then first by name)`);
   return ctx;
+}
+
+function labelIndex(workloads: Workload[]): Map<string, Workload[]> {
+  const out = new Map<string, Workload[]>();
+  for (const w of workloads) {
+    for (const [k, v] of Object.entries(w.metadata.labels)) {
+      const key = `${w.metadata.namespace}\0${k}\0${v}`;
+      const list = out.get(key);
+      if (list === undefined) out.set(key, [w]);
+      else list.push(w);
+    }
+  }
+  return out;
 }
 
 /** Reports references to Services that do not exist, wherever they would silently do nothing. */
@@ -190,8 +205,15 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
   const { name, namespace } = svc.metadata;
   const target = port.targetPort ?? port.name;
   const endpoints: Endpoint[] = [];
-  for (const w of ctx.workloads) {
-    if (w.metadata.namespace !== namespace || !Object.entries(svc.spec.selector).every(([k, v]) => w.metadata.labels[k] === v)) continue;
+  const selector = Object.entries(svc.spec.selector);
+  // Candidates come from the index by the selector's rarest label; the rest of the selector filters them.
+  let candidates: Workload[] = [];
+  if (selector.length > 0) {
+    const lists = selector.map(([k, v]) => ctx.workloadsByLabel.get(`${namespace}\0${k}\0${v}`) ?? []);
+    candidates = lists.reduce((a, b) => (b.length < a.length ? b : a));
+  }
+  for (const w of candidates) {
+    if (!selector.every(([k, v]) => w.metadata.labels[k] === v)) continue;
     const appPort = typeof target === 'number' ? target : Object.hasOwn(w.spec.ports, target) ? w.spec.ports[target]! : undefined;
     if (appPort === undefined) continue;
     const inbound = w.spec.proxy?.inboundPort;

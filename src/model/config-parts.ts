@@ -76,6 +76,8 @@ export interface RegisteredWorkload {
   labels: Record<string, string>;
   serviceAccount: string;
   inboundPort: number | null;
+  /** The services the workload calls (see WorkloadSpec.calls); absent or null: all. */
+  calls?: string[] | null;
 }
 
 /** Proxy → control plane. */
@@ -84,6 +86,8 @@ export type ProxyMessage =
   | { t: 'ack'; type: ConfigType; version: string }
   | { t: 'nack'; type: ConfigType; version: string; error: string }
   | { t: 'heartbeat' }
+  /** The registration changed on a live stream (e.g. the app started listening, so its ports join). */
+  | { t: 'register'; register: RegisteredWorkload }
   /** Leaving for good (drain): release the lease now rather than at its expiry. */
   | { t: 'bye' };
 

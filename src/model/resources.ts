@@ -73,6 +73,8 @@ export interface WorkloadSpec {
   /** `default` by default. */
   serviceAccount?: string;
   proxy?: { inboundPort: number };
+  /** Services this workload calls (`name`, `namespace/name`, `namespace/*`); its proxy learns only those. Absent: all. */
+  calls?: string[];
 }
 
 /** Per-destination settings for the Services it targets. */
@@ -180,6 +182,8 @@ export interface AppSpec {
   /** `Always` by default; `Never` makes a one-shot job whose sidecar stops when it exits. */
   restart?: 'Always' | 'OnFailure' | 'Never';
   serviceAccount?: string;
+  /** Services the app calls; its sidecar learns only those (see WorkloadSpec.calls). Absent: all. */
+  calls?: string[];
 }
 
 /** Any resource Weft reads. */

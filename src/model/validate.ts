@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { parseDuration } from './duration.js';
 import { GATEWAY_V1, GATEWAY_V1ALPHA2, GATEWAY_V1BETA1, WEFT_V1ALPHA1 } from './resources.js';
 import { joinPath } from './source.js';
+import { callsEntryProblem } from './scope.js';
 
 /** A validation failure at one field path. */
 export interface FieldError {
@@ -211,8 +212,9 @@ const serviceSpec = object({ selector: labels, ports: list(servicePort, 1) }, ['
   noDuplicates(o.ports, `${path}.ports`, (p) => field(p, 'port'), 'port', errs);
 });
 
+const calls = list(text(callsEntryProblem));
 const workloadSpec = object(
-  { address, ports: record(portNameProblem, port), serviceAccount: hostname, proxy: object({ inboundPort: port }, ['inboundPort']) },
+  { address, ports: record(portNameProblem, port), serviceAccount: hostname, proxy: object({ inboundPort: port }, ['inboundPort']), calls },
   ['address', 'ports'],
   (o, path, errs) => {
     const inbound = field(o.proxy, 'inboundPort');
@@ -352,6 +354,7 @@ const appSpec = object(
     ports: record(portNameProblem, int(0, 65535)),
     restart: oneOf('Always', 'OnFailure', 'Never'),
     serviceAccount: hostname,
+    calls,
   },
   ['command'],
 );

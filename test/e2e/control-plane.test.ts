@@ -2,12 +2,13 @@
 // plane killed under load, lapsed leases, and kill -9 during applies.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Agent, request } from 'node:http';
+import { Agent, createServer, request, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   eventually,
+  freePort,
   runWeft,
   startControl,
   startEcho,
@@ -70,6 +71,13 @@ function viaProxy(port: number, host: string, path = '/'): Promise<{ status: num
 async function allSynced(cp: RunningControl, n: number): Promise<boolean> {
   const { items } = await getJson(`${cp.url}/api/v1/proxies`);
   return items.length >= n && items.every((p: any) => p.connected && p.notice === null && Object.values(p.types).every((t: any) => t.state === 'SYNCED' && t.acked === t.latest));
+}
+
+/** The workloads behind echo.default:80 in a proxy's configuration, sorted. */
+async function echoEndpoints(proxy: RunningProxy): Promise<string[]> {
+  const dump = await getJson(`http://127.0.0.1:${proxy.admin}/config_dump`);
+  const cluster = dump.snapshot.clusters.find((c: any) => c.name === 'echo.default:80');
+  return cluster === undefined ? [] : cluster.endpoints.map((e: any) => e.workload).sort();
 }
 
 /** Two echo apps (v1, v2) with registering sidecars, and a client sidecar. */
@@ -283,11 +291,7 @@ test('when a proxy dies its lease lapses and its endpoint leaves the other proxi
   const mesh = await startMesh(cp);
   try {
     assert.equal((await apply(cp, SERVICES)).status, 200);
-    const endpoints = async (): Promise<string[]> => {
-      const dump = await getJson(`http://127.0.0.1:${mesh.client.admin}/config_dump`);
-      const cluster = dump.snapshot.clusters.find((c: any) => c.name === 'echo.default:80');
-      return cluster === undefined ? [] : cluster.endpoints.map((e: any) => e.workload).sort();
-    };
+    const endpoints = (): Promise<string[]> => echoEndpoints(mesh.client);
     await eventually(async () => (await endpoints()).length === 2, 5000, 'two endpoints');
     assert.deepEqual(await endpoints(), ['default/echo-1', 'default/echo-2']);
     const killedAt = Date.now();
@@ -309,6 +313,37 @@ test('when a proxy dies its lease lapses and its endpoint leaves the other proxi
   } finally {
     await mesh.close();
     await cp.stop();
+  }
+});
+
+test('a registering sidecar adds its app to the endpoints only once the app accepts connections', async () => {
+  const cp = await startControl();
+  const mesh = await startMesh(cp);
+  const port = await freePort();
+  const late = await startProxyWith(['--control-plane', cp.url, '--workload', 'echo-3', '--app-port', `http=${port}`, '--label', 'app=echo']);
+  let app: Server | null = null;
+  try {
+    assert.equal((await apply(cp, SERVICES)).status, 200);
+    const endpoints = (): Promise<string[]> => echoEndpoints(mesh.client);
+    await eventually(async () => (await endpoints()).length === 2, 5000, 'the two listening apps are endpoints');
+    // Registered, synced, but without ports while nothing listens: no caller is sent there.
+    await eventually(() => allSynced(cp, 4), 5000, 'the late proxy synced');
+    const wl = await getJson(`${cp.url}/api/v1/resources/Workload/default/echo-3`);
+    assert.deepEqual(wl.spec.ports, {});
+    assert.deepEqual(await endpoints(), ['default/echo-1', 'default/echo-2']);
+    for (let i = 0; i < 6; i++) assert.equal((await viaProxy(mesh.client.outbound, 'echo')).status, 200);
+
+    app = createServer((_req, res) => res.writeHead(200, { 'x-upstream': 'late' }).end('late'));
+    await new Promise<void>((r) => app!.listen(port, '127.0.0.1', r));
+    await eventually(async () => (await endpoints()).includes('default/echo-3'), 5000, 'the late app joined');
+    const seen = new Set<string | undefined>();
+    for (let i = 0; i < 30; i++) seen.add((await viaProxy(mesh.client.outbound, 'echo')).upstream);
+    assert.ok(seen.has('late'), `traffic reaches the late app: ${[...seen].join(', ')}`);
+  } finally {
+    await late.stop();
+    await mesh.close();
+    await cp.stop();
+    if (app !== null) await new Promise((r) => app!.close(r));
   }
 });
 

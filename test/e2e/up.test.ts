@@ -64,11 +64,11 @@ spec: { command: [node, apps/loadgen.mjs], env: { RATE: "10", DURATION: "1" }, p
     const server = `http://127.0.0.1:${started.apiPort}`;
     assert.deepEqual(Object.keys(started.apps).sort(), ['catalog', 'loadgen', 'once', 'ratings', 'reviews-v1', 'reviews-v2', 'web']);
 
-    // The whole chain answers through web's own sidecar.
+    // The whole chain answers through the sidecar of loadgen, which calls web.
     const viaWeb = async (path: string): Promise<{ status: number; body: any }> => {
       const { request } = await import('node:http');
       return new Promise((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port: started!.apps.web!.outbound, path: `http://web${path}`, headers: { host: 'web' } }, (res) => {
+        const req = request({ host: '127.0.0.1', port: started!.apps.loadgen!.outbound, path: `http://web${path}`, headers: { host: 'web' } }, (res) => {
           let b = '';
           res.on('data', (c) => (b += c));
           res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(b) }));
@@ -82,6 +82,13 @@ spec: { command: [node, apps/loadgen.mjs], env: { RATE: "10", DURATION: "1" }, p
     assert.equal(product.body.id, 3);
     assert.ok(['v1', 'v2'].includes(product.body.reviews.version), JSON.stringify(product.body));
     assert.equal(typeof product.body.reviews.rating.stars, 'number', 'ratings reached through reviews');
+
+    // Each sidecar knows only the services its app calls (spec.calls): catalog's knows the clusters
+    // reviews' route splits to (reviews-v1, reviews-v2), not ratings or web.
+    const config = await runWeft(['proxy-config', 'catalog', 'clusters', '-o', 'json'], server);
+    assert.equal(config.code, 0, config.stderr);
+    const clusterNames = (JSON.parse(config.stdout) as Array<{ name: string }>).map((c) => c.name).sort();
+    assert.deepEqual(clusterNames, ['reviews-v1.default:80', 'reviews-v2.default:80'], config.stdout);
 
     const check = await runWeft(['check', '--wait', '10s'], server);
     assert.equal(check.code, 0, check.stdout);

@@ -267,6 +267,22 @@ export class ConfigServer {
     switch (msg.t) {
       case 'heartbeat':
         return;
+      case 'register': {
+        const problem = registrationProblem(msg.register);
+        if (problem !== null) {
+          this.send(r.socket!, { t: 'notice', message: `registration refused: ${problem}` });
+          return;
+        }
+        this.registry.register(r.workload, r.namespace, msg.register).then(
+          (key) => {
+            r.registrationKey = key;
+          },
+          (err: Error) => {
+            if (r.socket !== null) this.send(r.socket, { t: 'notice', message: `registration refused: ${err.message}` });
+          },
+        );
+        return;
+      }
       case 'bye':
         if (r.registrationKey !== null) void this.registry.release(r.registrationKey);
         r.registrationKey = null;
@@ -327,7 +343,7 @@ export class ConfigServer {
       return;
     }
     r.notice = null;
-    const ns = view.namespace(r.namespace);
+    const ns = view.scoped(r.namespace, view.scopeOf(r.namespace, r.workload));
     for (const type of CONFIG_TYPES) {
       if (r.inflight[type] !== undefined) continue;
       const target = type === 'workload' ? wl.version : type === 'endpoints' ? ns.endpoints.version : ns[type].version;
@@ -398,7 +414,7 @@ export class ConfigServer {
       .sort((a, b) => (a.id < b.id ? -1 : 1))
       .map((r) => {
         const wl = view.workload(r.namespace, r.workload);
-        const ns = wl === null ? null : view.namespace(r.namespace);
+        const ns = wl === null ? null : view.scoped(r.namespace, view.scopeOf(r.namespace, r.workload));
         const types = {} as Record<ConfigType, TypeSync>;
         for (const t of CONFIG_TYPES) {
           const latest = wl === null || ns === null ? null : t === 'workload' ? wl.version : t === 'endpoints' ? ns.endpoints.version : ns[t].version;
@@ -442,7 +458,7 @@ export class ConfigServer {
     const view = this.view();
     const wl = view.workload(namespace, workload);
     if (wl === null) return null;
-    const ns = view.namespace(namespace);
+    const ns = view.scoped(namespace, view.scopeOf(namespace, workload));
     const parts: ConfigParts = {
       workload: wl.value,
       routes: ns.routes.value,
@@ -490,6 +506,7 @@ function registrationProblem(r: RegisteredWorkload): string | null {
   }
   if (typeof r.labels !== 'object' || r.labels === null || Object.values(r.labels).some((v) => typeof v !== 'string')) return 'register.labels: must map names to strings';
   if (typeof r.serviceAccount !== 'string' || !NAME.test(r.serviceAccount)) return 'register.serviceAccount: must be a DNS label';
+  if (r.calls !== undefined && r.calls !== null && !(Array.isArray(r.calls) && r.calls.every((c) => typeof c === 'string'))) return 'register.calls: must be a list of strings or null';
   if (r.inboundPort !== null && (!Number.isInteger(r.inboundPort) || r.inboundPort < 1 || r.inboundPort > 65535)) return 'register.inboundPort: must be a port or null';
   return null;
 }

@@ -9,6 +9,8 @@ import {
   compileWorkload,
   contentVersion,
   endpointsVersion,
+  scopeKey,
+  scopeOutbound,
   type ClusterConfig,
   type ConfigParts,
   type Endpoint,
@@ -41,6 +43,7 @@ export class MeshView {
   readonly generation: number;
   private readonly resources: Resource[];
   private readonly namespaces = new Map<string, NamespaceView>();
+  private readonly scopes = new Map<string, NamespaceView>();
   private readonly workloads = new Map<string, Workload>();
   private readonly workloadParts = new WeakMap<Workload, Versioned<ConfigParts['workload']>>();
   private previous: MeshView | null;
@@ -91,6 +94,32 @@ export class MeshView {
       errors: out.errors,
     };
     this.namespaces.set(namespace, v);
+    return v;
+  }
+
+  /** The scope key of a workload (see model/scope.ts): `*` unless it declares the services it calls. */
+  scopeOf(namespace: string, name: string): string {
+    return scopeKey(namespace, this.workloads.get(`${namespace}/${name}`)?.spec.calls);
+  }
+
+  /** What a proxy in `namespace` with scope `key` gets: the namespace's view cut down to the scope. */
+  scoped(namespace: string, key: string): NamespaceView {
+    const all = this.namespace(namespace);
+    if (key === '*') return all;
+    const cacheKey = `${namespace}\0${key}`;
+    let v = this.scopes.get(cacheKey);
+    if (v !== undefined) return v;
+    const cut = scopeOutbound({ ...all.routes.value, clusters: all.clusters.value }, key);
+    const perCluster = new Map<string, Versioned<Endpoint[]>>();
+    for (const c of cut.clusters) perCluster.set(c.name, all.endpoints.clusters.get(c.name)!);
+    const routes = { virtualHosts: cut.virtualHosts, tcpServices: cut.tcpServices };
+    v = {
+      routes: { version: contentVersion(routes), value: routes },
+      clusters: { version: contentVersion(cut.clusters), value: cut.clusters },
+      endpoints: { version: endpointsVersion(new Map([...perCluster].map(([n, e]) => [n, e.version]))), clusters: perCluster },
+      errors: all.errors,
+    };
+    this.scopes.set(cacheKey, v);
     return v;
   }
 

@@ -42,6 +42,7 @@ export class WorkloadRegistry {
         ports: { ...spec.ports },
         serviceAccount: spec.serviceAccount,
         ...(spec.inboundPort !== null ? { proxy: { inboundPort: spec.inboundPort } } : {}),
+        ...(Array.isArray(spec.calls) ? { calls: [...spec.calls] } : {}),
       },
     };
     const problems = validateResource(w);

@@ -251,6 +251,12 @@ export class ControlPlaneClient {
   }
 
   /** Closes the stream; with `bye`, first tells the control plane to release this workload's lease now. */
+  /** Sends the registration again (it changed, e.g. the app's ports are now listening); the next connect's hello carries it anyway. */
+  reregister(): void {
+    const register = this.opts.registration();
+    if (register !== null) this.send({ t: 'register', register });
+  }
+
   async close(bye: boolean): Promise<void> {
     this.closed = true;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
