@@ -9,6 +9,7 @@ import { UsageError, version, type Command } from './command.js';
 import { controlCommand } from './control-command.js';
 import { proxyCommand } from './proxy-command.js';
 import { upCommand } from './up.js';
+import { caCommand, tokenCommand } from './identity-commands.js';
 import { applyCommand, checkCommand, deleteCommand, getCommand, proxyConfigCommand, proxyStatusCommand } from './resource-commands.js';
 
 const commands: Record<string, Command> = {
@@ -21,6 +22,8 @@ const commands: Record<string, Command> = {
   'proxy-status': proxyStatusCommand,
   'proxy-config': proxyConfigCommand,
   check: checkCommand,
+  token: tokenCommand,
+  ca: caCommand,
   validate: {
     summary: 'check resource files and print every error',
     usage: 'weft validate -f FILE [-f FILE …]',

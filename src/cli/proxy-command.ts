@@ -1,7 +1,9 @@
 /** `weft proxy`: a sidecar for one workload, configured from a file or by a control plane. */
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { configApplied, configRejected, configWarnings, proxyLifecycle } from '../core/diagnostics.js';
 import { callsEntryProblem } from '../model/index.js';
+import { WorkloadIdentity } from '../proxy/tls/workload-identity.js';
 import { ControlPlaneClient } from '../proxy/config-client/control-plane-client.js';
 import { FileConfigSource } from '../proxy/config-client/file-source.js';
 import { Proxy, defaultProxyOptions, type TcpUpstream } from '../proxy/proxy.js';
@@ -24,6 +26,8 @@ export const proxyCommand: Command = {
     'service-account': { type: 'string', default: 'default' },
     address: { type: 'string', default: '127.0.0.1' },
     calls: { type: 'string', multiple: true, default: [] },
+    token: { type: 'string' },
+    'token-file': { type: 'string' },
     'outbound-port': { type: 'string', default: String(defaultProxyOptions.outboundPort) },
     'inbound-port': { type: 'string', default: String(defaultProxyOptions.inboundPort) },
     'admin-port': { type: 'string', default: String(defaultProxyOptions.adminPort) },
@@ -38,6 +42,11 @@ export const proxyCommand: Command = {
   help: `Configuration (one of):
       --control-plane URL       stream configuration from a control plane, e.g. http://127.0.0.1:15010
   -f, --file FILE               resources (multi-document YAML); watched, good edits apply live
+Identity (with --control-plane):
+      --token TOKEN             join token granting the workload identity (weft token create); also WEFT_TOKEN
+      --token-file FILE         read the join token from a file
+                                The proxy makes its own key, gets its certificate from the control plane, and
+                                speaks mutual TLS to other proxies. Without a token it has no identity.
 Workload:
   -w, --workload NAME           the Workload this proxy stands beside
   -n, --namespace NS            the workload's namespace (default: default)
@@ -88,8 +97,13 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
     const problem = callsEntryProblem(c);
     if (problem !== null) throw new UsageError(`--calls: ${JSON.stringify(c)} ${problem}`);
   }
+  const tokenFile = v['token-file'] as string | undefined;
+  const token = (v.token as string | undefined) ?? (tokenFile !== undefined ? readFileSync(tokenFile, 'utf8').trim() : undefined) ?? (cp !== undefined ? process.env.WEFT_TOKEN : undefined);
+  if (token !== undefined && cp === undefined) throw new UsageError('--token needs --control-plane (certificates come from the control plane)');
+  const identity = token !== undefined && token !== '' ? new WorkloadIdentity() : null;
   const proxy = new Proxy({
     ...defaultProxyOptions,
+    identity,
     bindAddress: v.bind as string,
     outboundPort: port(v['outbound-port'], 'outbound-port'),
     inboundPort: port(v['inbound-port'], 'inbound-port'),
@@ -154,6 +168,7 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
           : null,
       apply: (s) => proxy.apply(s),
       log: (m) => (m.startsWith('connected') ? info(m) : log(m)),
+      identity: identity === null ? null : { holder: identity, token: token! },
     });
     client.start();
     const probe = appListening

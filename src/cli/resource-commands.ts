@@ -8,6 +8,7 @@ import type { ProxySnapshot } from '../model/snapshot.js';
 import { ApiError, api, serverUrl } from './api-client.js';
 import { UsageError, duration, type Command } from './command.js';
 import { age, table } from './table.js';
+import { printCertificates, type CertificatesView } from './identity-commands.js';
 
 const KINDS: Record<string, string> = {};
 for (const [kind, aliases] of Object.entries({
@@ -17,6 +18,7 @@ for (const [kind, aliases] of Object.entries({
   HTTPRoute: ['httproute', 'httproutes', 'route', 'routes'],
   TCPRoute: ['tcproute', 'tcproutes'],
   BackendPolicy: ['backendpolicy', 'backendpolicies'],
+  AuthorizationPolicy: ['authorizationpolicy', 'authorizationpolicies', 'authz'],
 })) {
   KINDS[kind.toLowerCase()] = kind;
   for (const a of aliases) KINDS[a] = kind;
@@ -119,11 +121,14 @@ export const getCommand: Command = {
     'all-namespaces': { type: 'boolean', short: 'A', default: false },
     output: { type: 'string', short: 'o' },
   },
-  help: `Kinds: mesh, services (svc), workloads (wl), httproutes (routes), tcproutes, backendpolicies, or "all".
+  help: `Kinds: mesh, services (svc), workloads (wl), httproutes (routes), tcproutes, backendpolicies,
+authorizationpolicies (authz), or "all";
+and "certificates" (the CA's roots and every proxy's certificate: identity, serial, expiry).
 Without -n, lists every namespace. A resource with problems shows STATUS Problems; "-o yaml" shows why.`,
   run: async (v, args) => {
     if (args.length === 0 || args.length > 2) throw new UsageError('give a kind, and optionally a name');
     const o = output(v);
+    if (['certificates', 'certificate', 'certs'].includes(args[0]!.toLowerCase())) return printCertificates(o === 'yaml' ? 'json' : o);
     const kind = args[0] === 'all' ? null : kindOf(args[0]!);
     const ns = (v.namespace as string | undefined) ?? (args[1] !== undefined ? 'default' : undefined);
     let items: Stored[];
@@ -199,17 +204,25 @@ NACKED: it refused the latest version and keeps serving the one before; the reas
     const types = ['clusters', 'endpoints', 'workload', 'routes'] as const;
     console.log(
       table(
-        ['PROXY', 'CONNECTED', 'CLUSTERS', 'ENDPOINTS', 'WORKLOAD', 'ROUTES', 'VERSION'],
-        items.map((p) => [p.id, p.connected ? 'yes' : `no (${age(p.lastSeenAt)})`, ...types.map((t) => p.types[t].state), (p.types.routes.acked ?? '-').slice(0, 8)]),
+        ['PROXY', 'CONNECTED', 'CLUSTERS', 'ENDPOINTS', 'WORKLOAD', 'ROUTES', 'VERSION', 'IDENTITY'],
+        items.map((p) => [p.id, p.connected ? 'yes' : `no (${age(p.lastSeenAt)})`, ...types.map((t) => p.types[t].state), (p.types.routes.acked ?? '-').slice(0, 8), identityCell(p)]),
       ),
     );
     for (const p of items) {
       for (const t of types) if (p.types[t].state === 'NACKED') console.log(`${p.id} refused ${t} ${p.types[t].latest}: ${p.types[t].error}`);
       if (p.notice !== null) console.log(`${p.id}: ${p.notice}`);
+      if (p.identityError !== null) console.log(`${p.id}: no certificate: ${p.identityError}`);
     }
     return 0;
   },
 };
+
+/** What proxy-status shows of a proxy's identity: its SPIFFE ID and whether it installed its certificate. */
+function identityCell(p: ProxyStatus): string {
+  if (p.certificate === null) return p.identityError !== null ? 'REFUSED' : 'none (plaintext)';
+  const state = !p.certificate.installed ? ' (pending)' : !p.certificate.bundleSynced ? ' (old bundle)' : '';
+  return `${p.certificate.identity.replace(/^spiffe:\/\/[^/]+/, '')}${state}`;
+}
 
 export const proxyConfigCommand: Command = {
   summary: "a proxy's routes, clusters or endpoints",
@@ -262,13 +275,16 @@ interface Problems {
 export const checkCommand: Command = {
   summary: 'check the mesh: control plane, resources, proxies',
   usage: 'weft check [--wait DURATION] [-o table|json]',
-  options: { output: { type: 'string', short: 'o' }, wait: { type: 'string' } },
+  options: { output: { type: 'string', short: 'o' }, wait: { type: 'string' }, 'root-expiry-threshold': { type: 'string', default: '720h' } },
   help: `Checks that the control plane answers, that no resource has problems, and that every proxy holds
 the latest configuration. Exits 0 when all is well, 1 otherwise, saying what to do.
+Also checks certificates: every trusted root is further than --root-expiry-threshold (default 720h, 30 days)
+from expiry, and every proxy holds a valid certificate it installed.
 --wait retries until all is well or the time is up (e.g. --wait 30s).`,
   run: async (v) => {
     const o = output(v, ['table', 'json']);
     const deadline = Date.now() + (v.wait === undefined ? 0 : duration(v.wait, 'wait'));
+    rootThresholdMs = duration(v['root-expiry-threshold'], 'root-expiry-threshold');
     for (;;) {
       const result = await runChecks();
       const ok = result.every((c) => c.ok);
@@ -294,6 +310,37 @@ interface Check {
   ok: boolean;
   details: string[];
   hint: string;
+}
+
+/** Roots expire rarely and must never surprise anyone: warn this long ahead. */
+let rootThresholdMs = 30 * 24 * 3600_000;
+
+/** Certificate health: roots far from expiry, every leaf installed and not past three quarters of its life. */
+function certificateChecks(view: CertificatesView, rootMs: number): Check[] {
+  const now = Date.now();
+  const roots = view.roots.filter((r) => r.state !== 'retired');
+  const soon = roots.filter((r) => Date.parse(r.notAfter) - now < rootMs);
+  const checks: Check[] = [
+    {
+      title: soon.length === 0 ? `${roots.length} trusted root(s), none expiring within ${Math.round(rootMs / 86_400_000)} days` : `${soon.length} trusted root(s) expire within ${Math.round(rootMs / 86_400_000)} days`,
+      ok: soon.length === 0,
+      details: soon.map((r) => `${r.subject} (serial ${r.serial.slice(0, 16)}) expires ${r.notAfter}`),
+      hint: 'rotate the root now with "weft ca rotate" (traffic keeps flowing), or restart the control plane with the new CA files you were given',
+    },
+  ];
+  const bad: string[] = [];
+  for (const i of view.items) {
+    if (i.error !== null) bad.push(`${i.proxy}: no certificate: ${i.error}`);
+    else if (i.notAfter !== undefined && Date.parse(i.notAfter) <= now) bad.push(`${i.proxy}: certificate ${i.serial} EXPIRED at ${i.notAfter}`);
+    else if (i.connected && i.installed !== true) bad.push(`${i.proxy}: certificate ${i.serial} issued but not installed yet`);
+  }
+  checks.push({
+    title: bad.length === 0 ? `${view.items.length} proxy certificate(s) valid and installed` : `${bad.length} proxy certificate problem(s)`,
+    ok: bad.length === 0,
+    details: bad,
+    hint: 'a refused token: create a new one ("weft token create") and restart the proxy with it; an expired certificate: the proxy cannot reach the control plane to renew',
+  });
+  return checks;
 }
 
 async function runChecks(): Promise<Check[]> {
@@ -323,5 +370,6 @@ async function runChecks(): Promise<Check[]> {
     details: unsynced,
     hint: 'a NACKED proxy keeps its last good configuration: fix what it refused (see "weft proxy-status"); a disconnected one should reconnect on its own, or be restarted',
   });
+  checks.push(...certificateChecks((await api<CertificatesView>('GET', '/api/v1/certificates')).body, rootThresholdMs));
   return checks;
 }

@@ -103,6 +103,9 @@ class Logs {
 }
 
 /** One app and its sidecar, supervised. */
+/** weft up's join tokens outlive any session; they are revoked when it stops. */
+const UP_TOKEN_TTL_MS = 365 * 24 * 3600_000;
+
 class Unit {
   readonly app: App;
   readonly name: string;
@@ -193,6 +196,12 @@ async function runUp(v: Record<string, unknown>): Promise<number> {
   say(`control plane on ${url} (export WEFT_SERVER=${url} for the weft CLI)`);
 
   const units = apps.map((a) => new Unit(a));
+  const tokens = new Map<string, Promise<{ token: string; info: { id: string } }>>();
+  const tokenFor = async (namespace: string, serviceAccount: string): Promise<string> => {
+    const key = `${namespace}/${serviceAccount}`;
+    if (!tokens.has(key)) tokens.set(key, cp.tokens.create(namespace, serviceAccount, UP_TOKEN_TTL_MS));
+    return (await tokens.get(key)!).token;
+  };
   let stopping = false;
 
   const startSidecar = async (u: Unit): Promise<void> => {
@@ -202,7 +211,9 @@ async function runUp(v: Record<string, unknown>): Promise<number> {
     for (const [k, l] of Object.entries(a.metadata.labels)) args.push('--label', `${k}=${l}`);
     if (a.spec.calls !== undefined) args.push('--calls', a.spec.calls.length > 0 ? a.spec.calls.join(',') : '');
     args.push('--service-account', a.spec.serviceAccount ?? 'default', '--outbound-port', String(u.outbound), '--inbound-port', String(u.inbound), '--admin-port', '0');
-    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    // Each sidecar joins with a token for its App's identity, made here: nobody handles a key or a token.
+    const token = await tokenFor(a.metadata.namespace, a.spec.serviceAccount ?? 'default');
+    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, WEFT_TOKEN: token } });
     u.sidecar = p;
     logs.follow(`${u.name}.proxy`, p.stderr);
     const listening = await new Promise<number>((res, rej) => {
@@ -287,6 +298,8 @@ async function runUp(v: Record<string, unknown>): Promise<number> {
     await Promise.all(units.map((u) => stopProcess(u.proc)));
     say('stopping sidecars');
     await Promise.all(units.map((u) => stopProcess(u.sidecar)));
+    // The tokens lived as long as this session (they matter only when --data-dir keeps the store).
+    for (const t of tokens.values()) await cp.tokens.revoke((await t).info.id).catch(() => false);
     await cp.stop();
     if (tempData) rmSync(dataDir, { recursive: true, force: true });
     say('stopped');

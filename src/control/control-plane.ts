@@ -2,7 +2,10 @@
  * The control plane as one process: store → sources → compiler → config server, behind the API.
  */
 import type { Server } from 'node:http';
+import { join } from 'node:path';
 import { startApi } from './api/api-server.js';
+import { CertificateAuthority } from './ca/certificate-authority.js';
+import { JoinTokens } from './ca/join-tokens.js';
 import { ResourceIndex } from './resource-index.js';
 import { ConfigServer } from './serve/config-server.js';
 import { ConfigDirSource } from './sources/config-dir.js';
@@ -17,6 +20,8 @@ export interface ControlPlaneOptions {
   configDir: string | null;
   leaseTtlMs: number;
   version: string;
+  /** A user-provided signing CA (PEM files); null: the control plane makes its own root in the data dir. */
+  ca?: { certFile: string; keyFile: string; bundleFile: string | null } | null;
   log: (msg: string) => void;
 }
 
@@ -25,6 +30,8 @@ export class ControlPlane {
   readonly index: ResourceIndex;
   readonly registry: WorkloadRegistry;
   readonly config: ConfigServer;
+  readonly ca: CertificateAuthority;
+  readonly tokens: JoinTokens;
   private readonly dir: ConfigDirSource | null;
   private readonly opts: ControlPlaneOptions;
   private api: Server | null = null;
@@ -34,7 +41,13 @@ export class ControlPlane {
     this.store = FileStore.open(opts.dataDir);
     this.index = new ResourceIndex(this.store);
     this.registry = new WorkloadRegistry(this.index, opts.leaseTtlMs, (key) => opts.log(`lease of ${key} lapsed; its endpoints are withdrawn`));
-    this.config = new ConfigServer(this.index, this.registry, { heartbeatMs: Math.max(100, Math.floor(opts.leaseTtlMs / 3)), log: opts.log });
+    this.ca = new CertificateAuthority({ dir: join(opts.dataDir, 'ca'), trustDomain: 'cluster.local', provided: opts.ca ?? null });
+    this.tokens = new JoinTokens(this.store);
+    this.config = new ConfigServer(this.index, this.registry, {
+      heartbeatMs: Math.max(100, Math.floor(opts.leaseTtlMs / 3)),
+      log: opts.log,
+      identity: { ca: this.ca, tokens: this.tokens },
+    });
     this.dir = opts.configDir === null ? null : new ConfigDirSource(opts.configDir, this.index, (m) => opts.log(`config-dir: ${m}`));
   }
 
@@ -46,6 +59,8 @@ export class ControlPlane {
       config: this.config,
       version: this.opts.version,
       fileProblems: () => this.dir?.fileProblems() ?? [],
+      ca: this.ca,
+      tokens: this.tokens,
       metrics: () => this.metrics(),
     });
     this.api = server;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { compileProxySnapshot } from './compile.js';
+import { compileProxySnapshot, compileWorkload, prepareWorkloadIndex } from './compile.js';
 import { formatResourceError } from './errors.js';
 import { loadResources } from './load.js';
 import type { Resource } from './resources.js';
@@ -58,10 +58,27 @@ describe('workload and inbound', () => {
       namespace: 'default',
       address: 'client.local',
       serviceAccount: 'default',
+      identity: 'spiffe://cluster.local/ns/default/sa/default',
       labels: { a: '1', b: '2' },
       ports: { http: 8080, metrics: 9090 },
     });
-    assert.deepEqual(snapshot.inbound, { appAddress: 'client.local', ports: { http: 8080, metrics: 9090 }, defaultPort: 8080 });
+    assert.deepEqual(snapshot.inbound, {
+      appAddress: 'client.local',
+      ports: { http: 8080, metrics: 9090 },
+      defaultPort: 8080,
+      mtlsMode: 'STRICT',
+      authorization: { policies: [] },
+    });
+  });
+
+  test('identity and mTLS mode follow the Mesh: trust domain, namespace, service account', () => {
+    const mesh = { apiVersion: W, kind: 'Mesh', metadata: { name: 'mesh' }, spec: { trustDomain: 'example.org', mtls: { mode: 'PERMISSIVE' } } };
+    const { snapshot } = compile([mesh, workload('api', {}, { serviceAccount: 'api-sa' }, { namespace: 'shop' })], 'api', 'shop');
+    assert.equal(snapshot.workload.identity, 'spiffe://example.org/ns/shop/sa/api-sa');
+    assert.equal(snapshot.inbound.mtlsMode, 'PERMISSIVE');
+    const disabled = compile([{ ...mesh, spec: { mtls: { mode: 'DISABLED' } } }, client]).snapshot;
+    assert.equal(disabled.workload.identity, 'spiffe://cluster.local/ns/default/sa/default');
+    assert.equal(disabled.inbound.mtlsMode, 'DISABLED');
   });
 
   test('defaultPort: the only port, else the one named http, else none', () => {
@@ -92,8 +109,8 @@ describe('clusters and endpoints', () => {
       loadBalancer: 'LeastRequest',
       connectTimeoutMs: 5000,
       endpoints: [
-        { workload: 'default/echo-a', address: '10.0.0.3', port: 8081, appPort: 8081, proxied: false, labels: { app: 'echo', tier: 'web' } },
-        { workload: 'default/echo-b', address: '10.0.0.2', port: 8080, appPort: 8080, proxied: false, labels: { app: 'echo', extra: 'x', tier: 'web' } },
+        { workload: 'default/echo-a', address: '10.0.0.3', port: 8081, appPort: 8081, proxied: false, identity: 'spiffe://cluster.local/ns/default/sa/default', labels: { app: 'echo', tier: 'web' } },
+        { workload: 'default/echo-b', address: '10.0.0.2', port: 8080, appPort: 8080, proxied: false, identity: 'spiffe://cluster.local/ns/default/sa/default', labels: { app: 'echo', extra: 'x', tier: 'web' } },
       ],
     });
   });
@@ -123,6 +140,14 @@ describe('clusters and endpoints', () => {
     assert.deepEqual(cluster(snapshot, 'echo.default:80').endpoints.map(({ port, appPort, proxied }) => ({ port, appPort, proxied })), [
       { port: 15006, appPort: 8080, proxied: true },
     ]);
+  });
+
+  test("every endpoint carries its workload's SPIFFE ID, in the Mesh's trust domain", () => {
+    const mesh = { apiVersion: W, kind: 'Mesh', metadata: { name: 'mesh' }, spec: { trustDomain: 'prod.example' } };
+    const objs = [client, service('echo', {}, { namespace: 'shop' }), workload('echo-1', { app: 'echo' }, { serviceAccount: 'echo' }, { namespace: 'shop' }), workload('echo-2', { app: 'echo' }, {}, { namespace: 'shop' })];
+    const identities = (s: ProxySnapshot) => cluster(s, 'echo.shop:80').endpoints.map((e) => e.identity);
+    assert.deepEqual(identities(compile(objs).snapshot), ['spiffe://cluster.local/ns/shop/sa/echo', 'spiffe://cluster.local/ns/shop/sa/default']);
+    assert.deepEqual(identities(compile([mesh, ...objs]).snapshot), ['spiffe://prod.example/ns/shop/sa/echo', 'spiffe://prod.example/ns/shop/sa/default']);
   });
 
   test('every service gets a cluster per port, sorted by namespace, name and port', () => {
@@ -180,6 +205,154 @@ describe('BackendPolicy and Mesh defaults', () => {
     const { snapshot, errors } = compile([client, service('echo'), policy('p', { connectTimeout: '1s' }, { namespace: 'shop' })]);
     assert.equal(cluster(snapshot, 'echo.default:80').connectTimeoutMs, 5000);
     assert.deepEqual(errors, ['test.yaml:5 BackendPolicy/shop/p: spec.targetRefs[0]: Service shop/echo not found']);
+  });
+});
+
+describe('AuthorizationPolicy', () => {
+  const authz = (name: string, spec: object, meta: Meta = {}) => ({
+    apiVersion: W,
+    kind: 'AuthorizationPolicy',
+    metadata: { name, ...meta },
+    spec: { targetRefs: [{ kind: 'Service', name: 'reviews' }], ...spec },
+  });
+  // Service port 80 → the workload's port named `http`; 81 → named `admin` via targetPort; 82 → 7000 as is.
+  const reviews = service('reviews', {
+    ports: [
+      { name: 'http', port: 80 },
+      { name: 'mgmt', port: 81, targetPort: 'admin' },
+      { name: 'raw', port: 82, protocol: 'TCP', targetPort: 7000 },
+    ],
+  });
+  const reviews1 = workload('reviews-1', { app: 'reviews' }, { ports: { http: 9080, admin: 9090 } });
+  const table = (objs: object[], name = 'reviews-1', namespace?: string) => {
+    const { snapshot, errors } = compile(objs, name, namespace);
+    return { policies: snapshot.inbound.authorization.policies, errors };
+  };
+
+  test('compiles to the app ports of the workload, by port name and by number, with every rule field', () => {
+    const policy = authz('p', {
+      rules: [
+        {
+          from: [{ identities: ['spiffe://cluster.local/ns/default/sa/catalog'], namespaces: ['team-*'] }, { namespaces: ['default'] }],
+          to: [{ ports: [81], methods: ['GET'], paths: ['/reviews/*'] }, { paths: ['*.json'] }],
+          when: [{ header: 'X-User', values: ['alice', 'b*'] }, { header: 'x-team', notValues: ['red'] }],
+        },
+        {},
+      ],
+    });
+    const { policies, errors } = table([reviews, reviews1, policy]);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(policies, [
+      {
+        name: 'default/p',
+        action: 'ALLOW',
+        appPorts: [7000, 9080, 9090],
+        rules: [
+          {
+            from: [
+              { identities: ['spiffe://cluster.local/ns/default/sa/catalog'], namespaces: ['team-*'] },
+              { identities: null, namespaces: ['default'] },
+            ],
+            to: [
+              { appPorts: [9090], methods: ['GET'], paths: ['/reviews/*'] },
+              { appPorts: null, methods: null, paths: ['*.json'] },
+            ],
+            when: [
+              { header: 'x-user', values: ['alice', 'b*'], notValues: null },
+              { header: 'x-team', values: null, notValues: ['red'] },
+            ],
+          },
+          { from: null, to: null, when: [] },
+        ],
+      },
+    ]);
+  });
+
+  test('a Service port whose targetPort the workload lacks covers nothing of it', () => {
+    const { policies } = table([reviews, workload('reviews-1', { app: 'reviews' }, { ports: { http: 9080 } }), authz('p', { rules: [{ to: [{ ports: [81] }] }] })]);
+    assert.deepEqual(policies.map((p) => [p.appPorts, p.rules[0]!.to![0]!.appPorts]), [[[7000, 9080], []]], 'port 81 leads nowhere on this workload: the entry matches nothing');
+  });
+
+  test('no rules match nothing; the action defaults to ALLOW', () => {
+    const { policies } = table([reviews, reviews1, authz('p', {}), authz('q', { action: 'DENY', rules: [] })]);
+    assert.deepEqual(policies.map((p) => `${p.name} ${p.action} ${p.rules.length}`), ['default/p ALLOW 0', 'default/q DENY 0']);
+  });
+
+  test('a workload that no targeted Service selects gets no policy', () => {
+    const objs = [reviews, reviews1, service('ratings'), workload('ratings-1', { app: 'ratings' }), authz('p', {}), client];
+    assert.deepEqual(table(objs, 'ratings-1').policies, []);
+    assert.deepEqual(table(objs, 'client').policies, []);
+    assert.equal(table(objs).policies.length, 1);
+  });
+
+  test('targetRefs resolve in the policy’s own namespace', () => {
+    const shop = [service('reviews', {}, { namespace: 'shop' }), workload('reviews-1', { app: 'reviews' }, {}, { namespace: 'shop' })];
+    assert.deepEqual(table([...shop, reviews, authz('p', {})], 'reviews-1', 'shop').policies, [], 'a policy of default does not reach shop/reviews');
+    assert.deepEqual(table([...shop, authz('p', {}, { namespace: 'shop' })], 'reviews-1', 'shop').policies.map((p) => p.name), ['shop/p']);
+  });
+
+  test('ordered by age, then by namespace/name, whatever the action', () => {
+    const objs = [
+      reviews,
+      reviews1,
+      authz('b-new', {}),
+      authz('a-old', { action: 'DENY' }, { creationTimestamp: '2024-01-01T00:00:00Z' }),
+      authz('c-mid', { action: 'DENY' }, { creationTimestamp: '2024-06-01T00:00:00Z' }),
+      authz('a-new', {}),
+    ];
+    assert.deepEqual(table(objs).policies.map((p) => p.name), ['default/a-old', 'default/c-mid', 'default/a-new', 'default/b-new']);
+  });
+
+  test('a policy on two Services that select the workload applies once, over the ports of both', () => {
+    const admin = service('reviews-admin', { selector: { app: 'reviews' }, ports: [{ name: 'admin', port: 8443 }] });
+    const policy = authz('p', { targetRefs: [{ kind: 'Service', name: 'reviews-admin' }, { kind: 'Service', name: 'reviews' }], rules: [{ to: [{ ports: [8443] }, { ports: [80] }] }] });
+    const reviewsHttp = service('reviews');
+    const { policies, errors } = table([reviewsHttp, admin, reviews1, policy]);
+    assert.deepEqual(errors, [], 'each port belongs to one of the targets');
+    assert.deepEqual(policies.map((p) => [p.appPorts, p.rules[0]!.to!.map((t) => t.appPorts)]), [[[9080, 9090], [[9090], [9080]]]]);
+  });
+
+  test('a missing Service is reported; the policy still applies through its other targets', () => {
+    const policy = authz('p', { targetRefs: [{ kind: 'Service', name: 'ghost' }, { group: '', kind: 'Service', name: 'reviews' }] });
+    const { policies, errors } = table([reviews, reviews1, policy]);
+    assert.deepEqual(errors, ['test.yaml:5 AuthorizationPolicy/p: spec.targetRefs[0]: Service ghost not found']);
+    assert.deepEqual(policies.map((p) => p.name), ['default/p']);
+    const only = table([reviews, reviews1, authz('p', { targetRefs: [{ kind: 'Service', name: 'ghost' }], rules: [{ to: [{ ports: [80] }] }] })]);
+    assert.deepEqual(only.errors, ['test.yaml:5 AuthorizationPolicy/p: spec.targetRefs[0]: Service ghost not found'], 'no port problems without a target to check against');
+    assert.deepEqual(only.policies, []);
+  });
+
+  test('a to.ports value the Service does not have is reported, and fails closed: ignored in an ALLOW entry, the port condition dropped in a DENY entry', () => {
+    const rules = [{ to: [{ ports: [80, 9080] }, { ports: [9080], methods: ['GET'] }] }];
+    const { policies, errors } = table([reviews, reviews1, authz('a', { rules }), authz('d', { action: 'DENY', rules }, { creationTimestamp: '2024-01-01T00:00:00Z' })]);
+    assert.deepEqual(errors, [
+      "test.yaml:7 AuthorizationPolicy/d: spec.rules[0].to[0].ports[1]: Service reviews has no port 9080 (ports are the Service's, not the app's); this DENY entry therefore applies to every port, to fail closed",
+      "test.yaml:7 AuthorizationPolicy/d: spec.rules[0].to[1].ports[0]: Service reviews has no port 9080 (ports are the Service's, not the app's); this DENY entry therefore applies to every port, to fail closed",
+      "test.yaml:5 AuthorizationPolicy/a: spec.rules[0].to[0].ports[1]: Service reviews has no port 9080 (ports are the Service's, not the app's); the value is ignored (an entry left without ports matches nothing)",
+      "test.yaml:5 AuthorizationPolicy/a: spec.rules[0].to[1].ports[0]: Service reviews has no port 9080 (ports are the Service's, not the app's); the value is ignored (an entry left without ports matches nothing)",
+    ]);
+    assert.deepEqual(policies.map((p) => [p.name, p.rules[0]!.to!.map((t) => t.appPorts)]), [
+      ['default/d', [null, null]],
+      ['default/a', [[9080], []]],
+    ]);
+  });
+
+  test('with several targets, a port is a problem only when none of them has it', () => {
+    const policy = authz('p', { targetRefs: [{ kind: 'Service', name: 'reviews' }, { kind: 'Service', name: 'other' }], rules: [{ to: [{ ports: [83, 5432] }] }] });
+    const { errors } = table([reviews, service('other', { ports: [{ name: 'pg', port: 5432 }] }), reviews1, policy]);
+    assert.deepEqual(errors, ["test.yaml:7 AuthorizationPolicy/p: spec.rules[0].to[0].ports[0]: none of the targeted Services (reviews, other) has port 83 (ports are the Service's, not the app's); the value is ignored (an entry left without ports matches nothing)"]);
+  });
+
+  test('the workload index version changes with what the part depends on, not with other workloads', () => {
+    const base = load(reviews, reviews1, client, authz('p', {}));
+    const version = prepareWorkloadIndex(base).version;
+    assert.equal(prepareWorkloadIndex([...base, ...load(workload('reviews-2', { app: 'reviews' }))]).version, version, 'endpoint churn');
+    assert.equal(prepareWorkloadIndex([...base, ...load(service('unguarded'))]).version, version, 'a Service no policy targets');
+    assert.notEqual(prepareWorkloadIndex(load(reviews, reviews1, client, authz('p', { action: 'DENY' }))).version, version, 'a policy change');
+    assert.notEqual(prepareWorkloadIndex(load(service('reviews'), reviews1, client, authz('p', {}))).version, version, 'a targeted Service change');
+    assert.notEqual(prepareWorkloadIndex([...base, ...load({ apiVersion: W, kind: 'Mesh', metadata: { name: 'm' }, spec: { mtls: { mode: 'PERMISSIVE' } } })]).version, version, 'the Mesh');
+    const self = base.find((r) => r.metadata.name === 'reviews-1' && r.kind === 'Workload')!;
+    assert.equal(compileWorkload(self as never, prepareWorkloadIndex(base)).inbound.authorization.policies.length, 1);
   });
 });
 

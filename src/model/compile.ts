@@ -7,6 +7,9 @@ import { createHash } from 'node:crypto';
 import { parseDuration } from './duration.js';
 import { resourceError, type ResourceError } from './errors.js';
 import type {
+  AuthorizationOperation,
+  AuthorizationPolicy,
+  AuthorizationRule,
   BackendPolicy,
   BackendRef,
   HTTPHeaderFilter,
@@ -15,6 +18,7 @@ import type {
   HTTPRouteMatch,
   HTTPRouteRule,
   Mesh,
+  MtlsMode,
   Resource,
   Service,
   ServicePort,
@@ -22,6 +26,9 @@ import type {
   Workload,
 } from './resources.js';
 import type {
+  AuthorizationOperationConfig,
+  AuthorizationPolicyConfig,
+  AuthorizationRuleConfig,
   Cluster,
   Endpoint,
   HeaderModifier,
@@ -62,6 +69,8 @@ export interface CompileResult {
 const CLUSTER_DOMAIN = 'cluster.local';
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_LOAD_BALANCER: LoadBalancerType = 'LeastRequest';
+const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+const DEFAULT_MTLS_MODE: MtlsMode = 'STRICT';
 const HTTP_LIKE = new Set(['HTTP', 'HTTP2', 'GRPC']);
 
 /** Resources by kind, each list in a fixed order, plus the errors being collected. */
@@ -74,7 +83,9 @@ interface Context {
   httpRoutes: HTTPRoute[];
   tcpRoutes: TCPRoute[];
   policies: BackendPolicy[];
+  authorizationPolicies: AuthorizationPolicy[];
   mesh: Mesh | undefined;
+  trustDomain: string;
   sourceOf: (r: Resource) => SourceInfo | undefined;
   // Keyed by content: a rule attached to several ports, or with several matches, reports a problem once.
   errors: Map<string, ResourceError>;
@@ -92,7 +103,7 @@ export function compileProxySnapshot(resources: Resource[], target: CompileTarge
     return { snapshot: null, errors: [{ ...error, message: 'workload not found; the proxy has nothing to stand beside' }] };
   }
   const outbound = scopeOutbound(compileOutbound(resources, namespace, opts), scopeKey(namespace, self.spec.calls));
-  const body = { ...compileWorkload(self), virtualHosts: outbound.virtualHosts, tcpServices: outbound.tcpServices, clusters: outbound.clusters };
+  const body = { ...compileWorkload(self, prepareWorkloadIndex(resources)), virtualHosts: outbound.virtualHosts, tcpServices: outbound.tcpServices, clusters: outbound.clusters };
   const version = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 16);
   return { snapshot: { version, ...body }, errors: outbound.errors };
 }
@@ -123,26 +134,173 @@ export function compileOutbound(resources: Resource[], namespace: string, opts: 
   return { virtualHosts, tcpServices, clusters, errors: [...ctx.errors.values()] };
 }
 
-/** The part of the snapshot that is about the proxy's own workload. */
-export function compileWorkload(self: Workload): Pick<ProxySnapshot, 'workload' | 'inbound'> {
+/**
+ * What the part about one workload needs of the rest of the mesh — the Mesh settings, and the
+ * Services that AuthorizationPolicies target — indexed once per set of resources, so compiling the
+ * part of each of many workloads costs only what concerns that workload.
+ */
+export interface WorkloadIndex {
+  /**
+   * Content hash of everything indexed: two indexes with equal versions compile equal parts for the
+   * same Workload, so a compiled part can be reused while the version stays (e.g. across endpoint churn).
+   */
+  readonly version: string;
+  readonly trustDomain: string;
+  readonly mtlsMode: MtlsMode;
+  /** By namespace: each Service some AuthorizationPolicy targets, with those policies. */
+  readonly guarded: ReadonlyMap<string, ReadonlyArray<{ service: Service; policies: readonly TargetedPolicy[] }>>;
+}
+
+/** An AuthorizationPolicy with the Services it targets that exist. */
+interface TargetedPolicy {
+  policy: AuthorizationPolicy;
+  targets: Service[];
+  /** Every port number of those Services: a `to.ports` value outside it is a mistake (reported). */
+  servicePorts: Set<number>;
+}
+
+/** Indexes what `compileWorkload` needs; cheap (one pass over the resources), done once per set of resources. */
+export function prepareWorkloadIndex(resources: Resource[]): WorkloadIndex {
+  const serviceByKey = new Map<string, Service>();
+  const meshes: Mesh[] = [];
+  const policies: AuthorizationPolicy[] = [];
+  for (const r of resources) {
+    if (r.kind === 'Service') serviceByKey.set(key(r.metadata.namespace, r.metadata.name), r);
+    else if (r.kind === 'AuthorizationPolicy') policies.push(r);
+    else if (r.kind === 'Mesh') meshes.push(r);
+  }
+  const mesh = meshes.sort(byAgeThenName)[0];
+  const byService = new Map<Service, TargetedPolicy[]>();
+  for (const policy of policies.sort(byAgeThenName)) {
+    const targeted = targetedPolicy(policy, serviceByKey);
+    for (const svc of targeted.targets) {
+      const list = byService.get(svc);
+      if (list === undefined) byService.set(svc, [targeted]);
+      else list.push(targeted);
+    }
+  }
+  const guarded = new Map<string, Array<{ service: Service; policies: TargetedPolicy[] }>>();
+  for (const service of [...byService.keys()].sort(byName)) {
+    const ns = service.metadata.namespace;
+    if (!guarded.has(ns)) guarded.set(ns, []);
+    guarded.get(ns)!.push({ service, policies: byService.get(service)! });
+  }
+  const trustDomain = mesh?.spec.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+  const mtlsMode = mesh?.spec.mtls?.mode ?? DEFAULT_MTLS_MODE;
+  // Only what the compiled parts depend on: a change to an unguarded Service does not invalidate them.
+  const content = {
+    trustDomain,
+    mtlsMode,
+    services: [...byService.keys()].sort(byName).map((s) => [s.metadata.namespace, s.metadata.name, s.spec]),
+    policies: policies.map((p) => [p.metadata.namespace, p.metadata.name, p.metadata.creationTimestamp ?? null, p.spec]),
+  };
+  const version = createHash('sha256').update(JSON.stringify(content)).digest('hex').slice(0, 16);
+  return { version, trustDomain, mtlsMode, guarded };
+}
+
+/**
+ * The part of the snapshot that is about the proxy's own workload: who it is, and its inbound side
+ * (where the app listens, the mTLS mode, and which AuthorizationPolicies cover which app ports).
+ * Problems of the policies are reported by `compileOutbound` (they do not depend on the workload).
+ */
+export function compileWorkload(self: Workload, index: WorkloadIndex): Pick<ProxySnapshot, 'workload' | 'inbound'> {
   const ports = sortedRecord(self.spec.ports);
+  const serviceAccount = self.spec.serviceAccount ?? 'default';
   return {
     workload: {
       name: self.metadata.name,
       namespace: self.metadata.namespace,
       address: self.spec.address,
-      serviceAccount: self.spec.serviceAccount ?? 'default',
+      serviceAccount,
+      identity: spiffeId(index.trustDomain, self.metadata.namespace, serviceAccount),
       labels: sortedRecord(self.metadata.labels),
       ports,
     },
-    inbound: { appAddress: self.spec.address, ports: { ...ports }, defaultPort: defaultPort(ports) },
+    inbound: {
+      appAddress: self.spec.address,
+      ports: { ...ports },
+      defaultPort: defaultPort(ports),
+      mtlsMode: index.mtlsMode,
+      authorization: { policies: authorizationFor(self, index) },
+    },
   };
+}
+
+/** The AuthorizationPolicies covering some app port of `self`, oldest first, then by name. */
+function authorizationFor(self: Workload, index: WorkloadIndex): AuthorizationPolicyConfig[] {
+  // The Services of each policy that select this workload (a policy may target several of them).
+  const selecting = new Map<TargetedPolicy, Service[]>();
+  for (const { service, policies } of index.guarded.get(self.metadata.namespace) ?? []) {
+    if (!selects(service, self)) continue;
+    for (const p of policies) {
+      const list = selecting.get(p);
+      if (list === undefined) selecting.set(p, [service]);
+      else list.push(service);
+    }
+  }
+  const out: AuthorizationPolicyConfig[] = [];
+  for (const [targeted, services] of [...selecting].sort(([a], [b]) => byAgeThenName(a.policy, b.policy))) {
+    const appPorts = new Set<number>();
+    for (const svc of services) {
+      for (const port of svc.spec.ports) {
+        const app = appPortOf(port, self);
+        if (app !== undefined) appPorts.add(app);
+      }
+    }
+    if (appPorts.size === 0) continue;
+    const { policy } = targeted;
+    const action = policy.spec.action ?? 'ALLOW';
+    out.push({
+      name: key(policy.metadata.namespace, policy.metadata.name),
+      action,
+      appPorts: ascending(appPorts),
+      rules: (policy.spec.rules ?? []).map((rule) => authorizationRule(rule, action, targeted, services, self)),
+    });
+  }
+  return out;
+}
+
+function authorizationRule(rule: AuthorizationRule, action: 'ALLOW' | 'DENY', targeted: TargetedPolicy, services: Service[], self: Workload): AuthorizationRuleConfig {
+  return {
+    from: rule.from?.map((f) => ({ identities: f.identities ?? null, namespaces: f.namespaces ?? null })) ?? null,
+    to: rule.to?.map((t) => ({ appPorts: operationPorts(t, action, targeted, services, self), methods: t.methods ?? null, paths: t.paths ?? null })) ?? null,
+    when: (rule.when ?? []).map((c) => ({ header: c.header.toLowerCase(), values: c.values ?? null, notValues: c.notValues ?? null })),
+  };
+}
+
+/**
+ * The app ports of `self` that a `to` entry's Service ports map to. A port that no targeted Service
+ * has is a mistake (reported by `compileOutbound`); the policy then fails closed: an ALLOW entry
+ * ignores the value (left with no ports, it matches nothing), a DENY entry drops its port condition.
+ */
+function operationPorts(t: AuthorizationOperation, action: 'ALLOW' | 'DENY', targeted: TargetedPolicy, services: Service[], self: Workload): AuthorizationOperationConfig['appPorts'] {
+  if (t.ports === undefined) return null;
+  if (action === 'DENY' && t.ports.some((p) => !targeted.servicePorts.has(p))) return null;
+  const out = new Set<number>();
+  for (const svc of services) {
+    for (const port of svc.spec.ports) {
+      if (!t.ports.includes(port.port)) continue;
+      const app = appPortOf(port, self);
+      if (app !== undefined) out.add(app);
+    }
+  }
+  return ascending(out);
+}
+
+function targetedPolicy(policy: AuthorizationPolicy, serviceByKey: ReadonlyMap<string, Service>): TargetedPolicy {
+  const targets: Service[] = [];
+  for (const ref of policy.spec.targetRefs) {
+    const svc = serviceByKey.get(key(policy.metadata.namespace, ref.name));
+    if (svc !== undefined && !targets.includes(svc)) targets.push(svc);
+  }
+  return { policy, targets, servicePorts: new Set(targets.flatMap((s) => s.spec.ports.map((p) => p.port))) };
 }
 
 function index(resources: Resource[], clientNamespace: string, source: Context['sourceOf']): Context {
   const of = <K extends Resource['kind']>(kind: K) => resources.filter((r): r is Extract<Resource, { kind: K }> => r.kind === kind);
   const services = of('Service').sort(byName);
   const meshes = of('Mesh').sort(byAgeThenName);
+  const mesh = meshes[0];
   const ctx: Context = {
     clientNamespace,
     services,
@@ -151,7 +309,9 @@ function index(resources: Resource[], clientNamespace: string, source: Context['
     httpRoutes: of('HTTPRoute').sort(byAgeThenName),
     tcpRoutes: of('TCPRoute').sort(byAgeThenName),
     policies: of('BackendPolicy').sort(byAgeThenName),
-    mesh: meshes[0],
+    authorizationPolicies: of('AuthorizationPolicy').sort(byAgeThenName),
+    mesh,
+    trustDomain: mesh?.spec.trustDomain ?? DEFAULT_TRUST_DOMAIN,
     sourceOf: source,
     errors: new Map(),
   };
@@ -193,17 +353,36 @@ function checkReferences(ctx: Context): void {
       }
     });
   }
-  for (const policy of ctx.policies) {
+  for (const policy of [...ctx.policies, ...ctx.authorizationPolicies]) {
     const ns = policy.metadata.namespace;
     policy.spec.targetRefs.forEach((ref, i) => {
       if (!ctx.serviceByKey.has(key(ns, ref.name))) report(ctx, policy, `spec.targetRefs[${i}]`, `Service ${display(ns, ref.name)} not found`);
     });
   }
+  for (const policy of ctx.authorizationPolicies) checkAuthorizationPorts(ctx, policy);
+}
+
+/** Reports `to.ports` values that no targeted Service has (a common slip: writing the app port). */
+function checkAuthorizationPorts(ctx: Context, policy: AuthorizationPolicy): void {
+  const { targets, servicePorts } = targetedPolicy(policy, ctx.serviceByKey);
+  if (targets.length === 0) return; // the missing targets are reported; there are no ports to check against
+  const shown = targets.map((s) => display(s.metadata.namespace, s.metadata.name));
+  const lacks = (p: number): string => (shown.length === 1 ? `Service ${shown[0]} has no port ${p}` : `none of the targeted Services (${shown.join(', ')}) has port ${p}`);
+  const consequence =
+    (policy.spec.action ?? 'ALLOW') === 'ALLOW'
+      ? 'the value is ignored (an entry left without ports matches nothing)'
+      : 'this DENY entry therefore applies to every port, to fail closed';
+  (policy.spec.rules ?? []).forEach((rule, i) => {
+    rule.to?.forEach((t, j) => {
+      t.ports?.forEach((p, k) => {
+        if (!servicePorts.has(p)) report(ctx, policy, `spec.rules[${i}].to[${j}].ports[${k}]`, `${lacks(p)} (ports are the Service's, not the app's); ${consequence}`);
+      });
+    });
+  });
 }
 
 function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
   const { name, namespace } = svc.metadata;
-  const target = port.targetPort ?? port.name;
   const endpoints: Endpoint[] = [];
   const selector = Object.entries(svc.spec.selector);
   // Candidates come from the index by the selector's rarest label; the rest of the selector filters them.
@@ -214,7 +393,7 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
   }
   for (const w of candidates) {
     if (!selector.every(([k, v]) => w.metadata.labels[k] === v)) continue;
-    const appPort = typeof target === 'number' ? target : Object.hasOwn(w.spec.ports, target) ? w.spec.ports[target]! : undefined;
+    const appPort = appPortOf(port, w);
     if (appPort === undefined) continue;
     const inbound = w.spec.proxy?.inboundPort;
     endpoints.push({
@@ -223,6 +402,7 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
       port: inbound ?? appPort,
       appPort,
       proxied: inbound !== undefined,
+      identity: spiffeId(ctx.trustDomain, w.metadata.namespace, w.spec.serviceAccount ?? 'default'),
       labels: sortedRecord(w.metadata.labels),
     });
   }
@@ -439,6 +619,25 @@ function report(ctx: Context, r: Resource, path: string, message: string): void 
   ctx.errors.set(JSON.stringify(error), error);
 }
 
+/** Whether a Service selects a Workload: same namespace, and every selector label matches. */
+function selects(svc: Service, w: Workload): boolean {
+  if (svc.metadata.namespace !== w.metadata.namespace) return false;
+  const selector = svc.spec.selector;
+  let any = false;
+  for (const k in selector) {
+    if (w.metadata.labels[k] !== selector[k]) return false;
+    any = true;
+  }
+  return any;
+}
+
+/** The app port of `w` a Service port leads to: `targetPort` (the port's name by default) looked up in the workload's named ports, or a number as is. */
+function appPortOf(port: ServicePort, w: Workload): number | undefined {
+  const target = port.targetPort ?? port.name;
+  if (typeof target === 'number') return target;
+  return Object.hasOwn(w.spec.ports, target) ? w.spec.ports[target] : undefined;
+}
+
 function defaultPort(ports: Record<string, number>): number | null {
   const values = Object.values(ports);
   if (values.length === 1) return values[0]!;
@@ -447,6 +646,8 @@ function defaultPort(ports: Record<string, number>): number | null {
 
 const key = (namespace: string, name: string): string => `${namespace}/${name}`;
 const display = (namespace: string, name: string): string => (namespace === 'default' ? name : `${namespace}/${name}`);
+const spiffeId = (trustDomain: string, namespace: string, serviceAccount: string): string => `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+const ascending = (xs: Iterable<number>): number[] => [...xs].sort((a, b) => a - b);
 const clusterName = (service: string, namespace: string, port: number): string => `${service}.${namespace}:${port}`;
 // Resources without a creation time (straight from a file) count as newest.
 const createdAt = (r: Resource): number => (r.metadata.creationTimestamp === undefined ? Infinity : Date.parse(r.metadata.creationTimestamp));

@@ -67,6 +67,10 @@ export interface HelloMessage {
   have: Partial<Record<ConfigType, string>>;
   /** Endpoints it holds, by cluster version, so a resync after a reconnect can be a delta. */
   haveEndpoints: Record<string, string>;
+  /** A join token granting the workload identity; absent: the proxy asks for no certificate. */
+  token?: string | null;
+  /** A PKCS #10 request (PEM) for the proxy's new key; answered with an `identity` message. */
+  csr?: string | null;
 }
 
 /** What a proxy tells about its workload when it registers it. */
@@ -86,6 +90,10 @@ export type ProxyMessage =
   | { t: 'ack'; type: ConfigType; version: string }
   | { t: 'nack'; type: ConfigType; version: string; error: string }
   | { t: 'heartbeat' }
+  /** A request for a new certificate (renewal), for a new key the proxy made. */
+  | { t: 'csr'; csr: string }
+  /** The proxy installed a certificate and trust bundle (`bundle` is the bundle's hash). */
+  | { t: 'identity-ack'; serial: string; bundle: string }
   /** The registration changed on a live stream (e.g. the app started listening, so its ports join). */
   | { t: 'register'; register: RegisteredWorkload }
   /** Leaving for good (drain): release the lease now rather than at its expiry. */
@@ -98,6 +106,12 @@ export type ControlMessage =
   | { t: 'notice'; message: string }
   /** Sent every heartbeat interval, so a proxy notices a dead link that never closed. */
   | { t: 'ping' }
+  /** The proxy's certificate chain (leaf first) and the roots to trust; sent on a CSR, and again when the bundle changes. */
+  | { t: 'identity'; chain: string; bundle: string[]; serial: string; notAfter: string }
+  /** A CSR was refused (bad token, wrong identity, malformed request). */
+  | { t: 'identity-error'; error: string }
+  /** Renew now (a root rotation is switching the signer). */
+  | { t: 'renew' }
   | UpdateMessage;
 
 /**

@@ -85,6 +85,53 @@ export interface BackendPolicySpec {
   connectTimeout?: Duration;
 }
 
+/**
+ * Who may call the Services it targets, enforced by the inbound side of the proxies beside their
+ * workloads. DENY policies win over ALLOW policies; once an ALLOW policy covers a port, only what
+ * some ALLOW policy matches gets through. See docs/resources.md#authorizationpolicy.
+ */
+export type AuthorizationPolicy = KubeObject<WeftApiVersion, 'AuthorizationPolicy', AuthorizationPolicySpec>;
+export interface AuthorizationPolicySpec {
+  /** Services in the policy's own namespace. */
+  targetRefs: Array<{ group?: ''; kind: 'Service'; name: string }>;
+  /** `ALLOW` by default. */
+  action?: AuthorizationAction;
+  /** A request matches the policy if any rule matches; none (or `[]`) matches nothing; `{}` matches everything. */
+  rules?: AuthorizationRule[];
+}
+export type AuthorizationAction = 'ALLOW' | 'DENY';
+/** Every present part must match: some `from` entry, some `to` entry, and every `when` condition. */
+export interface AuthorizationRule {
+  from?: AuthorizationSource[];
+  to?: AuthorizationOperation[];
+  when?: AuthorizationCondition[];
+}
+/** Who calls; every present field must match. Patterns use `*` for any run of characters. */
+export interface AuthorizationSource {
+  /** SPIFFE IDs, e.g. `spiffe://cluster.local/ns/shop/sa/*`. */
+  identities?: string[];
+  /** The caller's namespace, as its SPIFFE ID names it. */
+  namespaces?: string[];
+}
+/** What is called; every present field must match. */
+export interface AuthorizationOperation {
+  /** Ports of the targeted Service (not app ports). */
+  ports?: number[];
+  /** Exact, upper-case HTTP methods. */
+  methods?: string[];
+  /** `/exact`, `/prefix/*`, or a glob with `*` anywhere; `*` alone matches any path. */
+  paths?: string[];
+}
+/** A request header condition: exactly one of `values` and `notValues`. */
+export interface AuthorizationCondition {
+  /** Header name, case-insensitive. */
+  header: string;
+  /** Matches when the header is present and some value matches one of these patterns. */
+  values?: string[];
+  /** Matches when the header is absent or no value matches any of these patterns. */
+  notValues?: string[];
+}
+
 export const GATEWAY_V1 = 'gateway.networking.k8s.io/v1';
 export const GATEWAY_V1BETA1 = 'gateway.networking.k8s.io/v1beta1';
 export const GATEWAY_V1ALPHA2 = 'gateway.networking.k8s.io/v1alpha2';
@@ -187,4 +234,4 @@ export interface AppSpec {
 }
 
 /** Any resource Weft reads. */
-export type Resource = Mesh | Service | Workload | BackendPolicy | HTTPRoute | TCPRoute | App;
+export type Resource = Mesh | Service | Workload | BackendPolicy | AuthorizationPolicy | HTTPRoute | TCPRoute | App;

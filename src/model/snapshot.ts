@@ -27,6 +27,8 @@ export interface WorkloadInfo {
   namespace: string;
   address: string;
   serviceAccount: string;
+  /** SPIFFE ID: `spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>`. */
+  identity: string;
   labels: Record<string, string>;
   /** App ports by name. */
   ports: Record<string, number>;
@@ -39,6 +41,69 @@ export interface InboundConfig {
   ports: Record<string, number>;
   /** The port inbound HTTP goes to when the request names none: the workload's only port, or the one named `http`. */
   defaultPort: number | null;
+  /** Mutual TLS mode of the mesh (`Mesh.spec.mtls.mode`, STRICT by default). */
+  mtlsMode: 'STRICT' | 'PERMISSIVE' | 'DISABLED';
+  /** Who may call this workload's app ports. */
+  authorization: InboundAuthorization;
+}
+
+/**
+ * The AuthorizationPolicies that cover this workload, resolved to its app ports. Patterns stay
+ * strings (`*` = any run of characters); the proxy compiles them once per update.
+ *
+ * For a request on an app port: a matching DENY policy covering the port denies it; otherwise, when
+ * no ALLOW policy covers the port it is allowed; otherwise it is allowed iff a covering ALLOW policy
+ * matches. Empty `policies`: everything is allowed.
+ */
+export interface InboundAuthorization {
+  /** Policies covering at least one app port, oldest first, then by `namespace/name`. */
+  policies: AuthorizationPolicyConfig[];
+}
+
+/** One AuthorizationPolicy as it applies to this workload. */
+export interface AuthorizationPolicyConfig {
+  /** `namespace/name` of the AuthorizationPolicy. */
+  name: string;
+  action: 'ALLOW' | 'DENY';
+  /** The app ports it covers (the targeted Services' ports mapped to this workload), ascending. */
+  appPorts: number[];
+  /** A request matches the policy if any rule matches; empty matches nothing. */
+  rules: AuthorizationRuleConfig[];
+}
+
+/** A rule: some `from` entry (null: any), some `to` entry (null: any), and every `when` condition. */
+export interface AuthorizationRuleConfig {
+  from: AuthorizationSourceConfig[] | null;
+  to: AuthorizationOperationConfig[] | null;
+  when: AuthorizationConditionConfig[];
+}
+
+/** Every non-null field must match. */
+export interface AuthorizationSourceConfig {
+  /** SPIFFE ID patterns. */
+  identities: string[] | null;
+  /** Caller namespace patterns (the namespace in the caller's SPIFFE ID). */
+  namespaces: string[] | null;
+}
+
+/** Every non-null field must match. */
+export interface AuthorizationOperationConfig {
+  /** App ports (resolved from the Service ports written); empty matches nothing. */
+  appPorts: number[] | null;
+  /** Exact upper-case methods. */
+  methods: string[] | null;
+  /** Path patterns: no `*` exact, one trailing `*` a prefix, otherwise a glob; matched without the query string. */
+  paths: string[] | null;
+}
+
+/** Exactly one of `values` and `notValues` is non-null. */
+export interface AuthorizationConditionConfig {
+  /** Lowercase header name. */
+  header: string;
+  /** Matches when the header is present and some value matches a pattern. */
+  values: string[] | null;
+  /** Matches when the header is absent or no value matches any pattern. */
+  notValues: string[] | null;
 }
 
 export type AppProtocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'TCP';
@@ -181,5 +246,7 @@ export interface Endpoint {
   appPort: number;
   /** True when the workload has a proxy (`spec.proxy.inboundPort`): traffic goes through it. */
   proxied: boolean;
+  /** SPIFFE ID of the workload, which its proxy's certificate must carry. */
+  identity: string;
   labels: Record<string, string>;
 }

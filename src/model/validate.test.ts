@@ -12,6 +12,7 @@ const service = (spec: object) => res(W, 'Service', { selector: { app: 'a' }, po
 const workload = (spec: object) => res(W, 'Workload', { address: '10.0.0.1', ports: { http: 8080 }, ...spec });
 const route = (spec: object) => res(GW, 'HTTPRoute', { parentRefs: [{ kind: 'Service', name: 'a' }], ...spec });
 const rule = (r: object) => route({ rules: [r] });
+const authz = (spec: object) => res(W, 'AuthorizationPolicy', { targetRefs: [{ kind: 'Service', name: 'a' }], ...spec });
 
 describe('resource shape', () => {
   test('valid resources of every kind have no problems', () => {
@@ -19,6 +20,7 @@ describe('resource shape', () => {
     assert.deepEqual(problems(service({ ports: [{ name: 'http', port: 80, protocol: 'GRPC', targetPort: 'web' }, { name: 'raw', port: 81, protocol: 'TCP', targetPort: 9000 }] })), []);
     assert.deepEqual(problems(workload({ serviceAccount: 'api', proxy: { inboundPort: 15006 } })), []);
     assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [{ group: '', kind: 'Service', name: 'a' }], loadBalancer: { type: 'LeastRequest' }, connectTimeout: '1s' })), []);
+    assert.deepEqual(problems(authz({ action: 'DENY', rules: [{}, { from: [{ identities: ['spiffe://*/ns/shop/sa/*'], namespaces: ['team-*'] }], to: [{ ports: [80], methods: ['GET'], paths: ['*.json'] }], when: [{ header: 'X-User', values: ['b*'] }] }] })), []);
     assert.deepEqual(problems(res('gateway.networking.k8s.io/v1beta1', 'HTTPRoute', { parentRefs: [{ group: '', kind: 'Service', name: 'a', namespace: 'b', port: 80 }], hostnames: ['a.example', '*.b.example'] })), []);
     assert.deepEqual(problems(res('gateway.networking.k8s.io/v1alpha2', 'TCPRoute', { parentRefs: [{ kind: 'Service', name: 'a' }], rules: [{ backendRefs: [{ name: 'b', port: 9000, weight: 0 }] }] })), []);
   });
@@ -34,7 +36,7 @@ describe('resource shape', () => {
       'status: unknown field',
       'apiVersion: must be one of "weft.dev/v1alpha1", "gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1", "gateway.networking.k8s.io/v1alpha2"',
     ]);
-    assert.deepEqual(problems(res(W, 'HTTPRoute', {})), ['kind: unknown kind for weft.dev/v1alpha1; must be one of "Mesh", "Service", "Workload", "BackendPolicy", "App"']);
+    assert.deepEqual(problems(res(W, 'HTTPRoute', {})), ['kind: unknown kind for weft.dev/v1alpha1; must be one of "Mesh", "Service", "Workload", "BackendPolicy", "AuthorizationPolicy", "App"']);
     assert.deepEqual(problems(res('gateway.networking.k8s.io/v1alpha2', 'HTTPRoute', {})), ['kind: unknown kind for gateway.networking.k8s.io/v1alpha2; must be "TCPRoute"']);
   });
 
@@ -113,6 +115,118 @@ describe('Weft kinds', () => {
       'spec.targetRefs[0].kind: must be "Service"',
       'spec.loadBalancer.type: must be one of "RoundRobin", "LeastRequest"',
       'spec.connectTimeout: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
+    ]);
+  });
+});
+
+describe('AuthorizationPolicy', () => {
+  const authzRule = (r: object) => authz({ rules: [r] });
+
+  test('the full example is valid; rules are optional, and may be empty', () => {
+    const example = {
+      targetRefs: [{ group: '', kind: 'Service', name: 'reviews' }],
+      action: 'ALLOW',
+      rules: [
+        {
+          from: [{ identities: ['spiffe://cluster.local/ns/default/sa/catalog', 'spiffe://*/ns/shop/sa/*'], namespaces: ['default', 'team-*'] }],
+          to: [{ ports: [80], methods: ['GET', 'HEAD'], paths: ['/reviews/*', '/healthz', '*.json', '*'] }],
+          when: [{ header: 'x-user', values: ['alice', 'b*'] }, { header: 'x-user', notValues: ['mallory'] }],
+        },
+      ],
+    };
+    assert.deepEqual(problems(res(W, 'AuthorizationPolicy', example)), []);
+    assert.deepEqual(problems(authz({})), []);
+    assert.deepEqual(problems(authz({ rules: [] })), []);
+    assert.deepEqual(problems(authz({ rules: [{}] })), []);
+  });
+
+  test('targetRefs and action', () => {
+    assert.deepEqual(problems(res(W, 'AuthorizationPolicy', {})), ['spec.targetRefs: required']);
+    assert.deepEqual(problems(authz({ targetRefs: [] })), ['spec.targetRefs: must have at least 1 item']);
+    assert.deepEqual(problems(authz({ targetRefs: [{ kind: 'Workload', name: 'a', namespace: 'b' }], action: 'allow' })), [
+      'spec.targetRefs[0].namespace: unknown field',
+      'spec.targetRefs[0].kind: must be "Service"',
+      'spec.action: must be one of "ALLOW", "DENY"',
+    ]);
+  });
+
+  test('unknown fields anywhere', () => {
+    assert.deepEqual(problems(authz({ selector: {}, rules: [{ from: [{ principals: ['x'] }], to: [{ hosts: ['a'] }], when: [{ key: 'request.headers[x]', values: ['1'] }] }] })), [
+      'spec.selector: unknown field',
+      'spec.rules[0].from[0].principals: unknown field',
+      'spec.rules[0].from[0]: must set identities or namespaces (leave "from" out to match any caller)',
+      'spec.rules[0].to[0].hosts: unknown field',
+      'spec.rules[0].to[0]: must set one of ports, methods, paths (leave "to" out to match any request)',
+      'spec.rules[0].when[0].key: unknown field',
+      'spec.rules[0].when[0].header: required',
+    ]);
+  });
+
+  test('empty from and to entries, and empty lists, are refused', () => {
+    assert.deepEqual(problems(authzRule({ from: [{}], to: [{ methods: ['GET'] }, {}] })), [
+      'spec.rules[0].from[0]: must set identities or namespaces (leave "from" out to match any caller)',
+      'spec.rules[0].to[1]: must set one of ports, methods, paths (leave "to" out to match any request)',
+    ]);
+    assert.deepEqual(problems(authzRule({ from: [], to: [], when: [] })), [
+      'spec.rules[0].from: must have at least 1 item',
+      'spec.rules[0].to: must have at least 1 item',
+      'spec.rules[0].when: must have at least 1 item',
+    ]);
+    assert.deepEqual(problems(authzRule({ from: [{ identities: [], namespaces: [] }], to: [{ ports: [], methods: [], paths: [] }] })), [
+      'spec.rules[0].from[0].identities: must have at least 1 item',
+      'spec.rules[0].from[0].namespaces: must have at least 1 item',
+      'spec.rules[0].to[0].ports: must have at least 1 item',
+      'spec.rules[0].to[0].methods: must have at least 1 item',
+      'spec.rules[0].to[0].paths: must have at least 1 item',
+    ]);
+  });
+
+  test('sources: SPIFFE ID patterns and namespace patterns', () => {
+    assert.deepEqual(problems(authzRule({ from: [{ identities: ['spiffe://a/ns/b/sa/c', 'cluster.local/ns/a/sa/b', '', 'spiffe://', '*', 'spiffe://a b'] }, { namespaces: ['team-*', 'Team', '', 'a/b', 3] }] })), [
+      'spec.rules[0].from[0].identities[1]: must be a SPIFFE ID starting with "spiffe://", like "spiffe://cluster.local/ns/shop/sa/*" ("*" matches any run of characters)',
+      'spec.rules[0].from[0].identities[2]: must be a non-empty SPIFFE ID pattern',
+      'spec.rules[0].from[0].identities[3]: must be a SPIFFE ID starting with "spiffe://", like "spiffe://cluster.local/ns/shop/sa/*" ("*" matches any run of characters)',
+      'spec.rules[0].from[0].identities[4]: must be a SPIFFE ID starting with "spiffe://", like "spiffe://cluster.local/ns/shop/sa/*" ("*" matches any run of characters)',
+      'spec.rules[0].from[0].identities[5]: must not contain whitespace',
+      'spec.rules[0].from[1].namespaces[1]: must be a namespace name (lowercase letters, digits and "-"), "*" matching any run of characters',
+      'spec.rules[0].from[1].namespaces[2]: must be a non-empty namespace pattern',
+      'spec.rules[0].from[1].namespaces[3]: must be a namespace name (lowercase letters, digits and "-"), "*" matching any run of characters',
+      'spec.rules[0].from[1].namespaces[4]: must be a string',
+    ]);
+  });
+
+  test('operations: service ports, method tokens and path patterns', () => {
+    assert.deepEqual(problems(authzRule({ to: [{ ports: [80, 0, '443'] }, { methods: ['GET', 'get', 'PROPFIND', 'BAD METHOD', ''] }, { paths: ['/a', '', 'a/*', '/a?b=1', '/a#x', '/a b', '*', '*/x'] }] })), [
+      'spec.rules[0].to[0].ports[1]: must be an integer 1-65535',
+      'spec.rules[0].to[0].ports[2]: must be an integer 1-65535',
+      'spec.rules[0].to[1].methods[1]: must be an upper-case HTTP method token, like "GET"',
+      'spec.rules[0].to[1].methods[3]: must be an upper-case HTTP method token, like "GET"',
+      'spec.rules[0].to[1].methods[4]: must be an upper-case HTTP method token, like "GET"',
+      'spec.rules[0].to[2].paths[1]: must be a non-empty path pattern',
+      'spec.rules[0].to[2].paths[2]: must start with "/" or "*"',
+      'spec.rules[0].to[2].paths[3]: must not contain "?" or "#" (the query string is not matched)',
+      'spec.rules[0].to[2].paths[4]: must not contain "?" or "#" (the query string is not matched)',
+      'spec.rules[0].to[2].paths[5]: must not contain whitespace or NUL',
+    ]);
+  });
+
+  test('conditions: a header and exactly one of values and notValues', () => {
+    assert.deepEqual(problems(authzRule({ when: [{ header: 'x-a' }, { header: 'x-b', values: ['1'], notValues: ['2'] }, { header: 'bad name', values: ['', 'a\nb'] }, { header: 'x-c', notValues: [] }] })), [
+      'spec.rules[0].when[0]: must set values or notValues',
+      'spec.rules[0].when[1].notValues: must not be set together with values',
+      'spec.rules[0].when[2].header: must be a valid HTTP header name (an RFC 7230 token)',
+      'spec.rules[0].when[2].values[0]: must be a non-empty header value pattern',
+      'spec.rules[0].when[2].values[1]: must not contain CR, LF or NUL',
+      'spec.rules[0].when[3].notValues: must have at least 1 item',
+    ]);
+  });
+
+  test('every error of every rule at once', () => {
+    assert.deepEqual(problems(authz({ action: 'LOG', rules: [{ to: [{ methods: ['get'] }] }, { from: [{}] }, 'x'] })), [
+      'spec.action: must be one of "ALLOW", "DENY"',
+      'spec.rules[0].to[0].methods[0]: must be an upper-case HTTP method token, like "GET"',
+      'spec.rules[1].from[0]: must set identities or namespaces (leave "from" out to match any caller)',
+      'spec.rules[2]: must be a map',
     ]);
   });
 });

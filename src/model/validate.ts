@@ -231,6 +231,51 @@ const backendPolicySpec = object(
   ['targetRefs'],
 );
 
+// AuthorizationPolicy patterns: `*` stands for any run of characters; everything else is literal.
+const glob = (what: string, problem: (s: string) => string | null = () => null): Check =>
+  text((s) => (s === '' ? `must be a non-empty ${what}` : problem(s)));
+const spiffeIdPattern = glob('SPIFFE ID pattern', (s) =>
+  !s.startsWith('spiffe://') || s.length === 'spiffe://'.length
+    ? 'must be a SPIFFE ID starting with "spiffe://", like "spiffe://cluster.local/ns/shop/sa/*" ("*" matches any run of characters)'
+    : /\s/.test(s)
+      ? 'must not contain whitespace'
+      : null,
+);
+const namespacePattern = glob('namespace pattern', (s) =>
+  /^[a-z0-9*-]+$/.test(s) && s.length <= 63 ? null : 'must be a namespace name (lowercase letters, digits and "-"), "*" matching any run of characters',
+);
+const methodToken = text((s) => (HTTP_TOKEN.test(s) && s === s.toUpperCase() ? null : 'must be an upper-case HTTP method token, like "GET"'));
+const pathPattern = glob('path pattern', (s) => {
+  if (!s.startsWith('/') && !s.startsWith('*')) return 'must start with "/" or "*"';
+  if (/[?#]/.test(s)) return 'must not contain "?" or "#" (the query string is not matched)';
+  if (/[\s\0]/.test(s)) return 'must not contain whitespace or NUL';
+  return null;
+});
+const headerValuePattern = glob('header value pattern', (s) => (/[\r\n\0]/.test(s) ? 'must not contain CR, LF or NUL' : null));
+
+/** An entry must set one of `fields`: whether an empty one matches everything or nothing would be a guess. */
+const notEmpty = (fields: string[], hint: string): CrossCheck => (o, path, errs) => {
+  if (fields.every((f) => absent(o[f]))) fail(errs, path, `must set ${fields.length === 2 ? `${fields[0]} or ${fields[1]}` : `one of ${fields.join(', ')}`} (${hint})`);
+};
+const authzSource = object({ identities: list(spiffeIdPattern, 1), namespaces: list(namespacePattern, 1) }, [], notEmpty(['identities', 'namespaces'], 'leave "from" out to match any caller'));
+const authzOperation = object(
+  { ports: list(port, 1), methods: list(methodToken, 1), paths: list(pathPattern, 1) },
+  [],
+  notEmpty(['ports', 'methods', 'paths'], 'leave "to" out to match any request'),
+);
+const authzCondition = object({ header: headerName, values: list(headerValuePattern, 1), notValues: list(headerValuePattern, 1) }, ['header'], (o, path, errs) => {
+  if (absent(o.values) && absent(o.notValues)) fail(errs, path, 'must set values or notValues');
+  else if (!absent(o.values) && !absent(o.notValues)) fail(errs, `${path}.notValues`, 'must not be set together with values');
+});
+const authorizationPolicySpec = object(
+  {
+    targetRefs: list(object({ group: oneOf(''), kind: oneOf('Service'), name: dnsLabel }, ['kind', 'name']), 1),
+    action: oneOf('ALLOW', 'DENY'),
+    rules: list(object({ from: list(authzSource, 1), to: list(authzOperation, 1), when: list(authzCondition, 1) })),
+  },
+  ['targetRefs'],
+);
+
 // --- Gateway API kinds -----------------------------------------------------------------------
 
 const parentRef = object({ group: oneOf(''), kind: oneOf('Service'), name: dnsLabel, namespace: dnsLabel, port }, ['kind', 'name']);
@@ -360,7 +405,7 @@ const appSpec = object(
 );
 
 const SPECS: Record<string, Record<string, Check>> = {
-  [WEFT_V1ALPHA1]: { Mesh: meshSpec, Service: serviceSpec, Workload: workloadSpec, BackendPolicy: backendPolicySpec, App: appSpec },
+  [WEFT_V1ALPHA1]: { Mesh: meshSpec, Service: serviceSpec, Workload: workloadSpec, BackendPolicy: backendPolicySpec, AuthorizationPolicy: authorizationPolicySpec, App: appSpec },
   [GATEWAY_V1]: { HTTPRoute: httpRouteSpec },
   [GATEWAY_V1BETA1]: { HTTPRoute: httpRouteSpec },
   [GATEWAY_V1ALPHA2]: { TCPRoute: tcpRouteSpec },

@@ -31,6 +31,8 @@ export interface RequestContext {
   readonly direction: 'inbound' | 'outbound';
   readonly requestId: string;
   readonly clientAddress: string;
+  /** The caller's SPIFFE ID, from its mTLS certificate; null for plaintext callers. */
+  readonly peerIdentity: string | null;
   /** When the request head was complete (performance.now()). */
   readonly start: number;
   /** Set by the router: the metrics/route label. */

@@ -17,6 +17,9 @@ import { MeshError } from '../core/errors.js';
 import { Runtime } from './runtime.js';
 import { forwardTcp } from './tcp/tcp-proxy.js';
 import { PoolRegistry } from './upstream/pools.js';
+import type { WorkloadIdentity } from './tls/workload-identity.js';
+import { uriSans } from '../core/identity/x509.js';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 
 /** A local port that forwards to one TCP service: `--upstream <service>[.<ns>]:<port>=<localPort>`. */
 export interface TcpUpstream {
@@ -37,6 +40,8 @@ export interface ProxyOptions {
   requestHeaderTimeoutMs: number;
   idleTimeoutMs: number;
   drainTimeoutMs: number;
+  /** This proxy's certificate and trust bundle (from the control plane); null: no mTLS at all. */
+  identity?: WorkloadIdentity | null;
 }
 
 export const defaultProxyOptions: ProxyOptions = {
@@ -81,9 +86,22 @@ export class Proxy {
   private draining = false;
   private listening = false;
   private appliedAt = '';
+  private tlsServer: { generation: number; server: TlsServer } | null = null;
+  /** Inbound mTLS connections, with the certificate generation they were accepted under. */
+  private readonly tlsConns = new Map<Http1ServerConnection, number>();
 
   constructor(opts: ProxyOptions) {
     this.opts = opts;
+    const identity = opts.identity ?? null;
+    this.pools.clientContext = () => (identity !== null && this.mtlsMode() !== 'DISABLED' ? identity.clientContext : null);
+    // Connections authenticated with a certificate or root that was just replaced are drained (each
+    // finishes its exchange, then closes), so trust follows renewals and rotations, not only new callers.
+    if (identity !== null) identity.onChange = () => this.drainTlsBefore(identity.generation);
+  }
+
+  /** The mesh's mTLS mode as this proxy's configuration says; STRICT until the first configuration. */
+  private mtlsMode(): 'STRICT' | 'PERMISSIVE' | 'DISABLED' {
+    return this.runtime?.snapshot.inbound.mtlsMode ?? 'STRICT';
   }
 
   /** The configuration in force, or null before the first. */
@@ -141,7 +159,7 @@ export class Proxy {
     });
     const ports: ProxyPorts = { outbound: null, inbound: null, admin: 0, upstreams: {} };
     if (o.outboundPort !== null) ports.outbound = await this.listenHttp(o.outboundPort, this.outbound, httpOpts('outbound'));
-    if (o.inboundPort !== null) ports.inbound = await this.listenHttp(o.inboundPort, this.inbound, httpOpts('inbound'));
+    if (o.inboundPort !== null) ports.inbound = await this.listenInbound(o.inboundPort, this.inbound, httpOpts('inbound'));
     for (const u of o.upstreams) {
       const name = tcpName(u);
       ports.upstreams[name] = await this.listen(u.localPort, (socket) => {
@@ -151,9 +169,10 @@ export class Proxy {
       });
     }
     this.admin = await startAdmin(o.adminPort, {
-      ready: () => this.listening && !this.draining && this.runtime !== null,
+      // With an identity to get, ready means holding the certificate too (unless mTLS is off).
+      ready: () => this.listening && !this.draining && this.runtime !== null && (this.opts.identity == null || this.opts.identity.ready || this.mtlsMode() === 'DISABLED'),
       metrics: () => this.metrics.render(this.gauges()),
-      configDump: () => ({ appliedAt: this.appliedAt, snapshot: this.runtime?.snapshot ?? null }),
+      configDump: () => ({ appliedAt: this.appliedAt, identity: this.opts.identity?.status() ?? null, snapshot: this.runtime?.snapshot ?? null }),
       clusters: () => this.clusterState(),
       drain: () => void this.drain(),
     });
@@ -164,12 +183,104 @@ export class Proxy {
   }
 
   private listenHttp(port: number, handler: Handler, opts: Http1ServerOptions): Promise<number> {
-    return this.listen(port, (socket) => {
-      const conn = new Http1ServerConnection(socket, handler, opts);
-      this.httpConns.add(conn);
-      socket.once('close', () => this.httpConns.delete(conn));
-      if (this.draining) conn.drain();
+    return this.listen(port, (socket) => this.serveHttp(socket, handler, opts, null));
+  }
+
+  private serveHttp(socket: Socket, handler: Handler, opts: Http1ServerOptions, peerIdentity: string | null, tlsGeneration: number | null = null): void {
+    const conn = new Http1ServerConnection(socket, handler, opts, peerIdentity);
+    this.httpConns.add(conn);
+    if (tlsGeneration !== null) this.tlsConns.set(conn, tlsGeneration);
+    socket.once('close', () => {
+      this.httpConns.delete(conn);
+      this.tlsConns.delete(conn);
     });
+    if (this.draining) conn.drain();
+  }
+
+  private drainTlsBefore(generation: number): void {
+    for (const [conn, g] of this.tlsConns) if (g < generation) conn.drain();
+  }
+
+  /**
+   * The inbound listener: mutual TLS from other proxies, plaintext only where the mTLS mode allows it.
+   * The first byte tells them apart (a TLS record starts with 0x16, a handshake).
+   */
+  private listenInbound(port: number, handler: Handler, opts: Http1ServerOptions): Promise<number> {
+    const identity = this.opts.identity ?? null;
+    return this.listen(port, (socket) => {
+      if (identity === null || this.mtlsMode() === 'DISABLED') return this.serveHttp(socket, handler, opts, null);
+      const timer = setTimeout(() => socket.destroy(), this.opts.requestHeaderTimeoutMs);
+      const gone = (): void => {
+        clearTimeout(timer);
+        socket.destroy();
+      };
+      socket.once('error', gone);
+      socket.once('end', gone);
+      socket.once('data', (first: Buffer) => {
+        clearTimeout(timer);
+        socket.off('error', gone);
+        socket.off('end', gone);
+        socket.pause();
+        socket.unshift(first);
+        if (first[0] === 0x16) return this.acceptTls(socket, identity, handler, opts);
+        if (this.mtlsMode() === 'STRICT') return this.refusePlaintext(socket);
+        this.metrics.count('weft_inbound_connections_total{security="plaintext"}');
+        this.serveHttp(socket, handler, opts, null);
+        socket.resume();
+      });
+    });
+  }
+
+  /**
+   * The TLS side of the inbound listener: a `tls.Server` that never listens, handed the connections
+   * that start with a handshake. It is rebuilt when the certificate changes; handshakes under way
+   * finish on the one they started with.
+   */
+  private tlsServerFor(identity: WorkloadIdentity, handler: Handler, opts: Http1ServerOptions): TlsServer | null {
+    if (this.tlsServer !== null && this.tlsServer.generation === identity.generation) return this.tlsServer.server;
+    const options = identity.tlsOptions();
+    if (options === null) return null;
+    // requestCert without rejectUnauthorized: the chain check's verdict is read below, so every
+    // refusal is counted with its reason.
+    const server = createTlsServer({ ...options, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false });
+    const generation = identity.generation;
+    server.on('secureConnection', (tls: TLSSocket) => {
+      if (!tls.authorized) {
+        const code = String(tls.authorizationError ?? 'NO_CERTIFICATE');
+        this.metrics.count(`weft_inbound_connections_total{security="refused",reason="${tlsReason(Object.assign(new Error(code), { code }))}"}`);
+        tls.destroy();
+        return;
+      }
+      const peer = tls.getPeerX509Certificate();
+      const ids = peer === undefined ? [] : uriSans(peer);
+      this.metrics.count('weft_inbound_connections_total{security="mtls"}');
+      this.serveHttp(tls, handler, opts, ids.length === 1 ? ids[0]! : null, generation);
+    });
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, tls: TLSSocket) => {
+      this.metrics.count(`weft_inbound_connections_total{security="refused",reason="${tlsReason(err)}"}`);
+      tls.destroy();
+    });
+    this.tlsServer = { generation, server };
+    return server;
+  }
+
+  private acceptTls(socket: Socket, identity: WorkloadIdentity, handler: Handler, opts: Http1ServerOptions): void {
+    const server = this.tlsServerFor(identity, handler, opts);
+    if (server === null) {
+      // No certificate yet: nothing to answer a handshake with.
+      this.metrics.count('weft_inbound_connections_total{security="refused",reason="no_certificate"}');
+      socket.destroy();
+      return;
+    }
+    server.emit('connection', socket);
+  }
+
+  /** A plaintext caller of a STRICT inbound gets one readable answer, then the connection closes. */
+  private refusePlaintext(socket: Socket): void {
+    this.metrics.count('weft_inbound_connections_total{security="refused",reason="plaintext"}');
+    const body = JSON.stringify({ error: { code: 'MTLS_REQUIRED', message: 'this inbound listener accepts only mutual TLS from mesh proxies (mTLS mode STRICT)' } });
+    socket.on('error', () => socket.destroy());
+    socket.end(`HTTP/1.1 403 Forbidden\r\nweft-error: MTLS_REQUIRED\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
   }
 
   private listen(port: number, onConnection: (s: Socket) => void): Promise<number> {
@@ -186,6 +297,8 @@ export class Proxy {
     for (const c of this.runtime?.clusters.values() ?? []) {
       for (const e of c.endpoints) out.push(`weft_upstream_requests_active{cluster="${c.config.name}",endpoint="${e.pool.key}"} ${e.pool.active}`);
     }
+    const left = this.opts.identity?.secondsLeft() ?? null;
+    if (left !== null) out.push('# HELP weft_certificate_expiry_seconds Seconds until this proxy\'s certificate expires.', '# TYPE weft_certificate_expiry_seconds gauge', `weft_certificate_expiry_seconds ${left.toFixed(0)}`);
     out.push('# TYPE weft_downstream_connections_active gauge', `weft_downstream_connections_active{protocol="http"} ${this.httpConns.size}`, `weft_downstream_connections_active{protocol="tcp"} ${this.tcpConns.size}`);
     return out;
   }
@@ -238,4 +351,13 @@ export class Proxy {
     }
     proxyLifecycle.publish({ event: 'stopped', detail: null });
   }
+}
+
+/** A short label for why a TLS handshake failed, for the refused-connections metric. */
+function tlsReason(err: NodeJS.ErrnoException): string {
+  const code = err.code ?? '';
+  if (code === 'CERT_HAS_EXPIRED') return 'expired';
+  if (/UNABLE_TO_GET_ISSUER|SELF_SIGNED|UNABLE_TO_VERIFY|CERT_SIGNATURE_FAILURE/.test(code)) return 'untrusted';
+  if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED|NO_CERTIFICATE/.test(code) || /certificate required|did not return a certificate/i.test(err.message)) return 'no_client_certificate';
+  return 'handshake';
 }

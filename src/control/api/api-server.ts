@@ -8,7 +8,10 @@ import type { AddressInfo } from 'node:net';
 import { STREAM_PROTOCOL, formatResourceError, loadResources, type ResourceError } from '../../model/index.js';
 import type { Resource } from '../../model/resources.js';
 import { ConflictError, resourceKey, type ApplyAction, type IndexedResource, type IndexEvent, type ResourceIndex } from '../resource-index.js';
+import type { CertificateAuthority } from '../ca/certificate-authority.js';
+import { TokenError, type JoinTokens } from '../ca/join-tokens.js';
 import type { ConfigServer } from '../serve/config-server.js';
+import { parseDuration } from '../../model/index.js';
 import type { FileProblems } from '../sources/config-dir.js';
 
 const MAX_BODY = 8 << 20;
@@ -20,6 +23,8 @@ export interface ApiContext {
   version: string;
   fileProblems: () => FileProblems[];
   metrics: () => string;
+  ca: CertificateAuthority;
+  tokens: JoinTokens;
 }
 
 /** The result of applying one document. */
@@ -140,13 +145,62 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
       }
       throw new HttpError(404, 'NOT_FOUND', `no such path: ${url.pathname}`);
     }
+    case 'POST /api/v1/tokens': {
+      let body: { namespace?: unknown; serviceAccount?: unknown; ttl?: unknown };
+      try {
+        body = JSON.parse(await readBody(req)) as typeof body;
+      } catch {
+        throw new HttpError(400, 'BAD_REQUEST', 'body: expected JSON {"namespace","serviceAccount","ttl"}');
+      }
+      let ttlMs: number;
+      try {
+        ttlMs = parseDuration(String(body.ttl ?? '24h'));
+      } catch (err) {
+        throw new HttpError(422, 'INVALID', `ttl: ${(err as Error).message}`);
+      }
+      try {
+        return json(res, 200, await ctx.tokens.create(String(body.namespace ?? 'default'), String(body.serviceAccount ?? 'default'), ttlMs));
+      } catch (err) {
+        if (err instanceof TokenError) throw new HttpError(422, 'INVALID', err.message);
+        throw err;
+      }
+    }
+    case 'GET /api/v1/tokens':
+      return json(res, 200, { items: ctx.tokens.list() });
+    case 'DELETE /api/v1/tokens': {
+      if (parts.length !== 4) throw new HttpError(400, 'BAD_PATH', 'expected /api/v1/tokens/<id>');
+      if (!(await ctx.tokens.revoke(parts[3]!))) throw new HttpError(404, 'NOT_FOUND', `token ${parts[3]} not found`);
+      ctx.config.tokenRevoked(parts[3]!);
+      return json(res, 200, { revoked: parts[3] });
+    }
+    case 'GET /api/v1/certificates': {
+      const proxies = ctx.config.statuses().filter((p) => p.certificate !== null || p.identityError !== null);
+      return json(res, 200, {
+        roots: ctx.ca.rootInfo(),
+        rotation: ctx.ca.rotationPhase(),
+        items: proxies.map((p) => ({ proxy: p.id, connected: p.connected, ...(p.certificate ?? {}), error: p.identityError })),
+      });
+    }
+    case 'POST /api/v1/ca': {
+      if (parts[3] !== 'rotate' || parts.length !== 4) throw new HttpError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
+      // The rotation takes as long as the proxies need; its steps stream out as NDJSON.
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      req.socket.setTimeout(0);
+      try {
+        await ctx.config.rotateRoot((step) => res.write(JSON.stringify({ step }) + '\n'));
+        res.end(JSON.stringify({ done: true, roots: ctx.ca.rootInfo() }) + '\n');
+      } catch (err) {
+        res.end(JSON.stringify({ error: (err as Error).message }) + '\n');
+      }
+      return;
+    }
     case 'GET /api/v1/problems': {
       const errors = ctx.config.view().errorsByResource();
       const resources = [...errors].map(([key, list]) => ({ key, errors: list.map(toApiError) }));
       return json(res, 200, { resources, files: ctx.fileProblems() });
     }
     default:
-      throw new HttpError(parts.length >= 3 && ['resources', 'proxies', 'apply', 'watch', 'health', 'problems'].includes(parts[2]!) ? 405 : 404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
+      throw new HttpError(parts.length >= 3 && ['resources', 'proxies', 'apply', 'watch', 'health', 'problems', 'tokens', 'certificates', 'ca'].includes(parts[2]!) ? 405 : 404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
   }
 }
 

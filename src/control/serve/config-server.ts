@@ -24,8 +24,13 @@ import {
   type HelloMessage,
   type ProxyMessage,
   type ProxySnapshot,
+  type Mesh,
   type RegisteredWorkload,
+  parseDuration,
 } from '../../model/index.js';
+import { bundleHash } from '../../core/identity/x509.js';
+import type { CertificateAuthority, IssuedCertificate } from '../ca/certificate-authority.js';
+import { TokenError, type JoinTokens } from '../ca/join-tokens.js';
 import type { ResourceIndex } from '../resource-index.js';
 import type { WorkloadRegistry } from '../sources/workload-registry.js';
 import { MeshView } from './mesh-view.js';
@@ -64,6 +69,10 @@ export interface ProxyStatus {
   /** Why the proxy has no configuration, when it has none (e.g. its workload does not exist). */
   notice: string | null;
   types: Record<ConfigType, TypeSync>;
+  /** The certificate the control plane last issued to it, and whether the proxy installed it. */
+  certificate: (IssuedCertificate & { installed: boolean; bundleSynced: boolean }) | null;
+  /** Why it has no certificate, when it asked for one and was refused. */
+  identityError: string | null;
 }
 
 interface Inflight {
@@ -95,6 +104,15 @@ class ProxyRecord {
   blocked = false;
   /** Set while its registration is being written: nothing to push before the workload exists. */
   registering = false;
+  /** The identity its join token granted on this stream, and the token's id. */
+  grant: { namespace: string; serviceAccount: string; tokenId: string } | null = null;
+  cert: IssuedCertificate | null = null;
+  chain: string | null = null;
+  /** Serial of the root that signed `cert`. */
+  signedBy: string | null = null;
+  certAcked: string | null = null;
+  bundleAcked: string | null = null;
+  identityError: string | null = null;
 
   constructor(id: string, workload: string, namespace: string) {
     this.id = id;
@@ -106,7 +124,11 @@ class ProxyRecord {
 export interface ConfigServerOptions {
   heartbeatMs: number;
   log: (msg: string) => void;
+  /** The CA and the join tokens; null: proxies get configuration but no certificates. */
+  identity: { ca: CertificateAuthority; tokens: JoinTokens } | null;
 }
+
+const DAY_MS = 24 * 3600_000;
 
 /** Counters for the control plane's metrics. */
 export interface ConfigServerStats {
@@ -230,6 +252,10 @@ export class ConfigServer {
     });
     this.send(socket, { t: 'welcome', proxyId: id, leaseTtlMs: this.registry.ttlMs, heartbeatMs: this.opts.heartbeatMs });
     this.opts.log(`proxy ${id} connected from ${peer}`);
+    r.grant = null;
+    r.identityError = null;
+    if (typeof hello.token === 'string') this.grant(r, hello);
+    if (typeof hello.csr === 'string') this.sign(r, hello.csr);
     if (hello.register === null) {
       this.push(r);
     } else {
@@ -266,6 +292,13 @@ export class ConfigServer {
   private onMessage(r: ProxyRecord, msg: ProxyMessage): void {
     switch (msg.t) {
       case 'heartbeat':
+        return;
+      case 'csr':
+        this.sign(r, String(msg.csr));
+        return;
+      case 'identity-ack':
+        r.certAcked = String(msg.serial);
+        r.bundleAcked = String(msg.bundle);
         return;
       case 'register': {
         const problem = registrationProblem(msg.register);
@@ -318,6 +351,120 @@ export class ConfigServer {
       default:
         return;
     }
+  }
+
+  /** Checks a hello's join token: it must be valid and grant the namespace (and service account) the proxy claims. */
+  private grant(r: ProxyRecord, hello: HelloMessage): void {
+    if (this.opts.identity === null) return;
+    try {
+      const t = this.opts.identity.tokens.check(String(hello.token));
+      if (t.namespace !== hello.namespace) throw new TokenError(`token ${t.id} is for namespace ${t.namespace}, not ${hello.namespace}`);
+      if (hello.register !== null && hello.register.serviceAccount !== t.serviceAccount) {
+        throw new TokenError(`token ${t.id} is for service account ${t.serviceAccount}, but the proxy registers ${hello.register.serviceAccount}`);
+      }
+      r.grant = { namespace: t.namespace, serviceAccount: t.serviceAccount, tokenId: t.id };
+    } catch (err) {
+      if (!(err instanceof TokenError)) throw err;
+      this.refuseIdentity(r, err.message);
+    }
+  }
+
+  private refuseIdentity(r: ProxyRecord, why: string): void {
+    r.identityError = why;
+    this.opts.log(`proxy ${r.id}: no certificate: ${why}`);
+    if (r.socket !== null) this.send(r.socket, { t: 'identity-error', error: why });
+  }
+
+  /** Signs a CSR for the identity granted on this stream and sends the chain with the bundle. */
+  private sign(r: ProxyRecord, csr: string): void {
+    const id = this.opts.identity;
+    if (id === null) return this.refuseIdentity(r, 'this control plane issues no certificates');
+    if (r.grant === null) {
+      if (r.identityError === null) this.refuseIdentity(r, 'no join token on this stream: start the proxy with --token (weft token create)');
+      return;
+    }
+    // A renewal on a stream the token opened needs the token not revoked; its expiry only bounds joining.
+    if (id.tokens.revoked(r.grant.tokenId)) return this.refuseIdentity(r, `token ${r.grant.tokenId}: revoked`);
+    try {
+      const issued = id.ca.issue(csr, this.trustDomain(), r.grant.namespace, r.grant.serviceAccount, this.certificateLifetimeMs());
+      r.cert = issued.cert;
+      r.chain = issued.chain;
+      r.signedBy = id.ca.signingRoot().serialNumber;
+      r.identityError = null;
+      this.sendIdentity(r);
+    } catch (err) {
+      this.refuseIdentity(r, (err as Error).message);
+    }
+  }
+
+  private sendIdentity(r: ProxyRecord): void {
+    if (r.socket === null || r.cert === null || r.chain === null || this.opts.identity === null) return;
+    this.send(r.socket, { t: 'identity', chain: r.chain, bundle: this.opts.identity.ca.bundle(), serial: r.cert.serial, notAfter: r.cert.notAfter });
+  }
+
+  private mesh(): Mesh | undefined {
+    // The oldest Mesh applies, as the compiler decides (others are reported there).
+    return this.index
+      .all()
+      .filter((x): x is Mesh => x.kind === 'Mesh')
+      .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') || a.metadata.name.localeCompare(b.metadata.name))[0];
+  }
+
+  /** Certificate lifetime from the Mesh resource (`certificateLifetime`), 24 h by default. */
+  private certificateLifetimeMs(): number {
+    const text = this.mesh()?.spec.certificateLifetime;
+    return text === undefined ? DAY_MS : parseDuration(text);
+  }
+
+  private trustDomain(): string {
+    return this.mesh()?.spec.trustDomain ?? 'cluster.local';
+  }
+
+  /** Closes the streams of proxies that joined with a token that was just revoked. */
+  tokenRevoked(id: string): void {
+    for (const r of this.records.values()) {
+      if (r.grant?.tokenId === id && r.socket !== null) {
+        this.refuseIdentity(r, `token ${id}: revoked`);
+        r.grant = null;
+      }
+    }
+  }
+
+  /**
+   * Rotates the root under live traffic: the new root joins every proxy's bundle, then signs (every
+   * proxy renews), then the old root leaves the bundle. Each step waits until every connected proxy
+   * with an identity has caught up, so no handshake ever meets a root its peer does not trust.
+   */
+  async rotateRoot(log: (step: string) => void, stepTimeoutMs = 60_000): Promise<void> {
+    const id = this.opts.identity;
+    if (id === null) throw new Error('this control plane has no CA');
+    const holders = (): ProxyRecord[] => [...this.records.values()].filter((r) => r.socket !== null && r.cert !== null);
+    const until = async (what: string, done: (r: ProxyRecord) => boolean): Promise<void> => {
+      const deadline = Date.now() + stepTimeoutMs;
+      for (;;) {
+        const behind = holders().filter((r) => !done(r));
+        if (behind.length === 0) return;
+        if (Date.now() > deadline) throw new Error(`${what}: ${behind.length} proxies did not catch up in ${stepTimeoutMs / 1000} s (${behind.slice(0, 5).map((r) => r.id).join(', ')})`);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    };
+    const bundleSynced = (r: ProxyRecord): boolean => r.bundleAcked === bundleHash(id.ca.bundle());
+    const phase = id.ca.rotationPhase();
+    if (phase === null) {
+      id.ca.rotateStep();
+      for (const r of holders()) this.sendIdentity(r);
+      log(`new root added to the trust bundle of ${holders().length} proxies`);
+    }
+    await until('trusting the new root', bundleSynced);
+    if (id.ca.rotationPhase() === 'added') id.ca.rotateStep();
+    const signer = id.ca.signingRoot().serialNumber;
+    for (const r of holders()) if (r.signedBy !== signer && r.socket !== null) this.send(r.socket, { t: 'renew' });
+    log('the new root signs; proxies renew');
+    await until('renewing from the new root', (r) => r.signedBy === signer && r.certAcked === r.cert!.serial);
+    id.ca.rotateStep();
+    for (const r of holders()) this.sendIdentity(r);
+    log('old root retired from the trust bundle');
+    await until('dropping the old root', bundleSynced);
   }
 
   /** Coalesces changes that arrive together into one push to every proxy. */
@@ -446,6 +593,11 @@ export class ConfigServer {
           leaseExpiresAt: r.registrationKey === null ? null : this.registry.expiry(r.registrationKey),
           notice: r.notice,
           types,
+          certificate:
+            r.cert === null
+              ? null
+              : { ...r.cert, installed: r.certAcked === r.cert.serial, bundleSynced: this.opts.identity !== null && r.bundleAcked === bundleHash(this.opts.identity.ca.bundle()) },
+          identityError: r.identityError,
         };
       });
   }

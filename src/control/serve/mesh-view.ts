@@ -16,6 +16,7 @@ import {
   type Endpoint,
   type ResourceError,
 } from '../../model/index.js';
+import { prepareWorkloadIndex, type WorkloadIndex } from '../../model/compile.js';
 import type { Resource, Workload } from '../../model/resources.js';
 
 /** A value and its version. */
@@ -46,6 +47,8 @@ export class MeshView {
   private readonly scopes = new Map<string, NamespaceView>();
   private readonly workloads = new Map<string, Workload>();
   private readonly workloadParts = new WeakMap<Workload, Versioned<ConfigParts['workload']>>();
+  /** What workload parts depend on besides the Workload itself (Services, AuthorizationPolicies, Mesh); built on first use. */
+  private workloadIndex: WorkloadIndex | null = null;
   private previous: MeshView | null;
 
   constructor(resources: Resource[], generation: number, previous: MeshView | null) {
@@ -61,9 +64,14 @@ export class MeshView {
   workload(namespace: string, name: string): Versioned<ConfigParts['workload']> | null {
     const w = this.workloads.get(`${namespace}/${name}`);
     if (w === undefined) return null;
-    let v = this.workloadParts.get(w) ?? this.previous?.workloadParts.get(w);
+    this.workloadIndex ??= prepareWorkloadIndex(this.resources);
+    const index = this.workloadIndex;
+    // A part compiled by the view before is still right when neither the Workload object nor what
+    // it depends on changed; endpoint churn changes neither, so every proxy's part is reused then.
+    let v = this.workloadParts.get(w);
+    if (v === undefined && this.previous?.workloadIndex?.version === index.version) v = this.previous.workloadParts.get(w);
     if (v === undefined) {
-      const value = compileWorkload(w);
+      const value = compileWorkload(w, index);
       v = { version: contentVersion(value), value };
     }
     this.workloadParts.set(w, v);

@@ -22,6 +22,7 @@ import {
   type RegisteredWorkload,
   type UpdateMessage,
 } from '../../model/index.js';
+import type { WorkloadIdentity } from '../tls/workload-identity.js';
 
 export interface ControlPlaneClientOptions {
   /** e.g. `http://127.0.0.1:15010` */
@@ -33,6 +34,8 @@ export interface ControlPlaneClientOptions {
   /** Swaps in a snapshot; throws when the proxy cannot apply it (the reason goes back as a NACK). */
   apply: (s: ProxySnapshot) => void;
   log: (msg: string) => void;
+  /** The proxy's identity and the join token that grants it; null: no certificate is asked for. */
+  identity?: { holder: WorkloadIdentity; token: string } | null;
   /** Reconnect backoff: first ceiling and cap (ms). */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -137,6 +140,9 @@ export class ControlPlaneClient {
         register: this.opts.registration(),
         have: { ...this.versions },
         haveEndpoints: Object.fromEntries(this.clusterVersions),
+        // Every connect asks for a fresh certificate for a fresh key: after an outage the proxy is
+        // certain to hold one from the root that signs now.
+        ...(this.opts.identity != null ? { token: this.opts.identity.token, csr: this.opts.identity.holder.newCsr(null) } : {}),
       });
       drainLines();
     });
@@ -165,6 +171,15 @@ export class ControlPlaneClient {
       }
       case 'notice':
         this.opts.log(`control plane: ${msg.message}`);
+        return;
+      case 'identity':
+        this.onIdentity(msg.chain, msg.bundle);
+        return;
+      case 'identity-error':
+        this.opts.log(`control plane refused a certificate: ${msg.error}`);
+        return;
+      case 'renew':
+        this.renewNow();
         return;
       default:
         return;
@@ -251,6 +266,34 @@ export class ControlPlaneClient {
   }
 
   /** Closes the stream; with `bye`, first tells the control plane to release this workload's lease now. */
+  private renewTimer: NodeJS.Timeout | null = null;
+
+  private onIdentity(chain: string, bundle: string[]): void {
+    const holder = this.opts.identity?.holder;
+    if (holder === undefined) return;
+    let serial: string;
+    try {
+      serial = holder.install(chain, bundle);
+    } catch (err) {
+      this.opts.log((err as Error).message);
+      return;
+    }
+    this.send({ t: 'identity-ack', serial, bundle: holder.bundleVersion });
+    if (this.renewTimer !== null) clearTimeout(this.renewTimer);
+    const at = holder.renewAt();
+    if (at !== null) {
+      this.renewTimer = setTimeout(() => this.renewNow(), Math.max(100, at - Date.now()));
+      this.renewTimer.unref();
+    }
+  }
+
+  /** Asks for a new certificate for a new key (the stream is what authenticates the request). */
+  private renewNow(): void {
+    const holder = this.opts.identity?.holder;
+    if (holder === undefined || this.socket === null) return;
+    this.send({ t: 'csr', csr: holder.newCsr(holder.spiffeId) });
+  }
+
   /** Sends the registration again (it changed, e.g. the app's ports are now listening); the next connect's hello carries it anyway. */
   reregister(): void {
     const register = this.opts.registration();
@@ -260,6 +303,7 @@ export class ControlPlaneClient {
   async close(bye: boolean): Promise<void> {
     this.closed = true;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    if (this.renewTimer !== null) clearTimeout(this.renewTimer);
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
     const s = this.socket;
     if (s === null) return;

@@ -4,6 +4,7 @@
  * response were complete and the server did not ask to close.
  */
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type PeerCertificate, type SecureContext } from 'node:tls';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodySink } from '../body.js';
 import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
@@ -19,6 +20,12 @@ export interface PoolOptions {
   maxIdle: number;
   /** An idle connection unused this long is closed. */
   idleTimeoutMs: number;
+  /**
+   * Mutual TLS to the endpoint's proxy: the SPIFFE ID its certificate must carry, and this proxy's
+   * client context (read at each connect, so a renewed certificate is used from then on). When the
+   * context is null (no certificate yet, or mTLS off) connections are plaintext.
+   */
+  tls?: { peerIdentity: string; context: () => SecureContext | null } | null;
 }
 
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -88,15 +95,53 @@ export class Http1Pool {
     }
   }
 
+  /** The last TLS session with this endpoint, for resumption (a 1-RTT handshake without signatures). */
+  private tlsSession: Buffer | undefined;
+
   private open(): Promise<UpstreamConnection> {
-    return new Promise((resolve, reject) => {
+    const context = this.opts.tls?.context() ?? null;
+    if (context === null) {
       const socket = connect({ host: this.host, port: this.port, noDelay: true });
+      return this.established(socket, 'connect', (err) => new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} failed: ${err.code ?? err.message}`));
+    }
+    const expected = this.opts.tls!.peerIdentity;
+    let wrongPeer: string | null = null;
+    const socket = tlsConnect({
+      host: this.host,
+      port: this.port,
+      secureContext: context,
+      session: this.tlsSession,
+      // The peer is named by its SPIFFE ID, not by a host name.
+      checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+        const uris = (cert.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+        if (uris.length === 1 && uris[0] === expected) return undefined;
+        wrongPeer = uris.join(', ') || 'no SPIFFE ID';
+        return new Error(`peer is ${wrongPeer}, expected ${expected}`);
+      },
+    });
+    socket.setNoDelay(true);
+    socket.on('session', (s: Buffer) => {
+      this.tlsSession = s;
+    });
+    return this.established(socket, 'secureConnect', (err) => {
+      if (err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') {
+        return new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} failed: ${err.code}`);
+      }
+      this.tlsSession = undefined;
+      const why = wrongPeer !== null ? `the peer's certificate is for ${wrongPeer}, not ${expected}` : (err.code ?? err.message);
+      return new MeshError('UPSTREAM_TLS_FAILURE', `mTLS to ${this.key} failed: ${why}`);
+    });
+  }
+
+  /** Resolves once `socket` emits `ready` (connected, or handshake done), within the connect timeout. */
+  private established(socket: Socket, ready: 'connect' | 'secureConnect', failure: (err: NodeJS.ErrnoException) => MeshError): Promise<UpstreamConnection> {
+    return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.destroy();
         this.connectFailures++;
         reject(new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} timed out after ${this.opts.connectTimeoutMs} ms`));
       }, this.opts.connectTimeoutMs);
-      socket.once('connect', () => {
+      socket.once(ready, () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
         resolve(new UpstreamConnection(socket, this));
@@ -104,7 +149,7 @@ export class Http1Pool {
       socket.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         this.connectFailures++;
-        reject(new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} failed: ${err.code ?? err.message}`));
+        reject(failure(err));
       });
     });
   }

@@ -59,8 +59,11 @@ export class Http1ServerConnection {
   /** The exchange being served, while there is one. */
   private ctx: RequestContext | null = null;
 
-  constructor(socket: Socket, handler: Handler, opts: Http1ServerOptions) {
+  private readonly peerIdentity: string | null;
+
+  constructor(socket: Socket, handler: Handler, opts: Http1ServerOptions, peerIdentity: string | null = null) {
     this.socket = socket;
+    this.peerIdentity = peerIdentity;
     this.handler = handler;
     this.opts = opts;
     this.clientAddress = socket.remoteAddress ?? '';
@@ -265,6 +268,7 @@ export class Http1ServerConnection {
       direction: this.opts.direction,
       requestId,
       clientAddress: this.clientAddress,
+      peerIdentity: this.peerIdentity,
       start: performance.now(),
       route: '',
       destination: '',

@@ -38,7 +38,7 @@ export class ClusterRuntime {
 
   constructor(config: Cluster, pools: PoolRegistry) {
     this.config = config;
-    this.endpoints = config.endpoints.map((e) => new ClusterEndpoint(e, pools.get(e.address, e.port, config.connectTimeoutMs)));
+    this.endpoints = config.endpoints.map((e) => new ClusterEndpoint(e, pools.get(e.address, e.port, config.connectTimeoutMs, e.proxied ? e.identity : null)));
     this.pick = balancers[config.loadBalancer](this.endpoints);
   }
 
