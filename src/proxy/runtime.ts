@@ -10,6 +10,7 @@ import type { Http1Pool } from './http1/client.js';
 import { RouteTable } from './route/route-table.js';
 import { APP_PORT_HEADER, ClusterRuntime } from './upstream/cluster.js';
 import type { PoolRegistry } from './upstream/pools.js';
+import { buildAuthorizer } from './authz/authorize.js';
 
 /** Connect timeout towards the local app. */
 const APP_CONNECT_TIMEOUT_MS = 1000;
@@ -73,6 +74,7 @@ function inboundHandler(snapshot: ProxySnapshot, registry: PoolRegistry, pools: 
     pools.add(pool);
   }
   const destination = `${snapshot.workload.name}.${snapshot.workload.namespace}`;
+  const authz = buildAuthorizer(snapshot.inbound.authorization);
   return (req, ctx) => {
     let port = defaultPort;
     const named = getHeader(req.headers, APP_PORT_HEADER);
@@ -88,6 +90,32 @@ function inboundHandler(snapshot: ProxySnapshot, registry: PoolRegistry, pools: 
       const why = port === null ? 'the workload has several ports and the request named none' : `port ${named} is not a port of this workload`;
       return Promise.reject(new MeshError('NO_ROUTE', `inbound: ${why}`));
     }
+    if (!authz.allowsAll) {
+      // Policies match paths as received; a path the app might resolve differently (dot segments,
+      // doubled or encoded slashes) could slip past a DENY, so it is refused where policies apply.
+      const path = req.path.split('?', 1)[0]!;
+      if (AMBIGUOUS_PATH.test(path)) {
+        req.body?.abort(new Error('ambiguous path'));
+        return Promise.reject(new MeshError('BAD_REQUEST', `path ${JSON.stringify(path)} has dot segments, "//" or encoded "." or "/"; refused because authorization policies apply here`));
+      }
+      const decision = authz.http({ appPort: port!, identity: ctx.peerIdentity, method: req.method, path: req.path, headers: (name) => headerValues(req.headers, name) });
+      if (!decision.allowed) {
+        req.body?.abort(new Error('denied'));
+        ctx.route = decision.policy === null ? 'inbound:denied' : `inbound:denied:${decision.policy}`;
+        const by = decision.policy === null ? decision.reason : `by AuthorizationPolicy ${decision.policy}`;
+        return Promise.reject(new MeshError('DENIED', `${ctx.peerIdentity ?? 'a caller without identity'} may not ${req.method} ${req.path.split('?')[0]} here: denied ${by}`));
+      }
+    }
     return pool.request(req, ctx, 0);
   };
+}
+
+/** Paths that are not in normal form: `/./`, `/../` (or at the end), `//`, `%2e`, `%2f`, `%5c`, `\\`. */
+const AMBIGUOUS_PATH = /\/\.{1,2}(\/|$)|\/\/|%2e|%2f|%5c|\\/i;
+
+/** Every value of a header (lowercase name), or undefined when absent. */
+function headerValues(headers: readonly string[], name: string): string[] | undefined {
+  let out: string[] | undefined;
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) (out ??= []).push(headers[i + 1]!);
+  return out;
 }
