@@ -90,6 +90,16 @@ spec: { command: [node, apps/loadgen.mjs], env: { RATE: "10", DURATION: "1" }, p
     const clusterNames = (JSON.parse(config.stdout) as Array<{ name: string }>).map((c) => c.name).sort();
     assert.deepEqual(clusterNames, ['reviews-v1.default:80', 'reviews-v2.default:80'], config.stdout);
 
+    // weft up provisioned every sidecar's identity itself: each app its own, all installed.
+    await eventually(async () => {
+      const certs = JSON.parse((await runWeft(['get', 'certificates', '-o', 'json'], server)).stdout);
+      return certs.items.filter((i: any) => i.installed).length >= 6;
+    }, 10_000, 'every sidecar holds its certificate');
+    const certs = JSON.parse((await runWeft(['get', 'certificates', '-o', 'json'], server)).stdout);
+    const identities = Object.fromEntries(certs.items.map((i: any) => [i.proxy, i.identity]));
+    assert.equal(identities['default/web'], 'spiffe://cluster.local/ns/default/sa/web');
+    assert.equal(identities['default/reviews-v2'], 'spiffe://cluster.local/ns/default/sa/reviews');
+
     const check = await runWeft(['check', '--wait', '10s'], server);
     assert.equal(check.code, 0, check.stdout);
 
