@@ -134,16 +134,6 @@ export class CertificateAuthority {
     };
   }
 
-  /** Whether a certificate chain was issued by a root in the bundle, and for whom (for renewals). */
-  identityOf(chainPem: string): string | null {
-    const [leafDer] = unpem(chainPem, 'CERTIFICATE');
-    if (leafDer === undefined) return null;
-    const leaf = new X509Certificate(leafDer);
-    const trusted = this.roots.filter((r) => r.state !== 'retired').some((r) => leaf.checkIssued(r.cert) && leaf.verify(r.cert.publicKey));
-    const sans = uriSans(leaf);
-    return trusted && sans.length === 1 ? sans[0]! : null;
-  }
-
   /**
    * One step of a root rotation; each call moves it on and says what happened:
    * 1. `added`: a new root joins the bundle (proxies must trust it before anything is signed with it);

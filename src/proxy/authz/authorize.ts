@@ -8,6 +8,7 @@
  * oldest such policy, then by name); otherwise it is allowed when no ALLOW policy covers the port;
  * otherwise it is allowed iff some ALLOW policy covering the port matches.
  */
+import { parseSpiffeId } from '../../core/identity/spiffe.js';
 import type {
   AuthorizationConditionConfig,
   AuthorizationOperationConfig,
@@ -286,13 +287,12 @@ function pathOnly(path: string): string {
 // Callers are few (a workload's clients), so their namespaces are remembered rather than reparsed.
 const NAMESPACES = new Map<string, string | null>();
 const NAMESPACE_CACHE_LIMIT = 4096;
-const SPIFFE_WORKLOAD = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/[^/]+$/;
 
 /** The namespace of a SPIFFE ID of the form `spiffe://<td>/ns/<ns>/sa/<sa>`, or null for any other. */
 export function namespaceOf(identity: string): string | null {
   let ns = NAMESPACES.get(identity);
   if (ns !== undefined) return ns;
-  ns = SPIFFE_WORKLOAD.exec(identity)?.[1] ?? null;
+  ns = parseSpiffeId(identity)?.namespace ?? null;
   if (NAMESPACES.size >= NAMESPACE_CACHE_LIMIT) NAMESPACES.clear();
   NAMESPACES.set(identity, ns);
   return ns;

@@ -125,8 +125,4 @@ export class WorkloadIdentity {
   secondsLeft(): number | null {
     return this.leaf === null ? null : (Date.parse(this.leaf.validTo) - Date.now()) / 1000;
   }
-
-  get chainPem(): string {
-    return this.chain;
-  }
 }
