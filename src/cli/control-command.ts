@@ -1,6 +1,7 @@
 /** `weft control`: the control plane. */
 import { ControlPlane } from '../control/control-plane.js';
 import { UsageError, duration, port, version, type Command } from './command.js';
+import { saveAdminToken } from './credentials.js';
 
 export const DEFAULT_API_PORT = 15010;
 
@@ -23,6 +24,8 @@ export const controlCommand: Command = {
       --api-address ADDR   address the API binds (default 127.0.0.1)
       --config-dir DIR     also read resources from the YAML files in DIR, watched
       --lease-ttl DURATION how long a registered workload outlives its proxy's silence (default 10s)
+The API needs the admin token made on first start (DATA-DIR/admin-token, mode 0600); the weft CLI on
+this machine finds it in its credentials file, elsewhere set WEFT_ADMIN_TOKEN.
 CA (default: a root made on first start, kept in DATA-DIR/ca with its key mode 0600):
       --ca-cert FILE       sign with this CA certificate (PEM) instead: a root, or an intermediate
       --ca-key FILE        its private key (PEM)
@@ -49,8 +52,16 @@ Prints {"event":"listening","apiPort":N} once serving. SIGTERM or Ctrl-C stops i
       log,
     });
     const bound = await cp.start();
+    const address = v['api-address'] as string;
+    const local = `http://${address === '0.0.0.0' || address === '::' ? '127.0.0.1' : address.includes(':') ? `[${address}]` : address}:${bound}`;
+    if (cp.adminToken.created !== null) log(`made the API admin token; it is shown this once (and kept, mode 0600, in ${cp.adminToken.file}): ${cp.adminToken.created}`);
+    try {
+      log(`admin token for ${local} saved for the weft CLI in ${saveAdminToken(local, cp.adminToken.token)}`);
+    } catch (err) {
+      log(`could not save the admin token for the CLI (${(err as Error).message}); set WEFT_ADMIN_TOKEN`);
+    }
     console.log(JSON.stringify({ event: 'listening', apiPort: bound }));
-    log(`serving on http://${v['api-address'] as string}:${bound} (data in ${v['data-dir'] as string})`);
+    log(`serving on ${local} (data in ${v['data-dir'] as string}; proxies reconnect over mTLS on the same port)`);
     return new Promise((resolve) => {
       const stop = (): void => void cp.stop().then(() => resolve(0));
       process.once('SIGTERM', stop);

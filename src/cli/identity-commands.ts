@@ -1,7 +1,7 @@
 /** The CLI verbs about identity: join tokens, certificates, and rotating the root. */
 import { request } from 'node:http';
 import type { JoinToken } from '../control/ca/join-tokens.js';
-import { api, serverUrl } from './api-client.js';
+import { api, authHeaders, serverUrl, wrongTokenHint } from './api-client.js';
 import { UsageError, duration, type Command } from './command.js';
 import { table } from './table.js';
 
@@ -75,10 +75,25 @@ sign and has every proxy renew, waits, then retires the old root. Traffic flows 
     if (args[0] !== 'rotate' || args.length !== 1) throw new UsageError('give: rotate');
     // The answer streams one line per step; the rotation takes as long as the proxies need.
     return new Promise((resolve) => {
-      const req = request(new URL('/api/v1/ca/rotate', serverUrl()), { method: 'POST' }, (res) => {
+      const req = request(new URL('/api/v1/ca/rotate', serverUrl()), { method: 'POST', headers: authHeaders() }, (res) => {
         let buffered = '';
         let code = 1;
         res.setEncoding('utf8');
+        if (res.statusCode !== 200) {
+          let text = '';
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => {
+            let message = text.slice(0, 500);
+            try {
+              message = (JSON.parse(text) as { error: { message: string } }).error.message;
+            } catch {
+              // not JSON: shown as it came
+            }
+            console.error(`weft ca rotate: HTTP ${res.statusCode}: ${res.statusCode === 401 ? wrongTokenHint() : message}`);
+            resolve(1);
+          });
+          return;
+        }
         res.on('data', (c: string) => {
           buffered += c;
           let nl: number;

@@ -11,6 +11,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { saveAdminToken } from './credentials.js';
 import { ControlPlane } from '../control/control-plane.js';
 import { resourceKey } from '../control/resource-index.js';
 import { formatResourceError, loadResources } from '../model/index.js';
@@ -193,7 +194,13 @@ async function runUp(v: Record<string, unknown>): Promise<number> {
   const url = `http://127.0.0.1:${boundPort}`;
   for (const r of resources) await cp.index.apply(r);
   for (const [key, errs] of cp.config.view().errorsByResource()) for (const e of errs) say(`problem in ${key}: ${formatResourceError(e)}`);
-  say(`control plane on ${url} (export WEFT_SERVER=${url} for the weft CLI)`);
+  let saved = '';
+  try {
+    saved = `; its admin token is saved for the CLI in ${saveAdminToken(url, cp.adminToken.token)}`;
+  } catch (err) {
+    saved = `; the admin token could not be saved for the CLI (${(err as Error).message}): it is in ${cp.adminToken.file}`;
+  }
+  say(`control plane on ${url} (export WEFT_SERVER=${url} for the weft CLI${saved})`);
 
   const units = apps.map((a) => new Unit(a));
   const tokens = new Map<string, Promise<{ token: string; info: { id: string } }>>();

@@ -1,10 +1,11 @@
 /**
  * The control plane as one process: store → sources → compiler → config server, behind the API.
  */
-import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { startApi } from './api/api-server.js';
+import { AdminToken } from './api/admin-token.js';
+import { startApi, type RunningApi } from './api/api-server.js';
 import { CertificateAuthority } from './ca/certificate-authority.js';
+import { ControlPlaneCertificate } from './ca/control-plane-certificate.js';
 import { JoinTokens } from './ca/join-tokens.js';
 import { ResourceIndex } from './resource-index.js';
 import { ConfigServer } from './serve/config-server.js';
@@ -32,9 +33,11 @@ export class ControlPlane {
   readonly config: ConfigServer;
   readonly ca: CertificateAuthority;
   readonly tokens: JoinTokens;
+  /** The API's admin token (made on first start). */
+  readonly adminToken: AdminToken;
   private readonly dir: ConfigDirSource | null;
   private readonly opts: ControlPlaneOptions;
-  private api: Server | null = null;
+  private api: RunningApi | null = null;
 
   constructor(opts: ControlPlaneOptions) {
     this.opts = opts;
@@ -43,6 +46,7 @@ export class ControlPlane {
     this.registry = new WorkloadRegistry(this.index, opts.leaseTtlMs, (key) => opts.log(`lease of ${key} lapsed; its endpoints are withdrawn`));
     this.ca = new CertificateAuthority({ dir: join(opts.dataDir, 'ca'), trustDomain: 'cluster.local', provided: opts.ca ?? null });
     this.tokens = new JoinTokens(this.store);
+    this.adminToken = AdminToken.loadOrCreate(opts.dataDir);
     this.config = new ConfigServer(this.index, this.registry, {
       heartbeatMs: Math.max(100, Math.floor(opts.leaseTtlMs / 3)),
       log: opts.log,
@@ -54,7 +58,7 @@ export class ControlPlane {
   /** Reads the config dir, opens the API; resolves with the API port. */
   async start(): Promise<number> {
     this.dir?.start();
-    const { server, port } = await startApi(this.opts.apiHost, this.opts.apiPort, {
+    const api = await startApi(this.opts.apiHost, this.opts.apiPort, {
       index: this.index,
       config: this.config,
       version: this.opts.version,
@@ -62,9 +66,11 @@ export class ControlPlane {
       ca: this.ca,
       tokens: this.tokens,
       metrics: () => this.metrics(),
+      adminToken: this.adminToken,
+      tls: new ControlPlaneCertificate(this.ca, () => this.config.trustDomain(), () => this.config.certificateLifetimeMs()),
     });
-    this.api = server;
-    return port;
+    this.api = api;
+    return api.port;
   }
 
   private metrics(): string {
@@ -96,11 +102,7 @@ export class ControlPlane {
     this.dir?.close();
     this.config.close();
     this.registry.close();
-    const api = this.api;
-    if (api !== null) {
-      api.closeAllConnections();
-      await new Promise((r) => api.close(r));
-    }
+    await this.api?.close();
     this.store.close();
   }
 }

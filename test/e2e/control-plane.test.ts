@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  apiFetch,
   eventually,
   freePort,
   runWeft,
@@ -45,12 +46,12 @@ spec:
 `;
 
 async function apply(cp: RunningControl, yaml: string): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${cp.url}/api/v1/apply`, { method: 'POST', body: yaml, headers: { 'content-type': 'application/yaml' } });
+  const res = await apiFetch(`${cp.url}/api/v1/apply`, { method: 'POST', body: yaml, headers: { 'content-type': 'application/yaml' } });
   return { status: res.status, body: await res.json() };
 }
 
 async function getJson(url: string): Promise<any> {
-  const res = await fetch(url);
+  const res = await apiFetch(url);
   return res.json();
 }
 
@@ -143,7 +144,7 @@ spec: { selector: { app: extra }, ports: [{ name: http, port: 8080, protocol: SC
     assert.ok(texts.some((t: string) => /Service\/extra: spec\.ports\[0\]\.protocol/.test(t)), texts.join('\n'));
     assert.equal(bad.body.errors.length, 2, 'every error of the request, not only the first');
     assert.deepEqual(bad.body.results.find((x: any) => x.name === 'echo-split'), { kind: 'HTTPRoute', namespace: 'default', name: 'echo-split', action: 'configured' });
-    assert.equal((await fetch(`${cp.url}/api/v1/resources/HTTPRoute/default/broken`)).status, 404);
+    assert.equal((await apiFetch(`${cp.url}/api/v1/resources/HTTPRoute/default/broken`)).status, 404);
     const seen = new Set<string>();
     await eventually(async () => {
       seen.add((await viaProxy(mesh.client.outbound, 'echo')).upstream ?? '');
@@ -359,7 +360,7 @@ test('kill -9 of the control plane during a stream of applies loses no acknowled
         while (!stop && n < 5000) {
           const name = `svc-r${round}-w${w}-${n++}`;
           try {
-            const r = await fetch(`${cp.url}/api/v1/apply`, {
+            const r = await apiFetch(`${cp.url}/api/v1/apply`, {
               method: 'POST',
               body: `apiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: { name: ${name} }\nspec: { selector: { app: ${name} }, ports: [{ name: http, port: 80 }] }\n`,
             });

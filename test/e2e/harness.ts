@@ -3,13 +3,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { connect, createServer as createTcpServer, type AddressInfo } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const weftBin = join(root, 'bin', 'weft.js');
+
+// The admin tokens `weft control` saves for the CLI go to a folder of this test run, not the user's home.
+process.env.XDG_CONFIG_HOME = mkdtempSync(join(tmpdir(), 'weft-e2e-config-'));
+delete process.env.WEFT_ADMIN_TOKEN;
 
 /** What an echo upstream saw of one request. */
 export interface Seen {
@@ -232,12 +236,29 @@ export async function startProxyWith(args: string[]): Promise<RunningProxy> {
 export interface RunningControl extends RunningWeft<{ apiPort: number }> {
   url: string;
   dataDir: string;
+  /** The API's admin token (from the data dir). */
+  adminToken: string;
+  /** `fetch` against the API with the admin token. */
+  api(path: string, init?: RequestInit): Promise<Response>;
 }
 
 /** Starts `weft control` on an OS-chosen port with a fresh (or the given) data dir. */
 export async function startControl(dataDir = mkdtempSync(join(tmpdir(), 'weft-cp-')), extra: string[] = []): Promise<RunningControl> {
   const w = await startWeft<{ apiPort: number }>(['control', '--data-dir', dataDir, '--api-port', '0', ...extra]);
-  return { ...w, url: `http://127.0.0.1:${w.listening.apiPort}`, dataDir };
+  const url = `http://127.0.0.1:${w.listening.apiPort}`;
+  const adminToken = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+  adminTokens.set(url, adminToken);
+  return { ...w, url, dataDir, adminToken, api: (path, init) => apiFetch(new URL(path, url).href, init) };
+}
+
+/** Admin tokens of the control planes this test process started, by URL. */
+const adminTokens = new Map<string, string>();
+
+/** `fetch` that sends the admin token when `url` is on a control plane this process started (any other URL goes as is). */
+export function apiFetch(url: string, init: RequestInit = {}): Promise<Response> {
+  const token = adminTokens.get(new URL(url).origin);
+  if (token === undefined) return fetch(url, init);
+  return fetch(url, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), authorization: `Bearer ${token}` } });
 }
 
 /** Runs a `weft` CLI verb to completion against `server`; resolves with its exit code and output. */

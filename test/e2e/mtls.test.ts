@@ -9,7 +9,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCsr, createRootCertificate, generateKey, issueLeafCertificate, keyToPem, readCsr } from '../../src/core/identity/x509.js';
-import { eventually, runWeft, startControl, startEcho, startProxyWith, type RunningControl, type RunningProxy } from './harness.js';
+import { apiFetch, eventually, runWeft, startControl, startEcho, startProxyWith, type RunningControl, type RunningProxy } from './harness.js';
 
 const SERVICE = `apiVersion: weft.dev/v1alpha1
 kind: Service
@@ -18,7 +18,7 @@ spec: { selector: { app: echo }, ports: [{ name: http, port: 80 }] }
 `;
 
 async function getJson(url: string): Promise<any> {
-  const res = await fetch(url);
+  const res = await apiFetch(url);
   return res.json();
 }
 

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
-import { eventually, runWeft, startControl, startEcho, startProxyWith, type RunningControl } from './harness.js';
+import { apiFetch, eventually, runWeft, startControl, startEcho, startProxyWith, type RunningControl } from './harness.js';
 
 const mesh = (lifetime: string): string => `apiVersion: weft.dev/v1alpha1
 kind: Mesh
@@ -17,7 +17,7 @@ spec: { selector: { app: echo }, ports: [{ name: http, port: 80 }] }
 `;
 
 async function getJson(url: string): Promise<any> {
-  return (await fetch(url)).json();
+  return (await apiFetch(url)).json();
 }
 
 async function token(cp: RunningControl, sa: string): Promise<string> {
@@ -119,7 +119,7 @@ test('the root rotates under load with zero failed requests, and proxies end on 
     const load = steadyLoad(m.client.outbound!);
     await new Promise((r) => setTimeout(r, 500));
     const rotate = await runWeft(['ca', 'rotate'], m.cp.url);
-    assert.equal(rotate.code, 0, rotate.stdout + rotate.stderr);
+    assert.equal(rotate.code, 0, `${rotate.stdout}${rotate.stderr}\n--- control plane:\n${m.cp.stderr().slice(-3000)}`);
     assert.match(rotate.stdout, /new root added[\s\S]*the new root signs[\s\S]*old root retired[\s\S]*rotation complete/);
     // New connections after the rotation: reconnecting proxies must hold leaves of the new root.
     await new Promise((r) => setTimeout(r, 500));

@@ -3,8 +3,9 @@
  * stream (an HTTP Upgrade on the same port). Errors are JSON `{ "error": { "code", "message" } }`;
  * an apply answers 422 with every problem of every document, while the valid documents still apply.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { STREAM_PROTOCOL, formatResourceError, loadResources, type ResourceError } from '../../model/index.js';
 import type { Resource } from '../../model/resources.js';
 import { ConflictError, resourceKey, type ApplyAction, type IndexedResource, type IndexEvent, type ResourceIndex } from '../resource-index.js';
@@ -13,6 +14,8 @@ import { TokenError, type JoinTokens } from '../ca/join-tokens.js';
 import type { ConfigServer } from '../serve/config-server.js';
 import { parseDuration } from '../../model/index.js';
 import type { FileProblems } from '../sources/config-dir.js';
+import type { ControlPlaneCertificate } from '../ca/control-plane-certificate.js';
+import type { AdminToken } from './admin-token.js';
 
 const MAX_BODY = 8 << 20;
 
@@ -25,7 +28,20 @@ export interface ApiContext {
   metrics: () => string;
   ca: CertificateAuthority;
   tokens: JoinTokens;
+  /** Required on every call but health and metrics. */
+  adminToken: AdminToken;
+  /** The TLS side of the port (proxies' mTLS streams, HTTPS callers); null: plaintext only. */
+  tls: ControlPlaneCertificate | null;
 }
+
+/** A started API: its port, and how to stop it (every connection closed). */
+export interface RunningApi {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** How long a connection may take to send its first byte, or to finish a TLS handshake. */
+const FIRST_BYTES_TIMEOUT_MS = 10_000;
 
 /** The result of applying one document. */
 export interface ApplyResult {
@@ -48,12 +64,17 @@ class HttpError extends Error {
   }
 }
 
-/** Starts the API on `port` (0 = chosen by the OS). */
-export async function startApi(host: string, port: number, ctx: ApiContext): Promise<{ server: Server; port: number }> {
+/**
+ * Starts the API on `port` (0 = chosen by the OS). One port speaks plaintext HTTP and TLS, told apart
+ * by the first byte (a TLS record starts with 0x16): the TLS side asks for a client certificate, so a
+ * proxy's config stream authenticates with its SVID, while HTTPS callers without one still reach the
+ * API (which wants the admin token either way).
+ */
+export async function startApi(host: string, port: number, ctx: ApiContext): Promise<RunningApi> {
   const server = createServer((req, res) => {
     handle(req, res, ctx).catch((err: unknown) => {
       const e = err instanceof HttpError ? err : new HttpError(500, 'INTERNAL', (err as Error).message);
-      if (!res.headersSent) json(res, e.status, { error: { code: e.code, message: e.message } });
+      if (!res.headersSent) json(res, e.status, { error: { code: e.code, message: e.message } }, e.status === 401 ? { 'www-authenticate': 'Bearer realm="weft"' } : {});
       else res.destroy();
     });
   });
@@ -70,16 +91,65 @@ export async function startApi(host: string, port: number, ctx: ApiContext): Pro
     }
   });
   server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
+  let tls: { generation: number; server: TlsServer } | null = null;
+  const tlsServer = (): TlsServer => {
+    const o = ctx.tls!.options();
+    if (tls !== null && tls.generation === o.generation) return tls.server;
+    // The chain check's verdict is read by the config stream (authorized or not); API calls need the admin token anyway.
+    const s = createTlsServer({ key: o.key, cert: o.cert, ca: o.ca, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false, handshakeTimeout: FIRST_BYTES_TIMEOUT_MS });
+    s.on('secureConnection', (t: TLSSocket) => server.emit('connection', t));
+    s.on('tlsClientError', (_err, t: TLSSocket) => t.destroy());
+    tls = { generation: o.generation, server: s };
+    return s;
+  };
+  const raw = new Set<Socket>();
+  const listener = createTcpServer((socket) => {
+    raw.add(socket);
+    socket.once('close', () => raw.delete(socket));
+    if (ctx.tls === null) return server.emit('connection', socket);
+    const timer = setTimeout(() => socket.destroy(), FIRST_BYTES_TIMEOUT_MS);
+    const gone = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
+    socket.once('error', gone);
+    socket.once('end', gone);
+    socket.once('data', (first: Buffer) => {
+      clearTimeout(timer);
+      socket.off('error', gone);
+      socket.off('end', gone);
+      socket.pause();
+      socket.unshift(first);
+      if (first[0] !== 0x16) {
+        server.emit('connection', socket);
+        socket.resume();
+        return;
+      }
+      try {
+        tlsServer().emit('connection', socket);
+      } catch {
+        socket.destroy(); // no certificate can be made (e.g. the CA cannot sign): plaintext still works
+      }
+    });
   });
-  return { server, port: (server.address() as AddressInfo).port };
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(port, host, () => resolve());
+  });
+  return {
+    port: (listener.address() as AddressInfo).port,
+    close: async () => {
+      const closed = new Promise((r) => listener.close(r));
+      server.closeAllConnections();
+      for (const s of raw) s.destroy();
+      await closed;
+    },
+  };
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
@@ -106,6 +176,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
     return;
   }
   if (parts[0] !== 'api' || parts[1] !== 'v1') throw new HttpError(404, 'NOT_FOUND', `no such path: ${url.pathname}`);
+  if (route !== 'GET /api/v1/health' && !ctx.adminToken.accepts(req.headers.authorization)) {
+    throw new HttpError(
+      401,
+      'UNAUTHENTICATED',
+      req.headers.authorization === undefined
+        ? 'this API needs the admin token (authorization: Bearer <token>); the weft CLI reads WEFT_ADMIN_TOKEN, or the credentials "weft control" and "weft up" write when they start'
+        : 'the admin token is not the one this control plane has (it is in admin-token in its data dir)',
+    );
+  }
   switch (route) {
     case 'GET /api/v1/health':
       return json(res, 200, { ok: true, version: ctx.version, generation: ctx.index.generation, proxies: ctx.config.connected });

@@ -6,8 +6,11 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FileStore } from '../store/file-store.js';
+import { CONTROL_NAMESPACE } from '../../core/identity/spiffe.js';
 
 const PREFIX = 'tokens/';
+/** Which token each live certificate descends from, so a revocation reaches proxies that reconnect with their certificate. */
+const ISSUED = 'issued/';
 const NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** What is known of a token (never the token itself). */
@@ -36,6 +39,7 @@ export class JoinTokens {
   /** Creates a token; the returned string is the only copy of the secret. */
   async create(namespace: string, serviceAccount: string, ttlMs: number): Promise<{ token: string; info: Omit<JoinToken, 'hash'> }> {
     if (!NAME.test(namespace)) throw new TokenError(`namespace: ${JSON.stringify(namespace)} is not a DNS label`);
+    if (namespace === CONTROL_NAMESPACE) throw new TokenError(`namespace: ${CONTROL_NAMESPACE} is reserved for the control plane's own identity`);
     if (!NAME.test(serviceAccount)) throw new TokenError(`serviceAccount: ${JSON.stringify(serviceAccount)} is not a DNS label`);
     if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new TokenError('ttl: must be positive');
     const id = randomBytes(6).toString('hex');
@@ -77,5 +81,21 @@ export class JoinTokens {
   revoked(id: string): boolean {
     const t = this.store.get(PREFIX + id) as JoinToken | undefined;
     return t === undefined || t.revoked;
+  }
+
+  /**
+   * Records that the certificate `serial` was issued on the strength of token `tokenId` (durably, so
+   * it holds after a restart), and forgets certificates that have expired.
+   */
+  async recordIssued(serial: string, tokenId: string, notAfter: string): Promise<void> {
+    const now = Date.now();
+    const expired = this.store.list(ISSUED).filter(([, v]) => Date.parse((v as { notAfter: string }).notAfter) < now);
+    await Promise.all([this.store.put(ISSUED + serial, { tokenId, notAfter }), ...expired.map(([k]) => this.store.delete(k))]);
+  }
+
+  /** The token a certificate descends from, or null when this control plane has no record of it. */
+  tokenOf(serial: string): string | null {
+    const v = this.store.get(ISSUED + serial) as { tokenId: string } | undefined;
+    return v?.tokenId ?? null;
   }
 }

@@ -28,7 +28,9 @@ import {
   type RegisteredWorkload,
   parseDuration,
 } from '../../model/index.js';
-import { bundleHash } from '../../core/identity/x509.js';
+import type { TLSSocket } from 'node:tls';
+import { CONTROL_NAMESPACE, parseSpiffeId } from '../../core/identity/spiffe.js';
+import { bundleHash, uriSans } from '../../core/identity/x509.js';
 import type { CertificateAuthority, IssuedCertificate } from '../ca/certificate-authority.js';
 import { TokenError, type JoinTokens } from '../ca/join-tokens.js';
 import type { ResourceIndex } from '../resource-index.js';
@@ -73,7 +75,13 @@ export interface ProxyStatus {
   certificate: (IssuedCertificate & { installed: boolean; bundleSynced: boolean }) | null;
   /** Why it has no certificate, when it asked for one and was refused. */
   identityError: string | null;
+  /** How its stream is carried (`mtls` once it holds a certificate), and what proved its identity. */
+  transport: 'mtls' | 'tls' | 'plaintext' | null;
+  authenticatedBy: 'certificate' | 'token' | null;
 }
+
+/** What the TLS side of the API port learnt of a stream's peer: its verified SPIFFE ID and serial, or why there is none. */
+type PeerCertificate = { spiffeId: string; serial: string } | { error: string } | null;
 
 interface Inflight {
   version: string;
@@ -104,8 +112,9 @@ class ProxyRecord {
   blocked = false;
   /** Set while its registration is being written: nothing to push before the workload exists. */
   registering = false;
-  /** The identity its join token granted on this stream, and the token's id. */
-  grant: { namespace: string; serviceAccount: string; tokenId: string } | null = null;
+  /** The identity granted on this stream (by its join token or its certificate), and the id of the token it descends from. */
+  grant: { namespace: string; serviceAccount: string; tokenId: string; by: 'certificate' | 'token' } | null = null;
+  transport: 'mtls' | 'tls' | 'plaintext' | null = null;
   cert: IssuedCertificate | null = null;
   chain: string | null = null;
   /** Serial of the root that signed `cert`. */
@@ -172,6 +181,8 @@ export class ConfigServer {
   accept(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${STREAM_PROTOCOL}\r\nConnection: Upgrade\r\n\r\n`);
     const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
+    const cert = peerCertificate(req.socket as TLSSocket);
+    const transport = (req.socket as TLSSocket).encrypted !== true ? 'plaintext' : cert !== null && 'spiffeId' in cert ? 'mtls' : 'tls';
     let record: ProxyRecord | null = null;
     let buffered = head.length > 0 ? head.toString('utf8') : '';
     const fail = (why: string): void => {
@@ -189,7 +200,7 @@ export class ConfigServer {
         if (msg.t !== 'hello') return fail('config stream: the first message must be hello');
         const problem = helloProblem(msg);
         if (problem !== null) return fail(`config stream: hello: ${problem}`);
-        record = this.attach(msg, socket, peer);
+        record = this.attach(msg, socket, peer, cert, transport);
         return;
       }
       if (record.socket !== socket) return; // replaced by a newer stream of the same proxy
@@ -222,7 +233,7 @@ export class ConfigServer {
     });
   }
 
-  private attach(hello: HelloMessage, socket: Duplex, peer: string): ProxyRecord {
+  private attach(hello: HelloMessage, socket: Duplex, peer: string, cert: PeerCertificate, transport: ProxyRecord['transport']): ProxyRecord {
     const id = `${hello.namespace}/${hello.workload}`;
     let r = this.records.get(id);
     if (r === undefined) {
@@ -251,10 +262,14 @@ export class ConfigServer {
       }
     });
     this.send(socket, { t: 'welcome', proxyId: id, leaseTtlMs: this.registry.ttlMs, heartbeatMs: this.opts.heartbeatMs });
-    this.opts.log(`proxy ${id} connected from ${peer}`);
+    this.opts.log(`proxy ${id} connected from ${peer} (${transport})`);
     r.grant = null;
     r.identityError = null;
-    if (typeof hello.token === 'string') this.grant(r, hello);
+    r.transport = transport;
+    // A certificate this CA issued proves the identity on a reconnect; a join token, on the first connect.
+    if (cert !== null && 'spiffeId' in cert) this.grantByCertificate(r, hello, cert);
+    else if (typeof hello.token === 'string') this.grant(r, hello);
+    else if (cert !== null) this.refuseIdentity(r, cert.error);
     if (typeof hello.csr === 'string') this.sign(r, hello.csr);
     if (hello.register === null) {
       this.push(r);
@@ -279,6 +294,7 @@ export class ConfigServer {
 
   private detach(r: ProxyRecord): void {
     r.socket = null;
+    r.transport = null;
     r.connectedAt = null;
     for (const t of CONFIG_TYPES) delete r.inflight[t];
     this.opts.log(`proxy ${r.id} disconnected`);
@@ -362,11 +378,33 @@ export class ConfigServer {
       if (hello.register !== null && hello.register.serviceAccount !== t.serviceAccount) {
         throw new TokenError(`token ${t.id} is for service account ${t.serviceAccount}, but the proxy registers ${hello.register.serviceAccount}`);
       }
-      r.grant = { namespace: t.namespace, serviceAccount: t.serviceAccount, tokenId: t.id };
+      r.grant = { namespace: t.namespace, serviceAccount: t.serviceAccount, tokenId: t.id, by: 'token' };
     } catch (err) {
       if (!(err instanceof TokenError)) throw err;
       this.refuseIdentity(r, err.message);
     }
+  }
+
+  /**
+   * Grants the identity of the certificate the stream was opened with (the TLS layer already checked
+   * that it chains to a trusted root and is valid now). It must be for the namespace and service
+   * account the proxy claims, and descend from a token that was not revoked.
+   */
+  private grantByCertificate(r: ProxyRecord, hello: HelloMessage, cert: { spiffeId: string; serial: string }): void {
+    if (this.opts.identity === null) return;
+    const id = parseSpiffeId(cert.spiffeId);
+    const why =
+      id === null ? `certificate ${cert.serial}: ${cert.spiffeId} is not a workload identity`
+      : id.trustDomain !== this.trustDomain() ? `certificate ${cert.serial}: trust domain ${id.trustDomain}, not ${this.trustDomain()}`
+      : id.namespace === CONTROL_NAMESPACE ? `certificate ${cert.serial}: namespace ${CONTROL_NAMESPACE} is reserved`
+      : id.namespace !== hello.namespace ? `certificate ${cert.serial} is for namespace ${id.namespace}, not ${hello.namespace}`
+      : hello.register !== null && hello.register.serviceAccount !== id.serviceAccount ? `certificate ${cert.serial} is for service account ${id.serviceAccount}, but the proxy registers ${hello.register.serviceAccount}`
+      : null;
+    if (why !== null) return this.refuseIdentity(r, why);
+    const tokenId = this.opts.identity.tokens.tokenOf(cert.serial);
+    if (tokenId === null) return this.refuseIdentity(r, `certificate ${cert.serial}: this control plane has no record of issuing it; join again with a token`);
+    if (this.opts.identity.tokens.revoked(tokenId)) return this.refuseIdentity(r, `token ${tokenId}: revoked`);
+    r.grant = { namespace: id!.namespace, serviceAccount: id!.serviceAccount, tokenId, by: 'certificate' };
   }
 
   private refuseIdentity(r: ProxyRecord, why: string): void {
@@ -387,11 +425,18 @@ export class ConfigServer {
     if (id.tokens.revoked(r.grant.tokenId)) return this.refuseIdentity(r, `token ${r.grant.tokenId}: revoked`);
     try {
       const issued = id.ca.issue(csr, this.trustDomain(), r.grant.namespace, r.grant.serviceAccount, this.certificateLifetimeMs());
-      r.cert = issued.cert;
-      r.chain = issued.chain;
-      r.signedBy = id.ca.signingRoot().serialNumber;
-      r.identityError = null;
-      this.sendIdentity(r);
+      const signedBy = id.ca.signingRoot().serialNumber;
+      // Recorded before it is handed out, so a reconnect with it is always recognised.
+      id.tokens.recordIssued(issued.cert.serial, r.grant.tokenId, issued.cert.notAfter).then(
+        () => {
+          r.cert = issued.cert;
+          r.chain = issued.chain;
+          r.signedBy = signedBy;
+          r.identityError = null;
+          this.sendIdentity(r);
+        },
+        (err: Error) => this.refuseIdentity(r, `recording certificate ${issued.cert.serial}: ${err.message}`),
+      );
     } catch (err) {
       this.refuseIdentity(r, (err as Error).message);
     }
@@ -411,12 +456,12 @@ export class ConfigServer {
   }
 
   /** Certificate lifetime from the Mesh resource (`certificateLifetime`), 24 h by default. */
-  private certificateLifetimeMs(): number {
+  certificateLifetimeMs(): number {
     const text = this.mesh()?.spec.certificateLifetime;
     return text === undefined ? DAY_MS : parseDuration(text);
   }
 
-  private trustDomain(): string {
+  trustDomain(): string {
     return this.mesh()?.spec.trustDomain ?? 'cluster.local';
   }
 
@@ -598,6 +643,8 @@ export class ConfigServer {
               ? null
               : { ...r.cert, installed: r.certAcked === r.cert.serial, bundleSynced: this.opts.identity !== null && r.bundleAcked === bundleHash(this.opts.identity.ca.bundle()) },
           identityError: r.identityError,
+          transport: r.transport,
+          authenticatedBy: r.grant?.by ?? null,
         };
       });
   }
@@ -661,4 +708,15 @@ function registrationProblem(r: RegisteredWorkload): string | null {
   if (r.calls !== undefined && r.calls !== null && !(Array.isArray(r.calls) && r.calls.every((c) => typeof c === 'string'))) return 'register.calls: must be a list of strings or null';
   if (r.inboundPort !== null && (!Number.isInteger(r.inboundPort) || r.inboundPort < 1 || r.inboundPort > 65535)) return 'register.inboundPort: must be a port or null';
   return null;
+}
+
+/** The verified SPIFFE ID and serial of a TLS stream's client certificate, why it is not usable, or null (plaintext, or no certificate). */
+function peerCertificate(socket: TLSSocket): PeerCertificate {
+  if (socket.encrypted !== true) return null;
+  const cert = socket.getPeerX509Certificate();
+  if (cert === undefined) return null;
+  if (!socket.authorized) return { error: `client certificate ${cert.serialNumber} refused: ${String(socket.authorizationError)}` };
+  const ids = uriSans(cert);
+  if (ids.length !== 1) return { error: `client certificate ${cert.serialNumber}: expected exactly one URI SAN, found ${ids.length}` };
+  return { spiffeId: ids[0]!, serial: cert.serialNumber };
 }

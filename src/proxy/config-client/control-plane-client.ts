@@ -4,8 +4,14 @@
  * be applied is refused and the last good one keeps serving. When the control plane is gone the
  * proxy keeps its configuration and reconnects with exponential backoff and full jitter, telling
  * what it holds so the resync sends only what changed meanwhile.
+ *
+ * A proxy with an identity joins once with its token over the URL it was given, then talks to the
+ * control plane over mutual TLS on the same port: its certificate proves who it is (an expired or
+ * revoked token no longer matters for reconnects) and it checks the server is the control plane.
  */
-import { request } from 'node:http';
+import type { PeerCertificate } from 'node:tls';
+import { request, type ClientRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { configApplied, configRejected } from '../../core/diagnostics.js';
 import {
@@ -22,7 +28,11 @@ import {
   type RegisteredWorkload,
   type UpdateMessage,
 } from '../../model/index.js';
+import { controlPlaneId, parseSpiffeId } from '../../core/identity/spiffe.js';
 import type { WorkloadIdentity } from '../tls/workload-identity.js';
+
+/** After the mTLS stream failed to open, the proxy joins with its token and tries mTLS again only after this long. */
+const TLS_RETRY_AFTER_MS = 30_000;
 
 export interface ControlPlaneClientOptions {
   /** e.g. `http://127.0.0.1:15010` */
@@ -57,10 +67,20 @@ export class ControlPlaneClient {
   /** Kept under a third of the lease TTL once known, so a reconnect never outwaits this workload's lease. */
   private backoffCap: number;
   private configured = false;
+  /** Whether the open stream is mutual TLS. */
+  private secure = false;
+  private tlsFailedAt = 0;
+  /** Set to reconnect at once (to move the stream onto mTLS). */
+  private reconnectNow = false;
 
   constructor(opts: ControlPlaneClientOptions) {
     this.opts = opts;
     this.backoffCap = opts.backoffMaxMs ?? 5000;
+  }
+
+  /** How the open stream is carried: `mtls`, `plaintext`, or null when there is none. */
+  get transport(): 'mtls' | 'plaintext' | null {
+    return this.socket === null ? null : this.secure ? 'mtls' : 'plaintext';
   }
 
   /** True while a stream is open. */
@@ -74,10 +94,21 @@ export class ControlPlaneClient {
 
   private connect(): void {
     if (this.closed) return;
-    const url = new URL('/api/v1/stream', this.opts.url);
-    const req = request(url, { headers: { connection: 'Upgrade', upgrade: STREAM_PROTOCOL }, timeout: 5000 });
+    const mtls = this.mtlsRequest();
+    const req = mtls ?? request(new URL('/api/v1/stream', this.opts.url), { headers: { connection: 'Upgrade', upgrade: STREAM_PROTOCOL }, timeout: 5000 });
+    let upgraded = false;
     const retry = (why: string): void => {
       if (this.closed) return;
+      if (mtls !== null && !upgraded) {
+        // The control plane would not take this certificate (or is not the control plane): join with the token meanwhile.
+        this.tlsFailedAt = Date.now();
+        this.opts.log(`control plane ${this.opts.url}: the mTLS stream failed (${why}); joining with the token instead`);
+      }
+      if (this.reconnectNow) {
+        this.reconnectNow = false;
+        this.retryTimer = setTimeout(() => this.connect(), 0);
+        return;
+      }
       const ceiling = Math.min(this.backoffCap, (this.opts.backoffBaseMs ?? 100) * 2 ** this.attempt);
       const delay = Math.max(20, Math.random() * ceiling);
       this.attempt = Math.min(this.attempt + 1, 20);
@@ -92,7 +123,9 @@ export class ControlPlaneClient {
       retry(`refused the stream with HTTP ${res.statusCode}`);
     });
     req.on('upgrade', (_res, socket, head) => {
+      upgraded = true;
       this.socket = socket;
+      this.secure = mtls !== null;
       socket.setNoDelay(true);
       socket.setKeepAlive(true, 10_000);
       this.lastHeard = Date.now();
@@ -130,7 +163,10 @@ export class ControlPlaneClient {
       socket.on('close', () => {
         if (this.heartbeat !== null) clearInterval(this.heartbeat);
         this.heartbeat = null;
-        if (this.socket === socket) this.socket = null;
+        if (this.socket === socket) {
+          this.socket = null;
+          this.secure = false;
+        }
         retry('stream closed');
       });
       this.send({
@@ -141,12 +177,38 @@ export class ControlPlaneClient {
         have: { ...this.versions },
         haveEndpoints: Object.fromEntries(this.clusterVersions),
         // Every connect asks for a fresh certificate for a fresh key: after an outage the proxy is
-        // certain to hold one from the root that signs now.
-        ...(this.opts.identity != null ? { token: this.opts.identity.token, csr: this.opts.identity.holder.newCsr(null) } : {}),
+        // certain to hold one from the root that signs now. Over mTLS the certificate is the credential.
+        ...(this.opts.identity != null ? { ...(mtls === null ? { token: this.opts.identity.token } : {}), csr: this.opts.identity.holder.newCsr(null) } : {}),
       });
       drainLines();
     });
     req.end();
+  }
+
+  /**
+   * A request for the stream over mutual TLS, when this proxy holds a certificate that has not expired
+   * and mTLS did not just fail; null otherwise. The server must prove the control plane's identity
+   * in this proxy's trust domain, with a chain to a root of the proxy's bundle.
+   */
+  private mtlsRequest(): ClientRequest | null {
+    const holder = this.opts.identity?.holder;
+    const tls = holder?.tlsOptions() ?? null;
+    const id = holder?.spiffeId === null || holder?.spiffeId === undefined ? null : parseSpiffeId(holder.spiffeId);
+    if (holder === undefined || tls === null || id === null || (holder.secondsLeft() ?? 0) <= 0 || Date.now() - this.tlsFailedAt < TLS_RETRY_AFTER_MS) return null;
+    const expected = controlPlaneId(id.trustDomain);
+    const url = new URL('/api/v1/stream', this.opts.url);
+    url.protocol = 'https:';
+    return httpsRequest(url, {
+      headers: { connection: 'Upgrade', upgrade: STREAM_PROTOCOL },
+      timeout: 5000,
+      agent: false,
+      ...tls,
+      minVersion: 'TLSv1.3',
+      checkServerIdentity: (_host: string, peer: PeerCertificate) => {
+        const sans = (peer.subjectaltname ?? '').split(', ').filter((x) => x.startsWith('URI:')).map((x) => x.slice(4));
+        return sans.length === 1 && sans[0] === expected ? undefined : new Error(`the server is ${sans.join(', ') || 'no SPIFFE identity'}, not the control plane (${expected})`);
+      },
+    });
   }
 
   private send(msg: ProxyMessage): void {
@@ -279,12 +341,22 @@ export class ControlPlaneClient {
       return;
     }
     this.send({ t: 'identity-ack', serial, bundle: holder.bundleVersion });
+    if (!this.secure && this.socket !== null && this.mtlsAllowed()) {
+      // Joined with the token: from now on the certificate carries the stream.
+      this.opts.log('joined with the token; moving the config stream to mTLS');
+      this.reconnectNow = true;
+      this.socket.end();
+    }
     if (this.renewTimer !== null) clearTimeout(this.renewTimer);
     const at = holder.renewAt();
     if (at !== null) {
       this.renewTimer = setTimeout(() => this.renewNow(), Math.max(100, at - Date.now()));
       this.renewTimer.unref();
     }
+  }
+
+  private mtlsAllowed(): boolean {
+    return Date.now() - this.tlsFailedAt >= TLS_RETRY_AFTER_MS;
   }
 
   /** Asks for a new certificate for a new key (the stream is what authenticates the request). */
