@@ -32,14 +32,19 @@ export const tokenCommand: Command = {
   },
   help: `A join token lets a proxy get the certificate of one workload identity
 (spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>): weft proxy --token TOKEN.
-The token is printed once; the control plane keeps only its hash. Revoking it stops renewals of the
-proxies that joined with it, and closes their streams.`,
+The token is printed once; the control plane keeps only its hash. Proxies that joined with it reconnect
+with their certificate afterwards, so its expiry only bounds joining; revoking it stops renewals of the
+proxies that joined with it, on their open streams and on every reconnect.`,
   run: async (v, args) => {
     const verb = args[0];
     if (verb === 'create') {
       if (args.length !== 1) throw new UsageError('"token create" takes no other argument');
       duration(v.ttl, 'ttl');
       const r = await api<{ token: string; info: TokenInfo }>('POST', '/api/v1/tokens', { text: JSON.stringify({ namespace: v.namespace, serviceAccount: v['service-account'], ttl: v.ttl }), type: 'application/json' });
+      if (r.status !== 200) {
+        console.error(`weft token: refused: ${(r.body as unknown as { error?: { message?: string } }).error?.message ?? `HTTP ${r.status}`}`);
+        return 1;
+      }
       if (v.output === 'json') console.log(JSON.stringify(r.body, null, 2));
       else {
         console.log(r.body.token);

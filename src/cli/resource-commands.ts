@@ -204,8 +204,8 @@ NACKED: it refused the latest version and keeps serving the one before; the reas
     const types = ['clusters', 'endpoints', 'workload', 'routes'] as const;
     console.log(
       table(
-        ['PROXY', 'CONNECTED', 'CLUSTERS', 'ENDPOINTS', 'WORKLOAD', 'ROUTES', 'VERSION', 'IDENTITY'],
-        items.map((p) => [p.id, p.connected ? 'yes' : `no (${age(p.lastSeenAt)})`, ...types.map((t) => p.types[t].state), (p.types.routes.acked ?? '-').slice(0, 8), identityCell(p)]),
+        ['PROXY', 'CONNECTED', 'STREAM', 'CLUSTERS', 'ENDPOINTS', 'WORKLOAD', 'ROUTES', 'VERSION', 'IDENTITY'],
+        items.map((p) => [p.id, p.connected ? 'yes' : `no (${age(p.lastSeenAt)})`, p.transport ?? '-', ...types.map((t) => p.types[t].state), (p.types.routes.acked ?? '-').slice(0, 8), identityCell(p)]),
       ),
     );
     for (const p of items) {

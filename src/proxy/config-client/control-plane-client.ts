@@ -31,8 +31,6 @@ import {
 import { controlPlaneId, parseSpiffeId } from '../../core/identity/spiffe.js';
 import type { WorkloadIdentity } from '../tls/workload-identity.js';
 
-/** After the mTLS stream failed to open, the proxy joins with its token and tries mTLS again only after this long. */
-const TLS_RETRY_AFTER_MS = 30_000;
 
 export interface ControlPlaneClientOptions {
   /** e.g. `http://127.0.0.1:15010` */
@@ -69,7 +67,6 @@ export class ControlPlaneClient {
   private configured = false;
   /** Whether the open stream is mutual TLS. */
   private secure = false;
-  private tlsFailedAt = 0;
   /** Set to reconnect at once (to move the stream onto mTLS). */
   private reconnectNow = false;
 
@@ -99,11 +96,9 @@ export class ControlPlaneClient {
     let upgraded = false;
     const retry = (why: string): void => {
       if (this.closed) return;
-      if (mtls !== null && !upgraded) {
-        // The control plane would not take this certificate (or is not the control plane): join with the token meanwhile.
-        this.tlsFailedAt = Date.now();
-        this.opts.log(`control plane ${this.opts.url}: the mTLS stream failed (${why}); joining with the token instead`);
-      }
+      // While the certificate is valid a failed mTLS stream is retried as mTLS, never with the token
+      // in plaintext: whoever made it fail (a server that is not the control plane) must not get the token.
+      if (mtls !== null && !upgraded) why = `the mTLS stream failed (${why})`;
       if (this.reconnectNow) {
         this.reconnectNow = false;
         this.retryTimer = setTimeout(() => this.connect(), 0);
@@ -186,15 +181,15 @@ export class ControlPlaneClient {
   }
 
   /**
-   * A request for the stream over mutual TLS, when this proxy holds a certificate that has not expired
-   * and mTLS did not just fail; null otherwise. The server must prove the control plane's identity
+   * A request for the stream over mutual TLS, when this proxy holds a certificate that has not expired;
+   * null otherwise (then the token opens a plaintext stream). The server must prove the control plane's identity
    * in this proxy's trust domain, with a chain to a root of the proxy's bundle.
    */
   private mtlsRequest(): ClientRequest | null {
     const holder = this.opts.identity?.holder;
     const tls = holder?.tlsOptions() ?? null;
     const id = holder?.spiffeId === null || holder?.spiffeId === undefined ? null : parseSpiffeId(holder.spiffeId);
-    if (holder === undefined || tls === null || id === null || (holder.secondsLeft() ?? 0) <= 0 || Date.now() - this.tlsFailedAt < TLS_RETRY_AFTER_MS) return null;
+    if (holder === undefined || tls === null || id === null || (holder.secondsLeft() ?? 0) <= 0) return null;
     const expected = controlPlaneId(id.trustDomain);
     const url = new URL('/api/v1/stream', this.opts.url);
     url.protocol = 'https:';
@@ -341,7 +336,7 @@ export class ControlPlaneClient {
       return;
     }
     this.send({ t: 'identity-ack', serial, bundle: holder.bundleVersion });
-    if (!this.secure && this.socket !== null && this.mtlsAllowed()) {
+    if (!this.secure && this.socket !== null) {
       // Joined with the token: from now on the certificate carries the stream.
       this.opts.log('joined with the token; moving the config stream to mTLS');
       this.reconnectNow = true;
@@ -353,10 +348,6 @@ export class ControlPlaneClient {
       this.renewTimer = setTimeout(() => this.renewNow(), Math.max(100, at - Date.now()));
       this.renewTimer.unref();
     }
-  }
-
-  private mtlsAllowed(): boolean {
-    return Date.now() - this.tlsFailedAt >= TLS_RETRY_AFTER_MS;
   }
 
   /** Asks for a new certificate for a new key (the stream is what authenticates the request). */
