@@ -89,10 +89,13 @@ function workload(i: number, o: Options, extraLabels: Record<string, string> = {
   return { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: wlName(i), namespace: NAMESPACE, labels: { app: svcName(i % o.services), ...extraLabels } }, spec };
 }
 
+/** The control plane's admin token, read from its data dir once it has started. */
+let adminToken = '';
+
 async function api(base: string, method: string, p: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
   const res = await fetch(new URL(p, base), {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(adminToken !== '' ? { authorization: `Bearer ${adminToken}` } : {}) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -235,6 +238,7 @@ async function main(): Promise<void> {
       });
     });
     const base = `http://127.0.0.1:${port}`;
+    adminToken = readFileSync(path.join(tmp, 'data', 'admin-token'), 'utf8').trim();
     log(`weft control pid ${cp.pid} on ${base}; ${o.services} services, ${o.endpoints} endpoints, ${o.proxies} proxies${o.scope > 0 ? `, each calling ${o.scope} services` : ''}`);
 
     // 1. The mesh.
