@@ -2,7 +2,7 @@
  * Weft benchmark harness — `npm run bench`.
  *
  * One command measures, in one run on this machine, every row of bench/rows/index.ts (direct,
- * Weft, nginx, HAProxy, a node:http + undici peer) against the same upstream (a dedicated nginx):
+ * Weft, two Weft proxies with mTLS between them, nginx, HAProxy, a node:http + undici peer) against the same upstream (a dedicated nginx):
  *
  *   1. closed-loop maximum req/s with wrk (`-t1 -c<connections> -d<duration>s`, keep-alive),
  *      after a short wrk warm-up;
@@ -243,6 +243,18 @@ async function measureRow(row: BenchRow, ctx: RowContext, opts: Options, loadCor
     else result.notes.push(`failed: ${reason}`);
     log(`${row.name}: failed: ${reason}`);
   } finally {
+    if (running.finalCheck) {
+      try {
+        const check = await running.finalCheck();
+        result.notes.push(...check.notes);
+        if (check.failure !== undefined) {
+          result.failure = check.failure;
+          log(`${row.name}: failed: ${check.failure}`);
+        }
+      } catch (err) {
+        result.notes.push(`final check failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
     await running.stop();
   }
   return result;

@@ -24,6 +24,12 @@ export interface RunningRow {
   stop(): Promise<void>;
   /** Remarks worth putting in the results (e.g. a readiness endpoint that did not answer). */
   notes?: string[];
+  /**
+   * Called after the measurements, before `stop`: more remarks (e.g. a helper process's own CPU),
+   * and a failure reason when the row turned out not to measure what it claims (the row is then
+   * reported as failed).
+   */
+  finalCheck?(): Promise<{ notes: string[]; failure?: string }>;
 }
 
 /** One row of the table. `start` throws (with a readable message) when the row cannot run. */
