@@ -14,6 +14,7 @@ import { TokenError, type JoinTokens } from '../ca/join-tokens.js';
 import type { ConfigServer } from '../serve/config-server.js';
 import { parseDuration } from '../../model/index.js';
 import type { FileProblems } from '../sources/config-dir.js';
+import { TLS_HANDSHAKE, onFirstByte } from '../../core/first-byte.js';
 import type { ControlPlaneCertificate } from '../ca/control-plane-certificate.js';
 import type { AdminToken } from './admin-token.js';
 
@@ -107,20 +108,8 @@ export async function startApi(host: string, port: number, ctx: ApiContext): Pro
     raw.add(socket);
     socket.once('close', () => raw.delete(socket));
     if (ctx.tls === null) return server.emit('connection', socket);
-    const timer = setTimeout(() => socket.destroy(), FIRST_BYTES_TIMEOUT_MS);
-    const gone = (): void => {
-      clearTimeout(timer);
-      socket.destroy();
-    };
-    socket.once('error', gone);
-    socket.once('end', gone);
-    socket.once('data', (first: Buffer) => {
-      clearTimeout(timer);
-      socket.off('error', gone);
-      socket.off('end', gone);
-      socket.pause();
-      socket.unshift(first);
-      if (first[0] !== 0x16) {
+    onFirstByte(socket, FIRST_BYTES_TIMEOUT_MS, (first) => {
+      if (first !== TLS_HANDSHAKE) {
         server.emit('connection', socket);
         socket.resume();
         return;
