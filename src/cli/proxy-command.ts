@@ -1,7 +1,7 @@
 /** `weft proxy`: a sidecar for one workload, configured from a file or by a control plane. */
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { configApplied, configRejected, configWarnings, proxyLifecycle } from '../core/diagnostics.js';
+import { configApplied, configRejected, configWarnings, proxyLifecycle, tcpConnectionFailed } from '../core/diagnostics.js';
 import { callsEntryProblem } from '../model/index.js';
 import { WorkloadIdentity } from '../proxy/tls/workload-identity.js';
 import { ControlPlaneClient } from '../proxy/config-client/control-plane-client.js';
@@ -126,6 +126,10 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
     proxy.metrics.count('weft_config_reloads_total{result="rejected"}');
   });
   configWarnings.subscribe((m) => log(`configuration has problems (affected routes answer 500 INVALID_BACKEND):\n  ${(m as { warnings: string[] }).warnings.join('\n  ')}`));
+  tcpConnectionFailed.subscribe((m) => {
+    const e = m as { service: string; endpoint: string; code: string; message: string };
+    info(`TCP connection to ${e.service}${e.endpoint !== '' ? ` (${e.endpoint})` : ''} failed: ${e.code}: ${e.message}`);
+  });
   proxyLifecycle.subscribe((m) => {
     const e = m as { event: string; detail: unknown };
     if (e.event === 'listening') console.log(JSON.stringify({ event: 'listening', ports: e.detail }));

@@ -12,3 +12,8 @@ export const configRejected = diagnostics_channel.channel('weft:config:rejected'
 export const configWarnings = diagnostics_channel.channel('weft:config:warnings');
 /** Lifecycle events of a proxy: `{ event: 'listening' | 'draining' | 'stopped', detail }`. */
 export const proxyLifecycle = diagnostics_channel.channel('weft:proxy:lifecycle');
+/**
+ * A TCP connection the proxy could not carry: `{ direction: 'outbound', service, endpoint, transport,
+ * code, message }` — no endpoint, a failed dial, or a tunnel the destination's proxy refused.
+ */
+export const tcpConnectionFailed = diagnostics_channel.channel('weft:proxy:tcp:failed');

@@ -6,16 +6,21 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
-import { proxyLifecycle } from '../core/diagnostics.js';
+import { proxyLifecycle, tcpConnectionFailed } from '../core/diagnostics.js';
+import { TLS_HANDSHAKE, onFirstByte } from '../core/first-byte.js';
 import type { ProxySnapshot } from '../model/snapshot.js';
 import { startAdmin } from './admin/admin-server.js';
 import { ProxyMetrics } from './admin/metrics.js';
-import { Http1ServerConnection, type Http1ServerOptions } from './http1/server.js';
+import { Http1ServerConnection, type ConnectTunnel, type Http1ServerOptions } from './http1/server.js';
 import { defaultHeadLimits, type HeadLimits } from './http1/parse.js';
 import type { Handler, ProxyRequest, RequestContext } from './message.js';
 import { MeshError } from '../core/errors.js';
 import { Runtime } from './runtime.js';
-import { forwardTcp } from './tcp/tcp-proxy.js';
+import { forwardTcp, type TcpForwarding } from './tcp/tcp-proxy.js';
+import { InboundTunnels, acceptTunnel, type TunnelOutcome } from './tcp/inbound-tunnel.js';
+import { TunnelDialer } from './tcp/tunnel-client.js';
+import { buildAuthorizer } from './authz/authorize.js';
+import { meshErrorWire } from './local-reply.js';
 import { PoolRegistry } from './upstream/pools.js';
 import type { WorkloadIdentity } from './tls/workload-identity.js';
 import { uriSans } from '../core/identity/x509.js';
@@ -77,6 +82,8 @@ function notConfigured(req: ProxyRequest): Promise<never> {
 export class Proxy {
   private readonly opts: ProxyOptions;
   private runtime: Runtime | null = null;
+  /** Where inbound TCP tunnels may go and who may open them, built with the runtime. */
+  private tunnels: InboundTunnels | null = null;
   private readonly pools = new PoolRegistry();
   readonly metrics = new ProxyMetrics();
   private readonly servers: Server[] = [];
@@ -90,10 +97,20 @@ export class Proxy {
   /** Inbound mTLS connections, with the certificate generation they were accepted under. */
   private readonly tlsConns = new Map<Http1ServerConnection, number>();
 
+  /** Outbound TCP: tunnels through destination proxies, with the same client certificate as HTTP. */
+  private readonly tcpForwarding: TcpForwarding;
+
   constructor(opts: ProxyOptions) {
     this.opts = opts;
     const identity = opts.identity ?? null;
     this.pools.clientContext = () => (identity !== null && this.mtlsMode() !== 'DISABLED' ? identity.clientContext : null);
+    this.tcpForwarding = {
+      dialer: new TunnelDialer(() => this.pools.clientContext()),
+      report: (o) => {
+        this.metrics.count(`weft_outbound_tcp_connections_total{destination_service="${o.service}",transport="${o.transport ?? 'none'}",error_code="${o.errorCode}"}`);
+        if (o.errorCode !== '') tcpConnectionFailed.publish({ direction: 'outbound', service: o.service, endpoint: o.endpoint, transport: o.transport, code: o.errorCode, message: o.message });
+      },
+    };
     // Connections authenticated with a certificate or root that was just replaced are drained (each
     // finishes its exchange, then closes), so trust follows renewals and rotations, not only new callers.
     if (identity !== null) identity.onChange = () => this.drainTlsBefore(identity.generation);
@@ -132,7 +149,9 @@ export class Proxy {
       for (const b of t.backends) if (b.cluster !== null && !clusters.has(b.cluster)) throw new Error(`TCP service ${t.name} sends to cluster ${b.cluster}, which the configuration does not define`);
     }
     const next = new Runtime(snapshot, this.pools);
+    const tunnels = new InboundTunnels(snapshot.inbound, buildAuthorizer(snapshot.inbound.authorization));
     this.runtime = next;
+    this.tunnels = tunnels;
     this.appliedAt = new Date().toISOString();
     this.pools.retainOnly(next.pools);
   }
@@ -142,6 +161,18 @@ export class Proxy {
 
   private readonly onExchange = (ctx: RequestContext, status: number, errorCode: string): void => {
     this.metrics.request(ctx.direction, ctx.destination, ctx.route, status, errorCode, (performance.now() - ctx.start) / 1000);
+  };
+
+  /** An inbound connection turned into a TCP tunnel at its CONNECT: it now counts as TCP, not HTTP. */
+  private readonly onTunnel = (t: ConnectTunnel): void => {
+    this.httpConns.delete(t.from);
+    this.tlsConns.delete(t.from);
+    this.tcpConns.add(t.socket);
+    acceptTunnel(t, this.tunnels, this.reportTunnel, () => this.tcpConns.delete(t.socket));
+  };
+
+  private readonly reportTunnel = (o: TunnelOutcome): void => {
+    this.metrics.count(`weft_inbound_tcp_connections_total{security="${o.security}",result="${o.result}",policy="${o.policy}"}`);
   };
 
   /**
@@ -156,6 +187,7 @@ export class Proxy {
       requestHeaderTimeoutMs: o.requestHeaderTimeoutMs,
       idleTimeoutMs: o.idleTimeoutMs,
       onExchange: this.onExchange,
+      ...(direction === 'inbound' ? { connect: this.onTunnel } : {}),
     });
     const ports: ProxyPorts = { outbound: null, inbound: null, admin: 0, upstreams: {} };
     if (o.outboundPort !== null) ports.outbound = await this.listenHttp(o.outboundPort, this.outbound, httpOpts('outbound'));
@@ -165,7 +197,7 @@ export class Proxy {
       ports.upstreams[name] = await this.listen(u.localPort, (socket) => {
         const target = this.runtime?.tcp.get(name);
         this.tcpConns.add(socket);
-        forwardTcp(socket, () => target?.pickCluster() ?? null, () => this.tcpConns.delete(socket));
+        forwardTcp(socket, name, () => target?.pickCluster() ?? null, this.tcpForwarding, () => this.tcpConns.delete(socket));
       });
     }
     this.admin = await startAdmin(o.adminPort, {
@@ -209,20 +241,8 @@ export class Proxy {
     const identity = this.opts.identity ?? null;
     return this.listen(port, (socket) => {
       if (identity === null || this.mtlsMode() === 'DISABLED') return this.serveHttp(socket, handler, opts, null);
-      const timer = setTimeout(() => socket.destroy(), this.opts.requestHeaderTimeoutMs);
-      const gone = (): void => {
-        clearTimeout(timer);
-        socket.destroy();
-      };
-      socket.once('error', gone);
-      socket.once('end', gone);
-      socket.once('data', (first: Buffer) => {
-        clearTimeout(timer);
-        socket.off('error', gone);
-        socket.off('end', gone);
-        socket.pause();
-        socket.unshift(first);
-        if (first[0] === 0x16) return this.acceptTls(socket, identity, handler, opts);
+      onFirstByte(socket, this.opts.requestHeaderTimeoutMs, (first) => {
+        if (first === TLS_HANDSHAKE) return this.acceptTls(socket, identity, handler, opts);
         if (this.mtlsMode() === 'STRICT') return this.refusePlaintext(socket);
         this.metrics.count('weft_inbound_connections_total{security="plaintext"}');
         this.serveHttp(socket, handler, opts, null);
@@ -278,9 +298,8 @@ export class Proxy {
   /** A plaintext caller of a STRICT inbound gets one readable answer, then the connection closes. */
   private refusePlaintext(socket: Socket): void {
     this.metrics.count('weft_inbound_connections_total{security="refused",reason="plaintext"}');
-    const body = JSON.stringify({ error: { code: 'MTLS_REQUIRED', message: 'this inbound listener accepts only mutual TLS from mesh proxies (mTLS mode STRICT)' } });
     socket.on('error', () => socket.destroy());
-    socket.end(`HTTP/1.1 403 Forbidden\r\nweft-error: MTLS_REQUIRED\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+    socket.end(meshErrorWire(new MeshError('MTLS_REQUIRED', 'this inbound listener accepts only mutual TLS from mesh proxies (mTLS mode STRICT)')));
   }
 
   private listen(port: number, onConnection: (s: Socket) => void): Promise<number> {

@@ -252,7 +252,7 @@ test('a proxy checks the control plane is the control plane: a server with anoth
     await eventually(async () => (await proxyStatus(cp, 'default/echo-1'))?.transport === 'mtls', 10_000, 'the proxy on mTLS');
     target = (impostor.address() as AddressInfo).port;
     for (const s of conns) s.destroy();
-    await eventually(() => /the mTLS stream failed \(.*the server is spiffe:\/\/cluster\.local\/ns\/default\/sa\/impostor, not the control plane \(spiffe:\/\/cluster\.local\/ns\/weft-system\/sa\/weft-control\)/.test(proxy!.stderr()), 10_000, 'the proxy refused the impostor');
+    await eventually(() => /the mTLS stream failed \(.*peer is spiffe:\/\/cluster\.local\/ns\/default\/sa\/impostor, expected spiffe:\/\/cluster\.local\/ns\/weft-system\/sa\/weft-control/.test(proxy!.stderr()), 10_000, 'the proxy refused the impostor');
     assert.equal(impostorRequests, 0, 'the impostor never saw a request');
   } finally {
     await proxy?.stop();

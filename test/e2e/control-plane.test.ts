@@ -222,7 +222,7 @@ spec: { address: 127.0.0.1, ports: { http: 1 } }
       return items[0].types.routes.state === 'NACKED';
     }, 5000, 'routes NACKED');
     const status = await runWeft(['proxy-status'], cp.url);
-    assert.match(status.stdout, /default\/app-1\s+yes\s+NACKED\s+NACKED\s+SYNCED\s+NACKED/);
+    assert.match(status.stdout, /default\/app-1\s+yes\s+plaintext\s+NACKED\s+NACKED\s+SYNCED\s+NACKED/);
     assert.match(status.stdout, /refused routes \w+: --upstream db:5432 listens on local port 0, but the configuration has no TCP service db\.default:5432/);
     const check = await runWeft(['check'], cp.url);
     assert.equal(check.code, 1);

@@ -9,7 +9,6 @@
  * control plane over mutual TLS on the same port: its certificate proves who it is (an expired or
  * revoked token no longer matters for reconnects) and it checks the server is the control plane.
  */
-import type { PeerCertificate } from 'node:tls';
 import { request, type ClientRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
@@ -29,6 +28,7 @@ import {
   type UpdateMessage,
 } from '../../model/index.js';
 import { controlPlaneId, parseSpiffeId } from '../../core/identity/spiffe.js';
+import { expectSpiffeId } from '../tls/peer-identity.js';
 import type { WorkloadIdentity } from '../tls/workload-identity.js';
 
 
@@ -199,10 +199,7 @@ export class ControlPlaneClient {
       agent: false,
       ...tls,
       minVersion: 'TLSv1.3',
-      checkServerIdentity: (_host: string, peer: PeerCertificate) => {
-        const sans = (peer.subjectaltname ?? '').split(', ').filter((x) => x.startsWith('URI:')).map((x) => x.slice(4));
-        return sans.length === 1 && sans[0] === expected ? undefined : new Error(`the server is ${sans.join(', ') || 'no SPIFFE identity'}, not the control plane (${expected})`);
-      },
+      checkServerIdentity: expectSpiffeId(expected),
     });
   }
 

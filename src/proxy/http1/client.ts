@@ -4,7 +4,8 @@
  * response were complete and the server did not ask to close.
  */
 import { connect, type Socket } from 'node:net';
-import { connect as tlsConnect, type PeerCertificate, type SecureContext } from 'node:tls';
+import { connect as tlsConnect, type SecureContext } from 'node:tls';
+import { expectSpiffeId } from '../tls/peer-identity.js';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodySink } from '../body.js';
 import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
@@ -112,12 +113,7 @@ export class Http1Pool {
       secureContext: context,
       session: this.tlsSession,
       // The peer is named by its SPIFFE ID, not by a host name.
-      checkServerIdentity: (_host: string, cert: PeerCertificate) => {
-        const uris = (cert.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
-        if (uris.length === 1 && uris[0] === expected) return undefined;
-        wrongPeer = uris.join(', ') || 'no SPIFFE ID';
-        return new Error(`peer is ${wrongPeer}, expected ${expected}`);
-      },
+      checkServerIdentity: expectSpiffeId(expected, (presented) => (wrongPeer = presented)),
     });
     socket.setNoDelay(true);
     socket.on('session', (s: Buffer) => {

@@ -25,6 +25,26 @@ export interface Http1ServerOptions {
   idleTimeoutMs: number;
   /** Called once per finished exchange (metrics, logs). */
   onExchange?: (ctx: RequestContext, status: number, errorCode: string) => void;
+  /**
+   * Takes over the connection at a `CONNECT` head (the inbound side's TCP tunnels). Without it,
+   * CONNECT is answered 501.
+   */
+  connect?: (tunnel: ConnectTunnel) => void;
+}
+
+/**
+ * A connection handed over at a `CONNECT` head: from then on it is no longer HTTP. The socket is
+ * paused with no listener of ours left on it; `rest` holds the bytes that followed the head, which
+ * already belong to the tunnel.
+ */
+export interface ConnectTunnel {
+  socket: Socket;
+  head: RequestHead;
+  rest: Buffer | null;
+  /** The caller's SPIFFE ID from its mTLS certificate; null for plaintext. */
+  peerIdentity: string | null;
+  /** The HTTP/1.1 connection that handed it over, now finished with. */
+  from: Http1ServerConnection;
 }
 
 const enum State {
@@ -33,6 +53,8 @@ const enum State {
   /** Request read, response not yet finished. */
   Wait,
   Closed,
+  /** Handed over to a CONNECT tunnel: the socket is not ours any more. */
+  Tunnel,
 }
 
 const MAX_PIPELINED = 256 * 1024;
@@ -68,11 +90,31 @@ export class Http1ServerConnection {
     this.opts = opts;
     this.clientAddress = socket.remoteAddress ?? '';
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', () => this.close());
-    socket.on('close', () => this.onClose());
-    socket.on('end', () => this.onPeerEnd());
+    socket.on('data', this.onDataListener);
+    socket.on('error', this.onErrorListener);
+    socket.on('close', this.onCloseListener);
+    socket.on('end', this.onEndListener);
     this.armTimer(opts.idleTimeoutMs);
+  }
+
+  // Kept as fields so a CONNECT hand-over can remove exactly these.
+  private readonly onDataListener = (chunk: Buffer): void => this.onData(chunk);
+  private readonly onErrorListener = (): void => this.close();
+  private readonly onCloseListener = (): void => this.onClose();
+  private readonly onEndListener = (): void => this.onPeerEnd();
+
+  /** Gives the socket to the tunnel side: every later byte belongs to the tunnel, none to HTTP. */
+  private handOver(head: RequestHead, rest: Buffer | null): void {
+    const socket = this.socket;
+    socket.pause();
+    this.state = State.Tunnel;
+    this.disarmTimer();
+    this.buf = null;
+    socket.off('data', this.onDataListener);
+    socket.off('error', this.onErrorListener);
+    socket.off('close', this.onCloseListener);
+    socket.off('end', this.onEndListener);
+    this.opts.connect!({ socket, head, rest, peerIdentity: this.peerIdentity, from: this });
   }
 
   /**
@@ -195,6 +237,10 @@ export class Http1ServerConnection {
       }
       const rest = end === buf.length ? null : buf.subarray(end);
       this.buf = null;
+      if (head.method === 'CONNECT' && this.opts.connect !== undefined) {
+        this.handOver(head, rest);
+        return;
+      }
       // From here the idle timeout measures silence within the request body.
       this.timer?.refresh();
       this.begin(head);
@@ -437,6 +483,7 @@ export class Http1ServerConnection {
   }
 
   private close(): void {
+    if (this.state === State.Tunnel) return;
     if (this.state === State.Closed && this.socket.destroyed) return;
     this.state = State.Closed;
     this.disarmTimer();
@@ -460,7 +507,7 @@ function resolveTarget(head: RequestHead): { authority: string; path: string } |
     if (head.host === null || head.host === '') return new MeshError('BAD_REQUEST', 'missing Host field');
     return { authority: head.host.toLowerCase(), path: t };
   }
-  if (head.method === 'CONNECT') return new MeshError('NOT_IMPLEMENTED', 'CONNECT is not supported yet');
+  if (head.method === 'CONNECT') return new MeshError('NOT_IMPLEMENTED', 'this listener does not take CONNECT (TCP tunnels go to a workload\'s inbound listener)');
   // Absolute-form: the target's authority wins over Host (RFC 9112 3.2.2).
   const m = /^http:\/\/([^/?#@]+)([^#]*)$/i.exec(t);
   if (m === null) {

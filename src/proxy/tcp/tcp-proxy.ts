@@ -1,17 +1,50 @@
 /**
- * Opaque TCP forwarding: each accepted connection is joined to one connection to an endpoint of
- * the service, bytes copied both ways with backpressure, half-closes passed on. TCP goes straight to
- * the endpoint's app port: the inbound hop for TCP arrives with the multiplexed transport.
+ * Opaque TCP forwarding, the outbound side: each accepted connection is joined to one endpoint of
+ * the service. An endpoint with a proxy in front of it is reached through that proxy — a tunnel
+ * (`CONNECT`) to its inbound port, over mutual TLS when this proxy has a certificate and mTLS is on —
+ * so the destination authenticates and authorizes the connection before the app sees it. An
+ * endpoint without a proxy is dialled directly on its app port.
  */
 import { connect, type Socket } from 'node:net';
+import { MeshError } from '../../core/errors.js';
 import type { ClusterRuntime } from '../upstream/cluster.js';
+import { joinSockets } from './join.js';
+import type { TunnelDialer } from './tunnel-client.js';
 
-/** Joins `client` to an endpoint of the cluster `pick` returns; closes it when there is none. */
-export function forwardTcp(client: Socket, pick: () => ClusterRuntime | null, onEnd?: () => void): void {
+/** How an outbound TCP connection reached its endpoint. */
+export type TcpTransport = 'mtls' | 'plaintext' | 'direct';
+
+/** What became of one outbound TCP connection, for metrics and logs. */
+export interface TcpOutcome {
+  /** `<service>.<namespace>:<port>` */
+  service: string;
+  /** Through the endpoint's proxy over mTLS or plaintext, or straight to its app port; null when no endpoint was picked. */
+  transport: TcpTransport | null;
+  /** `address:port` dialled, or ''. */
+  endpoint: string;
+  /** '' when the connection was joined; otherwise the mesh error code (the inbound's own, for a refused tunnel). */
+  errorCode: string;
+  message: string;
+}
+
+/** What forwarding needs from its proxy: the tunnel dialer and where outcomes go. */
+export interface TcpForwarding {
+  dialer: TunnelDialer;
+  report: (outcome: TcpOutcome) => void;
+}
+
+/**
+ * Joins `client` to an endpoint of the cluster `pick` returns. When there is none, or the endpoint
+ * cannot be reached, or its proxy refuses the tunnel, the client's connection is reset: TCP has no
+ * way to carry a reason, and a reset is not mistaken for a clean, empty answer.
+ */
+export function forwardTcp(client: Socket, service: string, pick: () => ClusterRuntime | null, fwd: TcpForwarding, onEnd?: () => void): void {
+  client.on('error', () => {});
   const cluster = pick();
   const ep = cluster?.pick() ?? null;
   if (cluster === null || ep === null) {
-    client.destroy();
+    fwd.report({ service, transport: null, endpoint: '', errorCode: 'NO_HEALTHY_UPSTREAM', message: `no healthy endpoint for ${service}` });
+    client.resetAndDestroy();
     onEnd?.();
     return;
   }
@@ -19,35 +52,67 @@ export function forwardTcp(client: Socket, pick: () => ClusterRuntime | null, on
   const pool = ep.pool;
   pool.active++;
   pool.total++;
-  const upstream = connect({ host: ep.endpoint.address, port: ep.endpoint.appPort, noDelay: true, allowHalfOpen: true });
-  const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), cluster.config.connectTimeoutMs);
-  let closed = 0;
-  const closeOne = (): void => {
-    if (++closed === 2) {
+  const e = ep.endpoint;
+  const proxied = e.proxied;
+  const endpoint = `${e.address}:${proxied ? e.port : e.appPort}`;
+  let upstream: Socket;
+  let transport: TcpTransport;
+  let settled = false;
+  let clientGone = false;
+  const onClientClose = (): void => {
+    clientGone = true;
+    upstream.destroy();
+  };
+
+  /** Called once: the endpoint is joined, or will not be. */
+  const settle = (err: MeshError | null, socket: Socket | null, rest: Buffer | null): void => {
+    if (settled) return;
+    settled = true;
+    client.off('close', onClientClose);
+    if (err === null && clientGone) err = new MeshError('UPSTREAM_RESET', 'the client left before the connection was made');
+    if (err !== null) {
+      if (err.code === 'UPSTREAM_CONNECT_FAILURE' || err.code === 'UPSTREAM_TLS_FAILURE') pool.connectFailures++;
+      pool.active--;
+      socket?.destroy();
+      // A client that left first is no failure of the endpoint's: nothing to report.
+      if (!clientGone) {
+        fwd.report({ service, transport, endpoint, errorCode: err.code, message: err.message });
+        client.resetAndDestroy();
+      }
+      onEnd?.();
+      return;
+    }
+    fwd.report({ service, transport, endpoint, errorCode: '', message: '' });
+    if (rest !== null) client.write(rest);
+    joinSockets(client, socket!, () => {
       pool.active--;
       onEnd?.();
-    }
+    });
   };
-  upstream.once('connect', () => {
-    clearTimeout(timer);
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.resume();
-  });
-  upstream.on('error', () => {
-    clearTimeout(timer);
-    if (upstream.connecting) pool.connectFailures++;
-    client.destroy();
-  });
-  client.on('error', () => upstream.destroy());
-  upstream.on('close', (hadError) => {
-    // A clean close was already passed on by pipe() as a half-close; only errors cut the client.
-    if (hadError) client.destroy();
-    else client.end();
-    closeOne();
-  });
-  client.on('close', () => {
-    upstream.destroy();
-    closeOne();
-  });
+
+  if (proxied) {
+    const dial = fwd.dialer.open(e, service, cluster.config.connectTimeoutMs, (err, tunnel) => settle(err, tunnel?.socket ?? null, tunnel?.rest ?? null));
+    upstream = dial.socket;
+    transport = dial.transport;
+  } else {
+    const direct = connect({ host: e.address, port: e.appPort, noDelay: true, allowHalfOpen: true });
+    upstream = direct;
+    transport = 'direct';
+    const timeoutMs = cluster.config.connectTimeoutMs;
+    const timer = setTimeout(() => direct.destroy(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    const failed = (err: NodeJS.ErrnoException): void => {
+      clearTimeout(timer);
+      settle(new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${endpoint} failed: ${err.code ?? err.message}`), direct, null);
+    };
+    direct.once('error', failed);
+    // Destroyed while connecting, when the client left: settle reports nothing then.
+    direct.once('close', () => failed(new Error('closed before connecting')));
+    direct.once('connect', () => {
+      clearTimeout(timer);
+      direct.off('error', failed);
+      direct.removeAllListeners('close');
+      settle(null, direct, null);
+    });
+  }
+  client.once('close', onClientClose);
 }

@@ -1,0 +1,136 @@
+/**
+ * The workload's side of a TCP tunnel: the inbound listener hands over a connection at its
+ * `CONNECT <app address>:<app port>` head, and the tunnel is decided there, before any byte reaches
+ * the app. Only this workload's own app ports on its own app address are tunnel targets (the proxy
+ * is no relay to anywhere else); the mTLS mode was applied when the connection was accepted; the
+ * AuthorizationPolicies covering the port decide with the caller's SPIFFE ID. A refused tunnel is
+ * answered with a coded error and closed, and the app never sees a connection; an allowed one is
+ * answered 200 once the app accepted, then carries bytes both ways.
+ */
+import { connect, type Socket } from 'node:net';
+import { MeshError } from '../../core/errors.js';
+import type { InboundConfig } from '../../model/snapshot.js';
+import type { Authorizer } from '../authz/authorize.js';
+import type { ConnectTunnel } from '../http1/server.js';
+import type { RequestHead } from '../http1/parse.js';
+import { meshErrorWire } from '../local-reply.js';
+import { joinSockets } from './join.js';
+import { TUNNEL_SERVICE_HEADER } from './tunnel-client.js';
+
+/** How one tunnel request ended at the inbound: the `result` label of `weft_inbound_tcp_connections_total`. */
+export type TunnelResult = 'allowed' | 'denied' | 'bad_request' | 'no_route' | 'connect_failure' | 'no_configuration';
+
+/** One tunnel's outcome, for the counter. */
+export interface TunnelOutcome {
+  security: 'mtls' | 'plaintext';
+  result: TunnelResult;
+  /** `namespace/name` of the policy that decided, or '' (no policy covers the port, or none matched). */
+  policy: string;
+}
+
+/** A tunnel may go on to this app port, or is refused with this error. */
+type Verdict = { port: number; policy: string } | { error: MeshError; result: TunnelResult; policy: string };
+
+// Authority-form (RFC 9112 3.2.3): a host (a name, an IPv4 address or a bracketed IPv6 one) and a port.
+const AUTHORITY = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._~!$&'()*+,;=%-]+)):([0-9]{1,5})$/;
+const SERVICE_NAME = /^[a-z0-9.-]{1,253}:[0-9]{1,5}$/;
+/** Connect timeout towards the local app. */
+export const APP_CONNECT_TIMEOUT_MS = 1000;
+/** How long a refused caller may take to read the answer before the connection is cut. */
+const LINGER_MS = 2000;
+
+/** Where this workload's tunnels may go, and who may open them: built once per configuration. */
+export class InboundTunnels {
+  readonly appAddress: string;
+  private readonly host: string;
+  private readonly ports: ReadonlySet<number>;
+  private readonly authz: Authorizer;
+
+  constructor(inbound: InboundConfig, authz: Authorizer) {
+    this.appAddress = inbound.appAddress;
+    this.host = inbound.appAddress.toLowerCase();
+    this.ports = new Set(Object.values(inbound.ports));
+    this.authz = authz;
+  }
+
+  /** Decides a CONNECT from the caller `identity` (null: plaintext). */
+  decide(head: RequestHead, identity: string | null): Verdict {
+    const m = AUTHORITY.exec(head.target);
+    const port = m === null ? 0 : Number(m[3]);
+    if (m === null || port < 1 || port > 65535) {
+      return { error: new MeshError('BAD_REQUEST', `CONNECT target ${JSON.stringify(head.target.slice(0, 60))} is not host:port`), result: 'bad_request', policy: '' };
+    }
+    // RFC 9110 9.3.6: a CONNECT request has no content; bytes after its head are the tunnel's.
+    if (head.chunked || head.contentLength > 0) {
+      return { error: new MeshError('BAD_REQUEST', 'a CONNECT request carries no content'), result: 'bad_request', policy: '' };
+    }
+    const host = (m[1] ?? m[2]!).toLowerCase();
+    if (host !== this.host || !this.ports.has(port)) {
+      return { error: new MeshError('NO_ROUTE', `CONNECT ${head.target}: this proxy opens tunnels only to its own workload's app ports`), result: 'no_route', policy: '' };
+    }
+    if (this.authz.allowsAll) return { port, policy: '' };
+    const d = this.authz.tcp({ appPort: port, identity });
+    if (d.allowed) return { port, policy: d.policy ?? '' };
+    let service = '';
+    for (let i = 0; i < head.headers.length; i += 2) if (head.headers[i] === TUNNEL_SERVICE_HEADER) service = head.headers[i + 1]!;
+    const to = SERVICE_NAME.test(service) ? `${service} (app port ${port})` : `app port ${port}`;
+    const by = d.policy === null ? d.reason : `by AuthorizationPolicy ${d.policy}`;
+    return { error: new MeshError('DENIED', `${identity ?? 'a caller without identity'} may not connect to ${to} here: denied ${by}`), result: 'denied', policy: d.policy ?? '' };
+  }
+}
+
+/**
+ * Serves one handed-over CONNECT: refuses it, or joins it to the app. `tunnels` is null before the
+ * first configuration. `onEnd` runs once, when the connection is gone.
+ */
+export function acceptTunnel(t: ConnectTunnel, tunnels: InboundTunnels | null, report: (o: TunnelOutcome) => void, onEnd: () => void): void {
+  const socket = t.socket;
+  const security = 'encrypted' in socket ? 'mtls' : 'plaintext';
+  socket.on('error', () => {});
+  socket.once('close', onEnd);
+  const verdict: Verdict = tunnels === null
+    ? { error: new MeshError('NO_CONFIGURATION', 'this proxy has not received its configuration yet'), result: 'no_configuration', policy: '' }
+    : tunnels.decide(t.head, t.peerIdentity);
+  if ('error' in verdict) {
+    report({ security, result: verdict.result, policy: verdict.policy });
+    refuse(socket, verdict.error);
+    return;
+  }
+  const app = connect({ host: tunnels!.appAddress, port: verdict.port, noDelay: true, allowHalfOpen: true });
+  const timer = setTimeout(() => app.destroy(new Error(`timed out after ${APP_CONNECT_TIMEOUT_MS} ms`)), APP_CONNECT_TIMEOUT_MS);
+  const callerLeft = (): void => {
+    app.destroy();
+  };
+  socket.once('close', callerLeft);
+  app.once('error', (err: NodeJS.ErrnoException) => {
+    clearTimeout(timer);
+    socket.off('close', callerLeft);
+    if (socket.destroyed) return;
+    report({ security, result: 'connect_failure', policy: verdict.policy });
+    refuse(socket, new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to the app on port ${verdict.port} failed: ${err.code ?? err.message}`));
+  });
+  app.once('connect', () => {
+    clearTimeout(timer);
+    app.removeAllListeners('error');
+    socket.off('close', callerLeft);
+    if (socket.destroyed) {
+      app.destroy();
+      return;
+    }
+    report({ security, result: 'allowed', policy: verdict.policy });
+    // RFC 9110 9.3.6: no Content-Length or Transfer-Encoding in a 2xx to CONNECT.
+    socket.write('HTTP/1.1 200 OK\r\n\r\n', 'latin1');
+    if (t.rest !== null) app.write(t.rest);
+    joinSockets(socket, app, () => {});
+  });
+}
+
+/** Answers with the coded error and closes, reading (and dropping) whatever the caller still sends meanwhile. */
+function refuse(socket: Socket, e: MeshError): void {
+  socket.on('data', () => {});
+  socket.resume();
+  socket.end(meshErrorWire(e));
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}

@@ -1,0 +1,181 @@
+/**
+ * The caller's side of a TCP tunnel to a workload's proxy: a connection to the endpoint's inbound
+ * port (mutual TLS with this proxy's certificate when it has one and mTLS is on), an HTTP/1.1
+ * `CONNECT <app address>:<app port>` on it, and, once the inbound answers 200, a plain byte stream
+ * to the app. Anything but 200 is the inbound's refusal (DENIED, MTLS_REQUIRED, …), read from its
+ * `weft-error` header and body so the caller can count and report it.
+ */
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions, type SecureContext } from 'node:tls';
+import { expectSpiffeId } from '../tls/peer-identity.js';
+import { MeshError, meshErrorStatus, type MeshErrorCode } from '../../core/errors.js';
+import type { Endpoint } from '../../model/snapshot.js';
+import { ParseError, findHeadEnd, parseResponseHead } from '../http1/parse.js';
+
+/** Header naming the `<service>.<namespace>:<port>` a tunnel is for. For logs only: the inbound decides by the target's app port. */
+export const TUNNEL_SERVICE_HEADER = 'weft-service';
+
+/** How a tunnel reached the inbound: mutual TLS, or plaintext (this proxy has no certificate, or mTLS is off). */
+export type TunnelTransport = 'mtls' | 'plaintext';
+
+/** An established tunnel: bytes written to `socket` reach the app; `rest` already came from it. */
+export interface OpenTunnel {
+  socket: Socket;
+  rest: Buffer | null;
+  transport: TunnelTransport;
+}
+
+/** Largest response head to a CONNECT, and largest refusal body read (for its message). */
+const MAX_HEAD = 16 * 1024;
+const MAX_REFUSAL_BODY = 4096;
+/** TLS sessions kept for resumption; a proxy dials few distinct endpoints, so this is a bound, not a cache policy. */
+const MAX_SESSIONS = 1024;
+
+/** The `host:port` a CONNECT names, with brackets around an IPv6 address. */
+export function tunnelTarget(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** Opens tunnels to proxied endpoints; owns the TLS sessions kept per endpoint, across configurations. */
+export class TunnelDialer {
+  private readonly sessions = new Map<string, Buffer>();
+  private readonly clientContext: () => SecureContext | null;
+
+  /** `clientContext` is read at each dial, so a renewed certificate is used from then on. */
+  constructor(clientContext: () => SecureContext | null) {
+    this.clientContext = clientContext;
+  }
+
+  /**
+   * Dials `ep`'s inbound port and asks for a tunnel to its app port. `done` is called once, with the
+   * open tunnel or the reason there is none. Returns the socket being dialled (the caller gives up by
+   * destroying it, when its own client leaves first) and how it goes.
+   */
+  open(ep: Endpoint, service: string, timeoutMs: number, done: (err: MeshError | null, tunnel: OpenTunnel | null) => void): { socket: Socket; transport: TunnelTransport } {
+    const where = tunnelTarget(ep.address, ep.port);
+    const target = tunnelTarget(ep.address, ep.appPort);
+    const context = this.clientContext();
+    const transport: TunnelTransport = context === null ? 'plaintext' : 'mtls';
+    const sessionKey = `${ep.address}|${ep.port}|${ep.identity}`;
+    let wrongPeer: string | null = null;
+    let socket: Socket;
+    if (context === null) {
+      socket = connect({ host: ep.address, port: ep.port, noDelay: true, allowHalfOpen: true });
+    } else {
+      const expected = ep.identity;
+      const options: ConnectionOptions & { allowHalfOpen: boolean } = {
+        host: ep.address,
+        port: ep.port,
+        secureContext: context,
+        session: this.sessions.get(sessionKey),
+        allowHalfOpen: true,
+        // The peer is named by its SPIFFE ID, not by a host name: exactly the endpoint's identity.
+        checkServerIdentity: expectSpiffeId(expected, (presented) => (wrongPeer = presented)),
+      };
+      // allowHalfOpen is honoured by tls.connect (a half-close travels as close_notify), though not in its typings.
+      socket = tlsConnect(options);
+      socket.setNoDelay(true);
+      socket.on('session', (s: Buffer) => {
+        if (this.sessions.size >= MAX_SESSIONS) this.sessions.clear();
+        this.sessions.set(sessionKey, s);
+      });
+    }
+
+    let settled = false;
+    let asked = false;
+    let buf: Buffer | null = null;
+    let refusal: { status: number; code: string; length: number; bodyAt: number } | null = null;
+    const finish = (err: MeshError | null, rest: Buffer | null = null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      if (err !== null) {
+        // Keep an error listener: a late reset of a socket being torn down must not crash the proxy.
+        socket.on('error', () => {});
+        socket.destroy();
+        done(err, null);
+        return;
+      }
+      socket.pause();
+      done(null, { socket, rest, transport });
+    };
+    const timer = setTimeout(() => finish(new MeshError('UPSTREAM_CONNECT_FAILURE', `tunnel to ${where} not established within ${timeoutMs} ms`)), timeoutMs);
+
+    const refused = (): void => {
+      const r = refusal!;
+      const body = buf === null ? '' : buf.toString('utf8', r.bodyAt, Math.min(buf.length, r.bodyAt + r.length));
+      let message = '';
+      try {
+        message = String((JSON.parse(body) as { message?: unknown }).message ?? '');
+      } catch {
+        message = body.slice(0, 200);
+      }
+      const known = Object.hasOwn(meshErrorStatus, r.code) ? (r.code as MeshErrorCode) : null;
+      // The inbound's own code and words, so the caller's count and log say why (DENIED, MTLS_REQUIRED, …).
+      const e = known !== null
+        ? new MeshError(known, `the proxy of ${ep.workload} (${where}) refused the tunnel to ${target}: ${r.status} ${message}`)
+        : new MeshError('UPSTREAM_PROTOCOL_ERROR', `the proxy of ${ep.workload} (${where}) answered the CONNECT with ${r.status}${r.code === '' ? '' : ` ${r.code}`}`);
+      finish(e);
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
+      if (refusal !== null) {
+        if (buf.length - refusal.bodyAt >= refusal.length) refused();
+        return;
+      }
+      const end = findHeadEnd(buf, 0);
+      if (end === -1) {
+        if (buf.length > MAX_HEAD) finish(new MeshError('UPSTREAM_PROTOCOL_ERROR', `the answer of ${where} to CONNECT has a head over ${MAX_HEAD} bytes`));
+        return;
+      }
+      let head;
+      try {
+        head = parseResponseHead(buf.toString('latin1', 0, end - 4));
+      } catch (err) {
+        finish(err instanceof ParseError ? err : new MeshError('UPSTREAM_PROTOCOL_ERROR', String(err)));
+        return;
+      }
+      if (head.status === 200) {
+        // What follows the head is already the app's bytes (RFC 9110 9.3.6: a 2xx to CONNECT has no content).
+        finish(null, end === buf.length ? null : buf.subarray(end));
+        return;
+      }
+      let code = '';
+      for (let i = 0; i < head.headers.length; i += 2) if (head.headers[i] === 'weft-error') code = head.headers[i + 1]!;
+      const length = head.contentLength > 0 ? Math.min(head.contentLength, MAX_REFUSAL_BODY) : 0;
+      refusal = { status: head.status, code, length, bodyAt: end };
+      if (buf.length - end >= length) refused();
+    };
+    const onEnd = (): void => {
+      if (refusal !== null) refused();
+      else finish(new MeshError('UPSTREAM_RESET', `${where} closed the connection before answering the CONNECT`));
+    };
+    const onError = (err: NodeJS.ErrnoException): void => {
+      if (asked) {
+        if (refusal !== null) refused();
+        else finish(new MeshError('UPSTREAM_RESET', `${where} reset the connection before answering the CONNECT: ${err.code ?? err.message}`));
+      } else if (context === null || err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') {
+        finish(new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${where} failed: ${err.code ?? err.message}`));
+      } else {
+        this.sessions.delete(sessionKey);
+        const why = wrongPeer !== null ? `the peer's certificate is for ${wrongPeer}, not ${ep.identity}` : (err.code ?? err.message);
+        finish(new MeshError('UPSTREAM_TLS_FAILURE', `mTLS to ${where} failed: ${why}`));
+      }
+    };
+    // Closed by the caller giving up, or without an error or end we saw.
+    const onClose = (): void => finish(new MeshError('UPSTREAM_RESET', `the connection to ${where} closed before the tunnel was established`));
+    socket.once(context === null ? 'connect' : 'secureConnect', () => {
+      asked = true;
+      socket.write(`CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n${TUNNEL_SERVICE_HEADER}: ${service}\r\n\r\n`, 'latin1');
+    });
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    return { socket, transport };
+  }
+}
