@@ -16,6 +16,7 @@ for (const [kind, aliases] of Object.entries({
   Service: ['service', 'services', 'svc'],
   Workload: ['workload', 'workloads', 'wl'],
   HTTPRoute: ['httproute', 'httproutes', 'route', 'routes'],
+  GRPCRoute: ['grpcroute', 'grpcroutes'],
   TCPRoute: ['tcproute', 'tcproutes'],
   BackendPolicy: ['backendpolicy', 'backendpolicies'],
   AuthorizationPolicy: ['authorizationpolicy', 'authorizationpolicies', 'authz'],
@@ -93,6 +94,7 @@ function summary(r: Stored): string {
     case 'Workload':
       return `${s.address} ${Object.entries(s.ports as Record<string, number>).map(([n, p]) => `${n}:${p}`).join(',')}${s.proxy ? ` proxy:${s.proxy.inboundPort}` : ''}  ${labelText(r.metadata.labels ?? {})}`;
     case 'HTTPRoute':
+    case 'GRPCRoute':
     case 'TCPRoute': {
       const parents = (s.parentRefs as Array<{ name: string; port?: number }>).map((p) => (p.port ? `${p.name}:${p.port}` : p.name)).join(',');
       const backends = ((s.rules ?? []) as Array<{ backendRefs?: Array<{ name: string; port: number; weight?: number }> }>)
@@ -121,7 +123,7 @@ export const getCommand: Command = {
     'all-namespaces': { type: 'boolean', short: 'A', default: false },
     output: { type: 'string', short: 'o' },
   },
-  help: `Kinds: mesh, services (svc), workloads (wl), httproutes (routes), tcproutes, backendpolicies,
+  help: `Kinds: mesh, services (svc), workloads (wl), httproutes (routes), grpcroutes, tcproutes, backendpolicies,
 authorizationpolicies (authz), or "all";
 and "certificates" (the CA's roots and every proxy's certificate: identity, serial, expiry).
 Without -n, lists every namespace. A resource with problems shows STATUS Problems; "-o yaml" shows why.`,

@@ -65,6 +65,7 @@ describe('workload and inbound', () => {
     assert.deepEqual(snapshot.inbound, {
       appAddress: 'client.local',
       ports: { http: 8080, metrics: 9090 },
+      appProtocols: { 8080: 'HTTP', 9090: 'HTTP' },
       defaultPort: 8080,
       mtlsMode: 'STRICT',
       authorization: { policies: [] },
@@ -347,7 +348,9 @@ describe('AuthorizationPolicy', () => {
     const base = load(reviews, reviews1, client, authz('p', {}));
     const version = prepareWorkloadIndex(base).version;
     assert.equal(prepareWorkloadIndex([...base, ...load(workload('reviews-2', { app: 'reviews' }))]).version, version, 'endpoint churn');
-    assert.equal(prepareWorkloadIndex([...base, ...load(service('unguarded'))]).version, version, 'a Service no policy targets');
+    assert.equal(prepareWorkloadIndex([...base, ...load(service('unguarded', {}, { namespace: 'far' }))]).version, version, 'a Service no policy targets, in an all-HTTP namespace');
+    // reviews has a TCP port, so the Services of its namespace decide app port protocols.
+    assert.notEqual(prepareWorkloadIndex([...base, ...load(service('unguarded'))]).version, version, 'a Service beside one with a non-HTTP port');
     assert.notEqual(prepareWorkloadIndex(load(reviews, reviews1, client, authz('p', { action: 'DENY' }))).version, version, 'a policy change');
     assert.notEqual(prepareWorkloadIndex(load(service('reviews'), reviews1, client, authz('p', {}))).version, version, 'a targeted Service change');
     assert.notEqual(prepareWorkloadIndex([...base, ...load({ apiVersion: W, kind: 'Mesh', metadata: { name: 'm' }, spec: { mtls: { mode: 'PERMISSIVE' } } })]).version, version, 'the Mesh');
@@ -634,6 +637,238 @@ describe('route precedence', () => {
       'default/r/rule/0/match/1',
       'default/r/rule/1/match/0',
     ]);
+  });
+});
+
+describe('GRPCRoute', () => {
+  const grpcRoute = (name: string, spec: object, meta: Meta = {}) => ({ apiVersion: GW, kind: 'GRPCRoute', metadata: { name, ...meta }, spec });
+  const catalog = (name = 'catalog', protocol = 'GRPC') => service(name, { ports: [{ name: 'grpc', port: 9000, protocol }] });
+  const onCatalog = (rules: object[], meta: Meta = {}, name = 'g') => grpcRoute(name, { parentRefs: [{ kind: 'Service', name: 'catalog' }], rules }, meta);
+  const HOST = 'catalog.default:9000';
+  const backendRefs = [{ name: 'catalog', port: 9000 }];
+  const m = (method: object | undefined, headers?: object[]) => ({ matches: [{ ...(method === undefined ? {} : { method }), ...(headers === undefined ? {} : { headers }) }], backendRefs });
+  const order = (...objs: object[]) => routeNames(compile([client, catalog(), ...objs]).snapshot, HOST);
+
+  test('a rule with N matches yields N routes on paths /<service>/<method>; every field is compiled', () => {
+    const rule = {
+      matches: [
+        { method: { service: 'shop.v1.Catalog', method: 'GetItem' }, headers: [{ name: 'X-Env', value: 'prod' }, { type: 'RegularExpression', name: 'x-id', value: '[0-9]+' }] },
+        { method: { service: 'shop.v1.Catalog' } },
+        { method: { method: 'ListItems' } },
+        { method: { type: 'RegularExpression', service: 'shop\\..*', method: 'Get.*' } },
+        { headers: [{ name: 'x-canary', value: '1' }] },
+      ],
+      filters: [
+        { type: 'ResponseHeaderModifier', responseHeaderModifier: { remove: ['X-Debug'] } },
+        { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'X-A', value: 'A' }], add: [{ name: 'X-B', value: 'b' }], remove: ['X-C'] } },
+      ],
+      backendRefs: [{ name: 'catalog', port: 9000, weight: 90 }, { name: 'catalog-v2', port: 9000, weight: 10 }],
+    };
+    const { snapshot, errors } = compile([client, catalog(), catalog('catalog-v2'), onCatalog([rule])]);
+    assert.deepEqual(errors, []);
+    const routes = vhost(snapshot, HOST).routes;
+    const byName = Object.fromEntries(routes.map((r) => [r.name, r]));
+    const paths = (j: number) => byName[`default/g/rule/0/match/${j}`]!.match.path;
+    assert.deepEqual([0, 1, 2, 3, 4].map(paths), [
+      { type: 'Exact', value: '/shop.v1.Catalog/GetItem' },
+      { type: 'PathPrefix', value: '/shop.v1.Catalog/' },
+      { type: 'RegularExpression', value: '^/[^/]+/ListItems$' },
+      { type: 'RegularExpression', value: '^(?=/[^/]+/[^/]+$)/(?:shop\\..*)/(?:Get.*)$' },
+      { type: 'PathPrefix', value: '/' },
+    ]);
+    assert.deepEqual(byName['default/g/rule/0/match/0'], {
+      name: 'default/g/rule/0/match/0',
+      routeRef: 'default/g',
+      match: {
+        path: { type: 'Exact', value: '/shop.v1.Catalog/GetItem' },
+        method: null,
+        headers: [
+          { name: 'x-env', type: 'Exact', value: 'prod' },
+          { name: 'x-id', type: 'RegularExpression', value: '[0-9]+' },
+        ],
+        queryParams: [],
+      },
+      requestFilters: [{ type: 'RequestHeaderModifier', modifier: { set: [{ name: 'x-a', value: 'A' }], add: [{ name: 'x-b', value: 'b' }], remove: ['x-c'] } }],
+      responseFilters: [{ set: [], add: [], remove: ['x-debug'] }],
+      action: { type: 'forward', backends: [{ cluster: 'catalog.default:9000', weight: 90 }, { cluster: 'catalog-v2.default:9000', weight: 10 }] },
+      timeouts: { requestMs: 0, backendRequestMs: 0 },
+    });
+  });
+
+  test('a rule without matches takes every call; a route without rules (or a rule without backends) forwards to none', () => {
+    const all = vhost(compile([client, catalog(), onCatalog([{ backendRefs }, {}])]).snapshot, HOST).routes;
+    assert.deepEqual(all.map((r) => [r.name, r.match.path, r.action]), [
+      ['default/g/rule/0/match/0', { type: 'PathPrefix', value: '/' }, { type: 'forward', backends: [{ cluster: 'catalog.default:9000', weight: 1 }] }],
+      ['default/g/rule/1/match/0', { type: 'PathPrefix', value: '/' }, { type: 'forward', backends: [] }],
+    ]);
+    assert.deepEqual(vhost(compile([client, catalog(), grpcRoute('g', { parentRefs: [{ kind: 'Service', name: 'catalog' }] })]).snapshot, HOST).routes, []);
+  });
+
+  test('precedence: the most service characters, then method characters, then header matches', () => {
+    assert.deepEqual(
+      order(onCatalog([m({ method: 'GetItemDetails' }), m({ service: 'a.B' }), m({ service: 'a.B', method: 'Get' }), m({ service: 'shop.v1.Catalog' }), m(undefined, [{ name: 'x', value: '1' }])])),
+      ['default/g/rule/3/match/0', 'default/g/rule/2/match/0', 'default/g/rule/1/match/0', 'default/g/rule/0/match/0', 'default/g/rule/4/match/0'],
+    );
+    assert.deepEqual(order(onCatalog([m({ service: 'a.B' }), m({ service: 'a.B' }, [{ name: 'x', value: '1' }]), m({ service: 'a.C' }, [{ name: 'x', value: '1' }, { name: 'y', value: '2' }])])), [
+      'default/g/rule/2/match/0',
+      'default/g/rule/1/match/0',
+      'default/g/rule/0/match/0',
+    ]);
+  });
+
+  test('then Exact before RegularExpression, then the oldest route, then namespace/name, then rule and match order', () => {
+    assert.deepEqual(order(onCatalog([m({ type: 'RegularExpression', service: 'a.B' }), m({ service: 'a.B' })])), ['default/g/rule/1/match/0', 'default/g/rule/0/match/0']);
+    const rules = [m({ service: 'a.B' })];
+    assert.deepEqual(order(onCatalog(rules, {}, 'a'), onCatalog(rules, { creationTimestamp: '2024-01-01T00:00:00Z' }, 'z'), onCatalog(rules, {}, 'b')), [
+      'default/z/rule/0/match/0',
+      'default/a/rule/0/match/0',
+      'default/b/rule/0/match/0',
+    ]);
+    assert.deepEqual(order(onCatalog([{ matches: [{ method: { service: 'a.B' } }, { method: { service: 'a.C' } }], backendRefs }, m({ service: 'a.D' })])), [
+      'default/g/rule/0/match/0',
+      'default/g/rule/0/match/1',
+      'default/g/rule/1/match/0',
+    ]);
+  });
+
+  test('attaches to GRPC and HTTP2 ports only; a parentRef to anything else is reported', () => {
+    const mixed = service('catalog', {
+      ports: [
+        { name: 'http', port: 80 },
+        { name: 'grpc', port: 9000, protocol: 'GRPC' },
+        { name: 'h2', port: 9001, protocol: 'HTTP2' },
+        { name: 'raw', port: 9002, protocol: 'TCP' },
+      ],
+    });
+    const { snapshot, errors } = compile([
+      client,
+      mixed,
+      service('web'),
+      grpcRoute('g', {
+        parentRefs: [{ kind: 'Service', name: 'catalog' }, { kind: 'Service', name: 'catalog', port: 80 }, { kind: 'Service', name: 'catalog', port: 9002 }, { kind: 'Service', name: 'web' }, { kind: 'Service', name: 'ghost' }],
+        rules: [{ backendRefs }],
+      }),
+    ]);
+    assert.deepEqual(
+      snapshot.virtualHosts.map((v) => [v.name, v.routes.map((r) => r.name)]),
+      [
+        ['catalog.default:80', ['default/catalog/default']],
+        ['catalog.default:9000', ['default/g/rule/0/match/0']],
+        ['catalog.default:9001', ['default/g/rule/0/match/0']],
+        ['web.default:80', ['default/web/default']],
+      ],
+    );
+    assert.deepEqual(errors, [
+      'test.yaml:7 GRPCRoute/g: spec.parentRefs[1].port: port 80 of Service catalog is not GRPC or HTTP2',
+      'test.yaml:7 GRPCRoute/g: spec.parentRefs[2].port: port 9002 of Service catalog is not GRPC or HTTP2',
+      'test.yaml:7 GRPCRoute/g: spec.parentRefs[3]: Service web has no GRPC or HTTP2 port',
+      'test.yaml:7 GRPCRoute/g: spec.parentRefs[4]: parent Service ghost not found',
+    ]);
+  });
+
+  test('an HTTPRoute and a GRPCRoute on one port: the oldest decides the kind, the others are reported', () => {
+    const grpc = onCatalog([m({ service: 'a.B' })], { creationTimestamp: '2024-01-01T00:00:00Z' });
+    const http = httpRoute('h', { parentRefs: [{ kind: 'Service', name: 'catalog', port: 9000 }], rules: [{ backendRefs }] }, { creationTimestamp: '2024-06-01T00:00:00Z' });
+    const older = compile([client, catalog(), grpc, http]);
+    assert.deepEqual(routeNames(older.snapshot, HOST), ['default/g/rule/0/match/0']);
+    assert.deepEqual(older.errors, [
+      'test.yaml:7 HTTPRoute/h: spec.parentRefs[0]: ignored for port 9000 of Service catalog: GRPCRoute g is older (or first by namespace/name), and a port takes HTTPRoutes or GRPCRoutes, never both',
+    ]);
+    const newer = compile([client, catalog(), { ...grpc, metadata: { name: 'g' } }, http]);
+    assert.deepEqual(routeNames(newer.snapshot, HOST), ['default/h/rule/0/match/0']);
+    assert.deepEqual(newer.errors, [
+      'test.yaml:5 GRPCRoute/g: spec.parentRefs[0]: ignored for port 9000 of Service catalog: HTTPRoute h is older (or first by namespace/name), and a port takes HTTPRoutes or GRPCRoutes, never both',
+    ]);
+    // Without timestamps: the first by namespace/name.
+    const tie = compile([client, catalog(), onCatalog([m({ service: 'a.B' })], {}, 'a'), { ...http, metadata: { name: 'b' } }]);
+    assert.deepEqual(routeNames(tie.snapshot, HOST), ['default/a/rule/0/match/0']);
+  });
+
+  test('an invalid backend gives a null cluster and is reported; RequestMirror and backend filters are reported and ignored', () => {
+    const rule = {
+      filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'shadow', port: 9000 } } }],
+      backendRefs: [
+        { name: 'catalog', port: 9000, weight: 3, filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { remove: ['x'] } }] },
+        { name: 'gone', port: 9000 },
+        { name: 'catalog', port: 9999 },
+      ],
+    };
+    const { snapshot, errors } = compile([client, catalog(), onCatalog([rule])]);
+    const [route] = vhost(snapshot, HOST).routes;
+    assert.deepEqual(route!.action, { type: 'forward', backends: [{ cluster: 'catalog.default:9000', weight: 3 }, { cluster: null, weight: 1 }, { cluster: null, weight: 1 }] });
+    assert.deepEqual([route!.requestFilters, route!.responseFilters], [[], []]);
+    assert.deepEqual(errors, [
+      'test.yaml:5 GRPCRoute/g: spec.rules[0].filters[0].requestMirror.backendRef: backend Service shadow not found',
+      'test.yaml:5 GRPCRoute/g: spec.rules[0].filters[0]: RequestMirror is not supported yet; the rule applies without mirroring',
+      'test.yaml:5 GRPCRoute/g: spec.rules[0].backendRefs[0].filters: not supported yet; ignored',
+      'test.yaml:5 GRPCRoute/g: spec.rules[0].backendRefs[1]: backend Service gone not found',
+      'test.yaml:5 GRPCRoute/g: spec.rules[0].backendRefs[2].port: backend Service catalog has no port 9999',
+    ]);
+  });
+
+  test('GAMMA: a consumer GRPCRoute replaces producer routes for clients of its namespace only', () => {
+    const producer = onCatalog([m({ service: 'a.B' })], {}, 'producer');
+    const consumer = grpcRoute('consumer', { parentRefs: [{ kind: 'Service', name: 'catalog', namespace: 'default' }], rules: [{ backendRefs: [{ name: 'catalog', namespace: 'default', port: 9000 }] }] }, { namespace: 'shop' });
+    const objs = [client, workload('client', {}, {}, { namespace: 'shop' }), catalog(), producer, consumer];
+    assert.deepEqual(routeNames(compile(objs).snapshot, HOST), ['default/producer/rule/0/match/0']);
+    assert.deepEqual(routeNames(compile(objs, 'client', 'shop').snapshot, HOST), ['shop/consumer/rule/0/match/0']);
+  });
+
+  test('a workload that calls only the service gets the clusters its GRPCRoute splits to', () => {
+    const split = onCatalog([{ backendRefs: [{ name: 'catalog', port: 9000, weight: 90 }, { name: 'catalog-v2', port: 9000, weight: 10 }] }]);
+    const { snapshot } = compile([workload('client', { app: 'client' }, { calls: ['catalog'] }), catalog(), catalog('catalog-v2'), service('other'), split]);
+    assert.deepEqual(snapshot.virtualHosts.map((v) => v.name), [HOST]);
+    assert.deepEqual(snapshot.clusters.map((c) => c.name).sort(), ['catalog-v2.default:9000', 'catalog.default:9000']);
+  });
+});
+
+describe('app port protocols (inbound.appProtocols)', () => {
+  const api = workload('api-1', { app: 'api' }, { ports: { http: 8080, grpc: 9090, admin: 9100 } });
+  const protocols = (objs: object[], name = 'api-1') => {
+    const { snapshot, errors } = compile(objs, name);
+    return { protocols: snapshot.inbound.appProtocols, errors };
+  };
+
+  test('each Service port gives its protocol (HTTP by default) to the app port it leads to; other app ports are HTTP', () => {
+    const svc = service('api', {
+      ports: [
+        { name: 'http', port: 80 },
+        { name: 'grpc', port: 9000, protocol: 'GRPC' },
+        { name: 'h2', port: 9001, protocol: 'HTTP2', targetPort: 7000 },
+        { name: 'db', port: 5432, protocol: 'TCP', targetPort: 'missing' },
+      ],
+    });
+    assert.deepEqual(protocols([api, svc]), { protocols: { 7000: 'HTTP2', 8080: 'HTTP', 9090: 'GRPC', 9100: 'HTTP' }, errors: [] });
+    assert.deepEqual(protocols([api, service('api')]).protocols, { 8080: 'HTTP', 9090: 'HTTP', 9100: 'HTTP' });
+    assert.deepEqual(protocols([api, service('other', { selector: { app: 'other' }, ports: [{ name: 'grpc', port: 9000, protocol: 'GRPC' }] })]).protocols, { 8080: 'HTTP', 9090: 'HTTP', 9100: 'HTTP' }, 'a Service that does not select the workload');
+  });
+
+  test('Services that disagree: the oldest decides, then the first by name; the others are reported', () => {
+    const older = service('api-grpc', { selector: { app: 'api' }, ports: [{ name: 'grpc', port: 9000, protocol: 'GRPC' }] }, { creationTimestamp: '2024-01-01T00:00:00Z' });
+    const newer = service('api-raw', { selector: { app: 'api' }, ports: [{ name: 'http', port: 80 }, { name: 'grpc', port: 9090, protocol: 'TCP' }] });
+    const api2 = workload('api-2', { app: 'api' }, { ports: { grpc: 9090 } });
+    const result = protocols([api, api2, newer, older]);
+    assert.deepEqual(result.protocols, { 8080: 'HTTP', 9090: 'GRPC', 9100: 'HTTP' });
+    assert.deepEqual(result.errors, [
+      'test.yaml:5 Service/api-raw: spec.ports[1].protocol: TCP conflicts with GRPC from Service api-grpc (port 9000) for app port 9090 of Workload api-1 (and 1 more); GRPC applies there (the oldest Service, then the first by name, decides)',
+    ]);
+    // Without timestamps, by name: api-grpc before api-raw.
+    assert.deepEqual(protocols([api, { ...newer, metadata: { name: 'api-raw' } }, { ...older, metadata: { name: 'api-grpc' } }]).protocols[9090], 'GRPC');
+    const one = service('api', { ports: [{ name: 'grpc', port: 9000, protocol: 'GRPC' }, { name: 'alt', port: 9001, protocol: 'HTTP2', targetPort: 'grpc' }] });
+    assert.deepEqual(protocols([api, one]), {
+      protocols: { 8080: 'HTTP', 9090: 'GRPC', 9100: 'HTTP' },
+      errors: ['test.yaml:3 Service/api: spec.ports[1].protocol: HTTP2 conflicts with GRPC from port 9000 of this Service for app port 9090 of Workload api-1; GRPC applies there (the oldest Service, then the first by name, decides)'],
+    });
+  });
+
+  test('the workload index version follows the Services that decide protocols', () => {
+    const grpcSvc = service('api', { ports: [{ name: 'grpc', port: 9000, protocol: 'GRPC' }] });
+    const base = load(api, grpcSvc);
+    const version = prepareWorkloadIndex(base).version;
+    assert.notEqual(prepareWorkloadIndex(load(api, service('api', { ports: [{ name: 'grpc', port: 9000, protocol: 'HTTP2' }] }))).version, version);
+    assert.equal(prepareWorkloadIndex([...base, ...load(workload('api-2', { app: 'api' }))]).version, version, 'endpoint churn');
+    const self = base.find((r) => r.kind === 'Workload')!;
+    assert.deepEqual(compileWorkload(self as never, prepareWorkloadIndex(base)).inbound.appProtocols, { 8080: 'HTTP', 9090: 'GRPC', 9100: 'HTTP' });
   });
 });
 

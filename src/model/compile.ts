@@ -12,6 +12,9 @@ import type {
   AuthorizationRule,
   BackendPolicy,
   BackendRef,
+  GRPCRoute,
+  GRPCRouteFilter,
+  GRPCRouteMatch,
   HTTPHeaderFilter,
   HTTPPathModifier,
   HTTPRoute,
@@ -26,6 +29,7 @@ import type {
   Workload,
 } from './resources.js';
 import type {
+  AppProtocol,
   AuthorizationOperationConfig,
   AuthorizationPolicyConfig,
   AuthorizationRuleConfig,
@@ -46,6 +50,7 @@ import type {
 } from './snapshot.js';
 import { sourceOf, type SourceInfo } from './source.js';
 import { scopeKey, scopeOutbound } from './scope.js';
+import { grpcPathMatch } from './grpc.js';
 
 /** The proxy to compile for: a Workload by name (namespace `default` unless given). */
 export interface CompileTarget {
@@ -72,6 +77,8 @@ const DEFAULT_LOAD_BALANCER: LoadBalancerType = 'LeastRequest';
 const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 const DEFAULT_MTLS_MODE: MtlsMode = 'STRICT';
 const HTTP_LIKE = new Set(['HTTP', 'HTTP2', 'GRPC']);
+/** Ports a GRPCRoute attaches to: those that speak HTTP/2. */
+const H2 = new Set(['HTTP2', 'GRPC']);
 
 /** Resources by kind, each list in a fixed order, plus the errors being collected. */
 interface Context {
@@ -81,6 +88,7 @@ interface Context {
   /** Workloads by namespace and by each of their labels (`ns\0key\0value`), each list in name order. */
   workloadsByLabel: Map<string, Workload[]>;
   httpRoutes: HTTPRoute[];
+  grpcRoutes: GRPCRoute[];
   tcpRoutes: TCPRoute[];
   policies: BackendPolicy[];
   authorizationPolicies: AuthorizationPolicy[];
@@ -120,6 +128,7 @@ export interface OutboundView {
 export function compileOutbound(resources: Resource[], namespace: string, opts: CompileOptions = {}): OutboundView {
   const ctx = index(resources, namespace, opts.sourceOf ?? sourceOf);
   checkReferences(ctx);
+  checkAppProtocols(ctx);
   const clusters: Cluster[] = [];
   const virtualHosts: VirtualHost[] = [];
   const tcpServices: TcpService[] = [];
@@ -149,6 +158,12 @@ export interface WorkloadIndex {
   readonly mtlsMode: MtlsMode;
   /** By namespace: each Service some AuthorizationPolicy targets, with those policies. */
   readonly guarded: ReadonlyMap<string, ReadonlyArray<{ service: Service; policies: readonly TargetedPolicy[] }>>;
+  /**
+   * By namespace, oldest first (then by name): the Services that decide app port protocols — every
+   * Service of a namespace where some port is not HTTP. Where all are HTTP, every app port is HTTP
+   * whatever selects it, so those namespaces are left out (and their Services' churn reuses parts).
+   */
+  readonly protocolServices: ReadonlyMap<string, readonly Service[]>;
 }
 
 /** An AuthorizationPolicy with the Services it targets that exist. */
@@ -164,6 +179,7 @@ export function prepareWorkloadIndex(resources: Resource[]): WorkloadIndex {
   const serviceByKey = new Map<string, Service>();
   const meshes: Mesh[] = [];
   const policies: AuthorizationPolicy[] = [];
+  const protocolServices = new Map<string, Service[]>();
   for (const r of resources) {
     if (r.kind === 'Service') serviceByKey.set(key(r.metadata.namespace, r.metadata.name), r);
     else if (r.kind === 'AuthorizationPolicy') policies.push(r);
@@ -185,17 +201,20 @@ export function prepareWorkloadIndex(resources: Resource[]): WorkloadIndex {
     if (!guarded.has(ns)) guarded.set(ns, []);
     guarded.get(ns)!.push({ service, policies: byService.get(service)! });
   }
+  for (const ns of namespacesWithProtocols(serviceByKey.values())) protocolServices.set(ns, []);
+  for (const svc of [...serviceByKey.values()].sort(byAgeThenName)) protocolServices.get(svc.metadata.namespace)?.push(svc);
   const trustDomain = mesh?.spec.trustDomain ?? DEFAULT_TRUST_DOMAIN;
   const mtlsMode = mesh?.spec.mtls?.mode ?? DEFAULT_MTLS_MODE;
-  // Only what the compiled parts depend on: a change to an unguarded Service does not invalidate them.
+  // Only what the compiled parts depend on: a change to an unguarded Service in an all-HTTP namespace does not invalidate them.
   const content = {
     trustDomain,
     mtlsMode,
     services: [...byService.keys()].sort(byName).map((s) => [s.metadata.namespace, s.metadata.name, s.spec]),
     policies: policies.map((p) => [p.metadata.namespace, p.metadata.name, p.metadata.creationTimestamp ?? null, p.spec]),
+    protocols: [...protocolServices.values()].flat().map((s) => [s.metadata.namespace, s.metadata.name, s.metadata.creationTimestamp ?? null, s.spec]),
   };
   const version = createHash('sha256').update(JSON.stringify(content)).digest('hex').slice(0, 16);
-  return { version, trustDomain, mtlsMode, guarded };
+  return { version, trustDomain, mtlsMode, guarded, protocolServices };
 }
 
 /**
@@ -219,11 +238,37 @@ export function compileWorkload(self: Workload, index: WorkloadIndex): Pick<Prox
     inbound: {
       appAddress: self.spec.address,
       ports: { ...ports },
+      appProtocols: appProtocolsFor(self, index),
       defaultPort: defaultPort(ports),
       mtlsMode: index.mtlsMode,
       authorization: { policies: authorizationFor(self, index) },
     },
   };
+}
+
+/** Namespaces with a Service port that is not HTTP: only there can app port protocols differ from HTTP, or conflict. */
+function namespacesWithProtocols(services: Iterable<Service>): Set<string> {
+  const out = new Set<string>();
+  for (const svc of services) if (svc.spec.ports.some((p) => (p.protocol ?? 'HTTP') !== 'HTTP')) out.add(svc.metadata.namespace);
+  return out;
+}
+
+/**
+ * The protocol of each app port of `self`: that of the first Service port leading to it, Services
+ * oldest first (then by name), ports in order; HTTP for an app port no Service port leads to.
+ * Conflicts are reported by `compileOutbound` (`checkAppProtocols`), in the same order.
+ */
+function appProtocolsFor(self: Workload, index: WorkloadIndex): Record<string, AppProtocol> {
+  const found = new Map<number, AppProtocol>();
+  for (const svc of index.protocolServices.get(self.metadata.namespace) ?? []) {
+    if (!selects(svc, self)) continue;
+    for (const port of svc.spec.ports) {
+      const app = appPortOf(port, self);
+      if (app !== undefined && !found.has(app)) found.set(app, port.protocol ?? 'HTTP');
+    }
+  }
+  for (const app of Object.values(self.spec.ports)) if (!found.has(app)) found.set(app, 'HTTP');
+  return Object.fromEntries(ascending(found.keys()).map((p) => [String(p), found.get(p)!]));
 }
 
 /** The AuthorizationPolicies covering some app port of `self`, oldest first, then by name. */
@@ -307,6 +352,7 @@ function index(resources: Resource[], clientNamespace: string, source: Context['
     serviceByKey: new Map(services.map((s) => [key(s.metadata.namespace, s.metadata.name), s])),
     workloadsByLabel: labelIndex(of('Workload').sort(byName)),
     httpRoutes: of('HTTPRoute').sort(byAgeThenName),
+    grpcRoutes: of('GRPCRoute').sort(byAgeThenName),
     tcpRoutes: of('TCPRoute').sort(byAgeThenName),
     policies: of('BackendPolicy').sort(byAgeThenName),
     authorizationPolicies: of('AuthorizationPolicy').sort(byAgeThenName),
@@ -332,18 +378,24 @@ function labelIndex(workloads: Workload[]): Map<string, Workload[]> {
   return out;
 }
 
+/** The Service port protocols each route kind attaches to. */
+const PARENT_PROTOCOLS: Record<'HTTPRoute' | 'GRPCRoute' | 'TCPRoute', { protocols: ReadonlySet<string>; kinds: string }> = {
+  HTTPRoute: { protocols: HTTP_LIKE, kinds: 'HTTP, HTTP2 or GRPC' },
+  GRPCRoute: { protocols: H2, kinds: 'GRPC or HTTP2' },
+  TCPRoute: { protocols: new Set(['TCP']), kinds: 'TCP' },
+};
+
 /** Reports references to Services that do not exist, wherever they would silently do nothing. */
 function checkReferences(ctx: Context): void {
-  for (const route of [...ctx.httpRoutes, ...ctx.tcpRoutes]) {
-    const wantsTcp = route.kind === 'TCPRoute';
+  for (const route of [...ctx.httpRoutes, ...ctx.grpcRoutes, ...ctx.tcpRoutes]) {
+    const { protocols, kinds } = PARENT_PROTOCOLS[route.kind];
     route.spec.parentRefs.forEach((ref, i) => {
       const ns = ref.namespace ?? route.metadata.namespace;
       const svc = ctx.serviceByKey.get(key(ns, ref.name));
       const path = `spec.parentRefs[${i}]`;
       const shown = `Service ${display(ns, ref.name)}`;
       if (svc === undefined) return report(ctx, route, path, `parent ${shown} not found`);
-      const fits = svc.spec.ports.filter((p) => ((p.protocol ?? 'HTTP') === 'TCP') === wantsTcp);
-      const kinds = wantsTcp ? 'TCP' : 'HTTP, HTTP2 or GRPC';
+      const fits = svc.spec.ports.filter((p) => protocols.has(p.protocol ?? 'HTTP'));
       if (ref.port === undefined) {
         if (fits.length === 0) report(ctx, route, path, `${shown} has no ${kinds} port`);
       } else if (!svc.spec.ports.some((p) => p.port === ref.port)) {
@@ -381,18 +433,59 @@ function checkAuthorizationPorts(ctx: Context, policy: AuthorizationPolicy): voi
   });
 }
 
+/** The workloads a Service selects, in name order. */
+function selectedWorkloads(ctx: Context, svc: Service): Workload[] {
+  const selector = Object.entries(svc.spec.selector);
+  if (selector.length === 0) return [];
+  // Candidates come from the index by the selector's rarest label; the rest of the selector filters them.
+  const lists = selector.map(([k, v]) => ctx.workloadsByLabel.get(`${svc.metadata.namespace}\0${k}\0${v}`) ?? []);
+  const candidates = lists.reduce((a, b) => (b.length < a.length ? b : a));
+  return candidates.filter((w) => selector.every(([k, v]) => w.metadata.labels[k] === v));
+}
+
+/**
+ * Reports Service ports that give an app port another protocol than an older Service port leading to
+ * the same app port of the same workload already did (the order `appProtocolsFor` decides in).
+ */
+function checkAppProtocols(ctx: Context): void {
+  const namespaces = namespacesWithProtocols(ctx.services);
+  if (namespaces.size === 0) return;
+  const first = new Map<string, { svc: Service; port: ServicePort }>();
+  // Per losing port, winning port and app port: the workloads where it lost.
+  const conflicts = new Map<string, { loser: Service; index: number; protocol: string; winner: { svc: Service; port: ServicePort }; app: number; workloads: string[] }>();
+  for (const svc of ctx.services.filter((s) => namespaces.has(s.metadata.namespace)).sort(byAgeThenName)) {
+    const workloads = selectedWorkloads(ctx, svc);
+    svc.spec.ports.forEach((port, index) => {
+      const protocol = port.protocol ?? 'HTTP';
+      for (const w of workloads) {
+        const app = appPortOf(port, w);
+        if (app === undefined) continue;
+        const slot = `${w.metadata.namespace}\0${w.metadata.name}\0${app}`;
+        const winner = first.get(slot);
+        if (winner === undefined) {
+          first.set(slot, { svc, port });
+          continue;
+        }
+        if ((winner.port.protocol ?? 'HTTP') === protocol) continue;
+        const k = `${svc.metadata.namespace}\0${svc.metadata.name}\0${index}\0${winner.svc.metadata.name}\0${winner.port.port}\0${app}`;
+        const c = conflicts.get(k) ?? { loser: svc, index, protocol, winner, app, workloads: [] };
+        c.workloads.push(w.metadata.name);
+        conflicts.set(k, c);
+      }
+    });
+  }
+  for (const c of conflicts.values()) {
+    const won = c.winner.port.protocol ?? 'HTTP';
+    const by = c.winner.svc === c.loser ? `port ${c.winner.port.port} of this Service` : `Service ${display(c.winner.svc.metadata.namespace, c.winner.svc.metadata.name)} (port ${c.winner.port.port})`;
+    const where = `app port ${c.app} of Workload ${c.workloads[0]}${c.workloads.length > 1 ? ` (and ${c.workloads.length - 1} more)` : ''}`;
+    report(ctx, c.loser, `spec.ports[${c.index}].protocol`, `${c.protocol} conflicts with ${won} from ${by} for ${where}; ${won} applies there (the oldest Service, then the first by name, decides)`);
+  }
+}
+
 function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
   const { name, namespace } = svc.metadata;
   const endpoints: Endpoint[] = [];
-  const selector = Object.entries(svc.spec.selector);
-  // Candidates come from the index by the selector's rarest label; the rest of the selector filters them.
-  let candidates: Workload[] = [];
-  if (selector.length > 0) {
-    const lists = selector.map(([k, v]) => ctx.workloadsByLabel.get(`${namespace}\0${k}\0${v}`) ?? []);
-    candidates = lists.reduce((a, b) => (b.length < a.length ? b : a));
-  }
-  for (const w of candidates) {
-    if (!selector.every(([k, v]) => w.metadata.labels[k] === v)) continue;
+  for (const w of selectedWorkloads(ctx, svc)) {
     const appPort = appPortOf(port, w);
     if (appPort === undefined) continue;
     const inbound = w.spec.proxy?.inboundPort;
@@ -424,8 +517,13 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
 
 function virtualHost(ctx: Context, svc: Service, port: ServicePort, httpPorts: number): VirtualHost {
   const { name, namespace } = svc.metadata;
-  const attached = attachedRoutes(ctx.httpRoutes, svc, port, ctx.clientNamespace);
-  const routes = attached.length === 0 ? [implicitRoute(svc, port)] : attached.flatMap((r) => routeEntries(ctx, r)).sort(byPrecedence).map((e) => e.route);
+  const protocol = port.protocol ?? 'HTTP';
+  const candidates: Array<HTTPRoute | GRPCRoute> = H2.has(protocol) ? [...ctx.httpRoutes, ...ctx.grpcRoutes] : ctx.httpRoutes;
+  const attached = oneRouteKind(ctx, attachedRoutes(candidates, svc, port, ctx.clientNamespace), svc, port);
+  let routes: Route[];
+  if (attached.length === 0) routes = [implicitRoute(svc, port)];
+  else if (attached[0]!.kind === 'GRPCRoute') routes = (attached as GRPCRoute[]).flatMap((r) => grpcRouteEntries(ctx, r)).sort(byGrpcPrecedence).map((e) => e.route);
+  else routes = (attached as HTTPRoute[]).flatMap((r) => routeEntries(ctx, r)).sort(byPrecedence).map((e) => e.route);
   return {
     name: clusterName(name, namespace, port.port),
     service: name,
@@ -454,13 +552,40 @@ function domains(svc: Service, port: ServicePort, httpPorts: number, clientNames
  * elsewhere (consumer routes) replace, for that client only, the routes in the Service's own
  * namespace (producer routes); routes in any other namespace do not apply.
  */
-function attachedRoutes<R extends HTTPRoute | TCPRoute>(routes: R[], svc: Service, port: ServicePort, clientNamespace: string): R[] {
+function attachedRoutes<R extends HTTPRoute | GRPCRoute | TCPRoute>(routes: R[], svc: Service, port: ServicePort, clientNamespace: string): R[] {
   const { name, namespace } = svc.metadata;
   const all = routes.filter((r) =>
     r.spec.parentRefs.some((p) => p.name === name && (p.namespace ?? r.metadata.namespace) === namespace && (p.port === undefined || p.port === port.port)),
   );
   const consumer = clientNamespace === namespace ? [] : all.filter((r) => r.metadata.namespace === clientNamespace);
   return consumer.length > 0 ? consumer : all.filter((r) => r.metadata.namespace === namespace);
+}
+
+/**
+ * HTTPRoutes and GRPCRoutes are never merged on one port (Gateway API: of an HTTPRoute and a
+ * GRPCRoute on the same listener and hostname, exactly one is accepted, the oldest, then the first by
+ * `namespace/name`). A mesh route has no hostname of its own, so the port is the listener: the
+ * oldest attached route decides the kind, and every route of the other kind is reported and ignored
+ * for that port.
+ */
+function oneRouteKind(ctx: Context, attached: Array<HTTPRoute | GRPCRoute>, svc: Service, port: ServicePort): Array<HTTPRoute | GRPCRoute> {
+  if (attached.length === 0) return attached;
+  const sorted = [...attached].sort(byAgeThenName);
+  const first = sorted[0]!;
+  const { name, namespace } = svc.metadata;
+  for (const loser of sorted) {
+    if (loser.kind === first.kind) continue;
+    const i = loser.spec.parentRefs.findIndex(
+      (p) => p.name === name && (p.namespace ?? loser.metadata.namespace) === namespace && (p.port === undefined || p.port === port.port),
+    );
+    report(
+      ctx,
+      loser,
+      `spec.parentRefs[${i}]`,
+      `ignored for port ${port.port} of Service ${display(namespace, name)}: ${first.kind} ${display(first.metadata.namespace, first.metadata.name)} is older (or first by namespace/name), and a port takes HTTPRoutes or GRPCRoutes, never both`,
+    );
+  }
+  return sorted.filter((r) => r.kind === first.kind);
 }
 
 /** Without an HTTPRoute, a Service port routes everything to its own endpoints. */
@@ -543,7 +668,7 @@ function routeAction(ctx: Context, hr: HTTPRoute, rule: HTTPRouteRule, i: number
 }
 
 /** Resolves a backendRef to a cluster, or to null (reported) when its Service or port does not exist. */
-function backend(ctx: Context, owner: HTTPRoute | TCPRoute, ref: BackendRef, path: string): WeightedBackend {
+function backend(ctx: Context, owner: HTTPRoute | GRPCRoute | TCPRoute, ref: BackendRef, path: string): WeightedBackend {
   const ns = ref.namespace ?? owner.metadata.namespace;
   const svc = ctx.serviceByKey.get(key(ns, ref.name));
   const weight = ref.weight ?? 1;
@@ -592,6 +717,86 @@ function byPrecedence(a: RouteEntry, b: RouteEntry): number {
     Number(mb.method !== null) - Number(ma.method !== null) ||
     mb.headers.length - ma.headers.length ||
     mb.queryParams.length - ma.queryParams.length ||
+    compare(a.created, b.created) ||
+    compare(a.route.routeRef, b.route.routeRef) ||
+    a.rule - b.rule ||
+    a.match - b.match
+  );
+}
+
+/** A compiled GRPCRoute match with what orders it (Gateway API GRPCRoute precedence). */
+interface GrpcRouteEntry extends RouteEntry {
+  /** Characters of the service and method matched (pattern characters for a regular expression). */
+  service: number;
+  method: number;
+  headers: number;
+  regex: boolean;
+}
+
+function grpcRouteEntries(ctx: Context, gr: GRPCRoute): GrpcRouteEntry[] {
+  const { namespace, name } = gr.metadata;
+  const created = createdAt(gr);
+  return (gr.spec.rules ?? []).flatMap((rule, i) => {
+    const requestFilters: RequestFilter[] = [];
+    const responseFilters: HeaderModifier[] = [];
+    (rule.filters ?? []).forEach((f, k) => {
+      if (f.type === 'RequestHeaderModifier') requestFilters.push({ type: f.type, modifier: headerModifier(f.requestHeaderModifier) });
+      else if (f.type === 'ResponseHeaderModifier') responseFilters.push(headerModifier(f.responseHeaderModifier));
+      else reportMirror(ctx, gr, f, `spec.rules[${i}].filters[${k}]`);
+    });
+    const backendRefs = rule.backendRefs ?? [];
+    backendRefs.forEach((ref, k) => {
+      if (ref.filters !== undefined && ref.filters.length > 0) report(ctx, gr, `spec.rules[${i}].backendRefs[${k}].filters`, 'not supported yet; ignored');
+    });
+    const action: RouteAction = { type: 'forward', backends: backendRefs.map((ref, k) => backend(ctx, gr, ref, `spec.rules[${i}].backendRefs[${k}]`)) };
+    const matches: Array<GRPCRouteMatch | undefined> = rule.matches === undefined || rule.matches.length === 0 ? [undefined] : rule.matches;
+    return matches.map((m, j) => {
+      const route: Route = {
+        name: `${namespace}/${name}/rule/${i}/match/${j}`,
+        routeRef: key(namespace, name),
+        match: {
+          path: grpcPathMatch(m?.method),
+          method: null,
+          headers: (m?.headers ?? []).map((h) => ({ name: h.name.toLowerCase(), type: h.type ?? 'Exact', value: h.value })),
+          queryParams: [],
+        },
+        requestFilters,
+        responseFilters,
+        action,
+        timeouts: { requestMs: 0, backendRequestMs: 0 },
+      };
+      return {
+        route,
+        created,
+        rule: i,
+        match: j,
+        service: m?.method?.service?.length ?? 0,
+        method: m?.method?.method?.length ?? 0,
+        headers: route.match.headers.length,
+        regex: m?.method?.type === 'RegularExpression',
+      };
+    });
+  });
+}
+
+function reportMirror(ctx: Context, gr: GRPCRoute, f: Extract<GRPCRouteFilter, { type: 'RequestMirror' }>, path: string): void {
+  const ref = f.requestMirror.backendRef;
+  backend(ctx, gr, ref, `${path}.requestMirror.backendRef`); // a missing mirror backend is worth knowing about too
+  report(ctx, gr, path, 'RequestMirror is not supported yet; the rule applies without mirroring');
+}
+
+/**
+ * GRPCRoute precedence (Gateway API): the most characters of matched service, then of matched method,
+ * then the most header matches; then (Weft's choice where the API is silent) Exact before
+ * RegularExpression; then the oldest GRPCRoute, then the first by `namespace/name`, then rule order,
+ * then match order.
+ */
+function byGrpcPrecedence(a: GrpcRouteEntry, b: GrpcRouteEntry): number {
+  return (
+    b.service - a.service ||
+    b.method - a.method ||
+    b.headers - a.headers ||
+    Number(a.regex) - Number(b.regex) ||
     compare(a.created, b.created) ||
     compare(a.route.routeRef, b.route.routeRef) ||
     a.rule - b.rule ||

@@ -119,9 +119,9 @@ test('at most one Mesh', () => {
 });
 
 test('unknown kinds and apiVersions are errors for their document', () => {
-  const text = `apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: { name: g }\nspec: {}\n---\napiVersion: v1\nkind: Service\nmetadata: { name: s }\nspec: {}\n`;
+  const text = `apiVersion: gateway.networking.k8s.io/v1\nkind: TCPRoute\nmetadata: { name: g }\nspec: {}\n---\napiVersion: v1\nkind: Service\nmetadata: { name: s }\nspec: {}\n`;
   assert.deepEqual(loadResources(text, 'k.yaml').errors.map(formatResourceError), [
-    'k.yaml:2 GRPCRoute/g: kind: unknown kind for gateway.networking.k8s.io/v1; must be "HTTPRoute"',
+    'k.yaml:2 TCPRoute/g: kind: unknown kind for gateway.networking.k8s.io/v1; must be one of "HTTPRoute", "GRPCRoute"',
     'k.yaml:6 Service/s: apiVersion: must be one of "weft.dev/v1alpha1", "gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1", "gateway.networking.k8s.io/v1alpha2"',
   ]);
 });
@@ -142,5 +142,44 @@ test('label keys with dots and slashes have quoted paths with lines', () => {
   const text = `apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: w\n  labels:\n    app.kubernetes.io/name: "Bad Value"\nspec: { address: h.example, ports: {} }\n`;
   assert.deepEqual(loadResources(text, 'l.yaml').errors.map(formatResourceError), [
     'l.yaml:6 Workload/w: metadata.labels["app.kubernetes.io/name"]: must be a label value (letters, digits, "-", "_" and ".", at most 63 characters)',
+  ]);
+});
+
+test('GRPCRoutes load from multi-document YAML; a bad one is reported with its lines, the rest load', () => {
+  const text = `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: catalog }
+spec:
+  parentRefs: [{ kind: Service, name: catalog, port: 9000 }]
+  rules:
+  - matches:
+    - method: { service: shop.v1.Catalog, method: GetItem }
+    backendRefs: [{ name: catalog, port: 9000 }]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: GRPCRoute
+metadata: { name: old-version }
+spec:
+  parentRefs: [{ kind: Service, name: catalog }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: broken }
+spec:
+  parentRefs: [{ kind: Service, name: catalog }]
+  rules:
+  - matches:
+    - method:
+        type: Exact
+    - method: { service: shop.v1.Catalog, method: Get/Item }
+    filters:
+    - type: ExtensionRef
+`;
+  const { resources, errors } = loadResources(text, 'g.yaml');
+  assert.deepEqual(resources.map((r) => `${r.apiVersion} ${r.kind}/${r.metadata.name}`), ['gateway.networking.k8s.io/v1 GRPCRoute/catalog', 'gateway.networking.k8s.io/v1alpha2 GRPCRoute/old-version']);
+  assert.deepEqual(errors.map(formatResourceError), [
+    'g.yaml:24 GRPCRoute/broken: spec.rules[0].matches[0].method: must set service or method (or both); leave "method" out to match every call',
+    'g.yaml:26 GRPCRoute/broken: spec.rules[0].matches[1].method.method: must be a gRPC method name like "GetItem" (letters, digits and "_") when type is Exact',
+    'g.yaml:28 GRPCRoute/broken: spec.rules[0].filters[0].type: ExtensionRef is not supported yet (a filter that cannot be applied must not be skipped, so the route is refused)',
   ]);
 });

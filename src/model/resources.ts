@@ -208,6 +208,52 @@ export interface HTTPBackendRef extends BackendRef {
   filters?: HTTPRouteFilter[];
 }
 
+/**
+ * Gateway API GRPCRoute attached to Services' GRPC and HTTP2 ports. A gRPC call is `POST
+ * /<service>/<method>` over HTTP/2; the compiler turns method matches into path matches.
+ */
+export type GRPCRoute = KubeObject<typeof GATEWAY_V1 | typeof GATEWAY_V1ALPHA2, 'GRPCRoute', GRPCRouteSpec>;
+export interface GRPCRouteSpec {
+  parentRefs: ServiceParentRef[];
+  /** Accepted for compatibility; mesh routes select by parent Service, not by hostname. */
+  hostnames?: string[];
+  rules?: GRPCRouteRule[];
+}
+export interface GRPCRouteRule {
+  /** None (or `[]`): every call. */
+  matches?: GRPCRouteMatch[];
+  filters?: GRPCRouteFilter[];
+  backendRefs?: GRPCBackendRef[];
+}
+export interface GRPCRouteMatch {
+  /** Absent: every service and method. */
+  method?: GRPCMethodMatch;
+  /** Header (gRPC metadata) matches, all of which must match; `Exact` by default. */
+  headers?: HTTPValueMatch[];
+}
+/** At least one of `service` and `method`; `Exact` by default (case-sensitive), or ECMAScript regular expressions. */
+export interface GRPCMethodMatch {
+  type?: 'Exact' | 'RegularExpression';
+  /** Fully qualified service, e.g. `shop.v1.Catalog`; absent or empty: any. */
+  service?: string;
+  /** Method, e.g. `GetItem`; absent or empty: any. */
+  method?: string;
+}
+export type GRPCRouteFilter =
+  | { type: 'RequestHeaderModifier'; requestHeaderModifier: HTTPHeaderFilter }
+  | { type: 'ResponseHeaderModifier'; responseHeaderModifier: HTTPHeaderFilter }
+  /** Accepted and reported: mirroring is not supported yet, so the rule applies without it. */
+  | { type: 'RequestMirror'; requestMirror: HTTPRequestMirror };
+export interface HTTPRequestMirror {
+  backendRef: { group?: ''; kind?: 'Service'; name: string; namespace?: string; port: number };
+  /** 0-100; not together with `fraction`. */
+  percent?: number;
+  fraction?: { numerator: number; denominator?: number };
+}
+export interface GRPCBackendRef extends BackendRef {
+  filters?: GRPCRouteFilter[];
+}
+
 /** Gateway API TCPRoute attached to Services' TCP ports. */
 export type TCPRoute = KubeObject<typeof GATEWAY_V1ALPHA2, 'TCPRoute', TCPRouteSpec>;
 export interface TCPRouteSpec {
@@ -234,4 +280,4 @@ export interface AppSpec {
 }
 
 /** Any resource Weft reads. */
-export type Resource = Mesh | Service | Workload | BackendPolicy | AuthorizationPolicy | HTTPRoute | TCPRoute | App;
+export type Resource = Mesh | Service | Workload | BackendPolicy | AuthorizationPolicy | HTTPRoute | GRPCRoute | TCPRoute | App;

@@ -39,6 +39,15 @@ export interface InboundConfig {
   appAddress: string;
   /** App ports by name, as declared on the Workload. */
   ports: Record<string, number>;
+  /**
+   * What each app port speaks, keyed by port number (as a string): HTTP2 and GRPC ports get h2c
+   * from the proxy, HTTP ports HTTP/1.1, TCP ports bytes. It comes from the ports of the Services
+   * that select the workload and lead to that app port (`protocol`, HTTP by default); when two
+   * disagree, the oldest Service (then the first by namespace/name, then port order) decides. Every
+   * named app port is present (HTTP when no Service leads to it), and so is every numeric
+   * `targetPort` of a selecting Service.
+   */
+  appProtocols: Record<string, AppProtocol>;
   /** The port inbound HTTP goes to when the request names none: the workload's only port, or the one named `http`. */
   defaultPort: number | null;
   /** Mutual TLS mode of the mesh (`Mesh.spec.mtls.mode`, STRICT by default). */
@@ -126,11 +135,15 @@ export interface VirtualHost {
   routes: Route[];
 }
 
-/** One match of one HTTPRoute rule (a rule with N matches yields N routes). */
+/**
+ * One match of one HTTPRoute or GRPCRoute rule (a rule with N matches yields N routes). A GRPCRoute
+ * match is a path match on `/<service>/<method>` (see model/grpc.ts); a port's routes are all of
+ * one kind.
+ */
 export interface Route {
-  /** `<namespace>/<httproute-name>/rule/<i>/match/<j>`: stable, used as the metrics `route` label. */
+  /** `<namespace>/<route-name>/rule/<i>/match/<j>`: stable, used as the metrics `route` label. */
   name: string;
-  /** HTTPRoute `namespace/name`, or `default` for the implicit route to the service itself. */
+  /** HTTPRoute or GRPCRoute `namespace/name`, or `default` for the implicit route to the service itself. */
   routeRef: string;
   match: RouteMatch;
   /** Request filters in declared order (header modifiers, URL rewrite). */

@@ -37,7 +37,7 @@ describe('resource shape', () => {
       'apiVersion: must be one of "weft.dev/v1alpha1", "gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1", "gateway.networking.k8s.io/v1alpha2"',
     ]);
     assert.deepEqual(problems(res(W, 'HTTPRoute', {})), ['kind: unknown kind for weft.dev/v1alpha1; must be one of "Mesh", "Service", "Workload", "BackendPolicy", "AuthorizationPolicy", "App"']);
-    assert.deepEqual(problems(res('gateway.networking.k8s.io/v1alpha2', 'HTTPRoute', {})), ['kind: unknown kind for gateway.networking.k8s.io/v1alpha2; must be "TCPRoute"']);
+    assert.deepEqual(problems(res('gateway.networking.k8s.io/v1alpha2', 'HTTPRoute', {})), ['kind: unknown kind for gateway.networking.k8s.io/v1alpha2; must be one of "TCPRoute", "GRPCRoute"']);
   });
 
   test('metadata', () => {
@@ -389,4 +389,114 @@ test('TCPRoute', () => {
     'spec.rules[0].backendRefs: must have at least 1 item',
     'spec.rules[1].backendRefs[0].filters: unknown field',
   ]);
+});
+
+describe('GRPCRoute', () => {
+  const grpc = (spec: object, apiVersion = GW) => res(apiVersion, 'GRPCRoute', { parentRefs: [{ kind: 'Service', name: 'a', port: 9000 }], ...spec });
+  const grule = (r: object) => grpc({ rules: [r] });
+  const method = (m: object) => grule({ matches: [{ method: m }] });
+
+  test('a full route, in v1 and v1alpha2, has no problems', () => {
+    const spec = {
+      hostnames: ['a.example'],
+      rules: [
+        {
+          matches: [
+            { method: { service: 'shop.v1.Catalog', method: 'GetItem' }, headers: [{ name: 'x-env', value: 'prod' }, { type: 'RegularExpression', name: 'x-id', value: '[0-9]+' }] },
+            { method: { type: 'Exact', service: '.shop.v1.Catalog' } },
+            { method: { method: 'List_Items2' } },
+            { method: { type: 'RegularExpression', service: 'shop\\.v[0-9]+\\..*', method: 'Get.*' } },
+            { headers: [{ name: 'x-canary', value: '1' }] },
+          ],
+          filters: [
+            { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-a', value: 'b' }] } },
+            { type: 'ResponseHeaderModifier', responseHeaderModifier: { remove: ['x-b'] } },
+            { type: 'RequestMirror', requestMirror: { backendRef: { name: 'shadow', port: 9000 }, percent: 10 } },
+            { type: 'RequestMirror', requestMirror: { backendRef: { kind: 'Service', name: 'other', namespace: 'b', port: 9000 }, fraction: { numerator: 1, denominator: 3 } } },
+          ],
+          backendRefs: [{ name: 'a', port: 9000, weight: 90, filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { add: [{ name: 'x-v', value: '1' }] } }] }, { name: 'a-v2', port: 9000, weight: 10 }],
+        },
+        {},
+      ],
+    };
+    assert.deepEqual(problems(grpc(spec)), []);
+    assert.deepEqual(problems(grpc(spec, 'gateway.networking.k8s.io/v1alpha2')), []);
+    assert.deepEqual(problems(grpc({})), []);
+    assert.deepEqual(problems(res(GW, 'GRPCRoute', {})), ['spec.parentRefs: required']);
+  });
+
+  test('a method match needs a service or a method', () => {
+    const need = 'must set service or method (or both); leave "method" out to match every call';
+    assert.deepEqual(problems(method({})), [`spec.rules[0].matches[0].method: ${need}`]);
+    assert.deepEqual(problems(method({ type: 'Exact', service: '', method: '' })), [`spec.rules[0].matches[0].method: ${need}`]);
+    assert.deepEqual(problems(method({ type: 'RegularExpression' })), [`spec.rules[0].matches[0].method: ${need}`]);
+    assert.deepEqual(problems(method({ service: '', method: 'Get' })), [], 'an empty name matches any');
+  });
+
+  test('Exact names have the shape of gRPC names', () => {
+    assert.deepEqual(problems(method({ service: 'shop/v1.Catalog', method: 'Get-Item' })), [
+      'spec.rules[0].matches[0].method.service: must be a gRPC service name like "shop.v1.Catalog" (dot-separated names of letters, digits and "_") when type is Exact',
+      'spec.rules[0].matches[0].method.method: must be a gRPC method name like "GetItem" (letters, digits and "_") when type is Exact',
+    ]);
+    assert.deepEqual(problems(method({ service: 'shop..Catalog' })), [
+      'spec.rules[0].matches[0].method.service: must be a gRPC service name like "shop.v1.Catalog" (dot-separated names of letters, digits and "_") when type is Exact',
+    ]);
+    assert.deepEqual(problems(method({ service: 'a'.repeat(1025) })), ['spec.rules[0].matches[0].method.service: must be at most 1024 characters']);
+    assert.deepEqual(problems(method({ type: 'Prefix', method: 'Get' })), ['spec.rules[0].matches[0].method.type: must be one of "Exact", "RegularExpression"']);
+  });
+
+  test('regular expressions must compile, alone and together', () => {
+    assert.deepEqual(problems(method({ type: 'RegularExpression', service: 'shop.*', method: 'Get(' })), [
+      'spec.rules[0].matches[0].method.method: must be a valid regular expression (Invalid regular expression: /Get(/: Unterminated group)',
+    ]);
+    const [both] = problems(method({ type: 'RegularExpression', service: '(?<v>a)', method: '(?<v>b)' }));
+    assert.match(both!, /^spec\.rules\[0\]\.matches\[0\]\.method: service and method patterns must form a valid regular expression together \(.*\)$/);
+    assert.deepEqual(problems(grule({ matches: [{ headers: [{ type: 'RegularExpression', name: 'x-a', value: '(' }] }] })), [
+      'spec.rules[0].matches[0].headers[0].value: must be a valid regular expression (Invalid regular expression: /(/: Unterminated group)',
+    ]);
+  });
+
+  test('headers: valid names and values, each name once', () => {
+    assert.deepEqual(problems(grule({ matches: [{ headers: [{ name: 'X-A', value: '1' }, { name: 'x-a', value: '2' }, { name: 'bad name', value: '' }] }] })), [
+      'spec.rules[0].matches[0].headers[2].name: must be a valid HTTP header name (an RFC 7230 token)',
+      'spec.rules[0].matches[0].headers[2].value: must be 1-4096 characters',
+      'spec.rules[0].matches[0].headers[1].name: duplicate "x-a"',
+    ]);
+  });
+
+  test('filters: header modifiers once each, RequestMirror any number of times, ExtensionRef refused', () => {
+    const header = { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x', value: 'y' }] } };
+    const mirror = { type: 'RequestMirror', requestMirror: { backendRef: { name: 'm', port: 1 } } };
+    assert.deepEqual(problems(grule({ filters: [header, mirror, mirror, header] })), ['spec.rules[0].filters[3].type: duplicate "RequestHeaderModifier"']);
+    assert.deepEqual(problems(grule({ filters: [{ type: 'ExtensionRef', extensionRef: {} }, { type: 'URLRewrite' }, { type: 'RequestMirror' }, { type: 'RequestHeaderModifier', requestMirror: {} }] })), [
+      'spec.rules[0].filters[0].extensionRef: unknown field',
+      'spec.rules[0].filters[0].type: ExtensionRef is not supported yet (a filter that cannot be applied must not be skipped, so the route is refused)',
+      'spec.rules[0].filters[1].type: must be one of "RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror"',
+      'spec.rules[0].filters[2].requestMirror: required when type is RequestMirror',
+      'spec.rules[0].filters[3].requestMirror.backendRef: required',
+      'spec.rules[0].filters[3].requestHeaderModifier: required when type is RequestHeaderModifier',
+      'spec.rules[0].filters[3].requestMirror: must not be set when type is RequestHeaderModifier',
+    ]);
+    assert.deepEqual(problems(grule({ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'm', port: 1, weight: 1 }, percent: 101, fraction: { numerator: 3, denominator: 2 } } }] })), [
+      'spec.rules[0].filters[0].requestMirror.backendRef.weight: unknown field',
+      'spec.rules[0].filters[0].requestMirror.percent: must be an integer 0-100',
+      'spec.rules[0].filters[0].requestMirror.fraction.numerator: must not exceed denominator',
+      'spec.rules[0].filters[0].requestMirror.fraction: must not be set together with percent',
+    ]);
+  });
+
+  test('unknown fields, including HTTPRoute-only ones, and backendRefs', () => {
+    assert.deepEqual(problems(grule({ timeouts: { request: '1s' }, matches: [{ path: { value: '/a' }, method: { service: 'a', methods: 'B' } }], backendRefs: [{ name: 'a' }, { port: 1, weight: -1 }] })), [
+      'spec.rules[0].timeouts: unknown field',
+      'spec.rules[0].matches[0].path: unknown field',
+      'spec.rules[0].matches[0].method.methods: unknown field',
+      'spec.rules[0].backendRefs[0].port: required',
+      'spec.rules[0].backendRefs[1].name: required',
+      'spec.rules[0].backendRefs[1].weight: must be an integer 0-1000000',
+    ]);
+    assert.deepEqual(problems(grpc({ parentRefs: [{ kind: 'Gateway', name: 'g' }], hostnames: ['Bad_Host'] })), [
+      'spec.parentRefs[0].kind: must be "Service"',
+      'spec.hostnames[0]: must be a lowercase RFC 1123 hostname, optionally starting with "*."',
+    ]);
+  });
 });

@@ -8,6 +8,7 @@ import { parseDuration } from './duration.js';
 import { GATEWAY_V1, GATEWAY_V1ALPHA2, GATEWAY_V1BETA1, WEFT_V1ALPHA1 } from './resources.js';
 import { joinPath } from './source.js';
 import { callsEntryProblem } from './scope.js';
+import { GRPC_METHOD, GRPC_SERVICE, grpcPathMatch } from './grpc.js';
 
 /** A validation failure at one field path. */
 export interface FieldError {
@@ -385,6 +386,66 @@ const httpRule = object(
 );
 const httpRouteSpec = object({ parentRefs: list(parentRef, 1), hostnames: list(wildcardHostname), rules: list(httpRule) }, ['parentRefs']);
 
+// GRPCRoute: matches on service and method (a call is `POST /<service>/<method>`) and headers.
+const grpcName = (key: 'service' | 'method', exact: RegExp, shape: string): CrossCheck => (o, path, errs) => {
+  const v = o[key];
+  if (typeof v !== 'string') return;
+  if (v.length > 1024) return fail(errs, `${path}.${key}`, 'must be at most 1024 characters');
+  if ((o.type ?? 'Exact') === 'Exact' && v !== '' && !exact.test(v)) fail(errs, `${path}.${key}`, `must be ${shape} when type is Exact`);
+  if (o.type === 'RegularExpression') {
+    const p = regexProblem(v);
+    if (p !== null) fail(errs, `${path}.${key}`, p);
+  }
+};
+const grpcServiceName = grpcName('service', GRPC_SERVICE, 'a gRPC service name like "shop.v1.Catalog" (dot-separated names of letters, digits and "_")');
+const grpcMethodName = grpcName('method', GRPC_METHOD, 'a gRPC method name like "GetItem" (letters, digits and "_")');
+const grpcMethodMatch = object({ type: oneOf('Exact', 'RegularExpression'), service: text(), method: text() }, [], (o, path, errs) => {
+  const given = (f: string): boolean => typeof o[f] === 'string' && o[f] !== '';
+  if (!given('service') && !given('method')) return fail(errs, path, 'must set service or method (or both); leave "method" out to match every call');
+  const before = errs.length;
+  grpcServiceName(o, path, errs);
+  grpcMethodName(o, path, errs);
+  if (errs.length > before || o.type !== 'RegularExpression') return;
+  // Each pattern compiles alone; together (e.g. the same named group in both) they must too.
+  try {
+    new RegExp(grpcPathMatch(o as never).value);
+  } catch (e) {
+    fail(errs, path, `service and method patterns must form a valid regular expression together (${(e as Error).message})`);
+  }
+});
+const grpcRouteMatch = object({ method: grpcMethodMatch, headers: list(valueMatch(headerName)) }, [], (o, path, errs) => {
+  noDuplicates(o.headers, `${path}.headers`, lowerName, 'name', errs);
+});
+const mirrorFraction = object({ numerator: int(0, 1_000_000), denominator: int(1, 1_000_000) }, ['numerator'], (o, path, errs) => {
+  if (typeof o.numerator === 'number' && typeof o.denominator === 'number' && o.numerator > o.denominator) fail(errs, `${path}.numerator`, 'must not exceed denominator');
+});
+const { weight: _weight, ...mirrorBackendFields } = backendRefFields;
+const requestMirror = object({ backendRef: object(mirrorBackendFields, ['name', 'port']), percent: int(0, 100), fraction: mirrorFraction }, ['backendRef'], (o, path, errs) => {
+  if (!absent(o.percent) && !absent(o.fraction)) fail(errs, `${path}.fraction`, 'must not be set together with percent');
+});
+const GRPC_FILTER_FIELDS = { RequestHeaderModifier: 'requestHeaderModifier', ResponseHeaderModifier: 'responseHeaderModifier', RequestMirror: 'requestMirror' };
+const grpcFilterType: Check = (v, path, errs) => {
+  if (v === 'ExtensionRef') return fail(errs, path, 'ExtensionRef is not supported yet (a filter that cannot be applied must not be skipped, so the route is refused)');
+  oneOf(...Object.keys(GRPC_FILTER_FIELDS))(v, path, errs);
+};
+const grpcFilter = object(
+  { type: grpcFilterType, requestHeaderModifier: headerModifier, responseHeaderModifier: headerModifier, requestMirror },
+  ['type'],
+  tagged(GRPC_FILTER_FIELDS),
+);
+/** Header modifiers at most once per list; RequestMirror may repeat (as the API allows). */
+const grpcFilters = (item: Check): Check => (v, path, errs) => {
+  list(item)(v, path, errs);
+  const modifiers = items(v).map((f) => field(f, 'type')).map((t) => (t === 'RequestHeaderModifier' || t === 'ResponseHeaderModifier' ? { type: t } : null));
+  noDuplicates(modifiers, path, (f) => field(f, 'type'), 'type', errs);
+};
+const grpcRule = object({
+  matches: list(grpcRouteMatch),
+  filters: grpcFilters(grpcFilter),
+  backendRefs: list(object({ ...backendRefFields, filters: grpcFilters(grpcFilter) }, ['name', 'port'])),
+});
+const grpcRouteSpec = object({ parentRefs: list(parentRef, 1), hostnames: list(wildcardHostname), rules: list(grpcRule) }, ['parentRefs']);
+
 const tcpRouteSpec = object(
   { parentRefs: list(parentRef, 1), rules: list(object({ backendRefs: list(object(backendRefFields, ['name', 'port']), 1) }, ['backendRefs']), 1) },
   ['parentRefs', 'rules'],
@@ -406,9 +467,10 @@ const appSpec = object(
 
 const SPECS: Record<string, Record<string, Check>> = {
   [WEFT_V1ALPHA1]: { Mesh: meshSpec, Service: serviceSpec, Workload: workloadSpec, BackendPolicy: backendPolicySpec, AuthorizationPolicy: authorizationPolicySpec, App: appSpec },
-  [GATEWAY_V1]: { HTTPRoute: httpRouteSpec },
+  [GATEWAY_V1]: { HTTPRoute: httpRouteSpec, GRPCRoute: grpcRouteSpec },
   [GATEWAY_V1BETA1]: { HTTPRoute: httpRouteSpec },
-  [GATEWAY_V1ALPHA2]: { TCPRoute: tcpRouteSpec },
+  // GRPCRoute was v1alpha2 until Gateway API 1.1; the schema is the same.
+  [GATEWAY_V1ALPHA2]: { TCPRoute: tcpRouteSpec, GRPCRoute: grpcRouteSpec },
 };
 
 /** Every problem of one resource document, each at its field path; empty when it is valid. */

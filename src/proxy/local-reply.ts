@@ -1,9 +1,9 @@
 /**
  * The one place a mesh-generated error becomes a response: status from the code, a `weft-error`
- * header, and a JSON body `{ code, message }`.
+ * header, and a JSON body `{ code, message }` — or, for a gRPC caller, a gRPC status.
  */
 import { STATUS_CODES } from 'node:http';
-import { MeshError } from '../core/errors.js';
+import { MeshError, type MeshErrorCode } from '../core/errors.js';
 import { Body } from './body.js';
 import type { ProxyResponse } from './message.js';
 
@@ -27,4 +27,48 @@ export function meshErrorResponse(e: MeshError, requestId: string | null): Proxy
 export function meshErrorWire(e: MeshError): string {
   const json = JSON.stringify({ code: e.code, message: e.message });
   return `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? 'Error'}\r\ncontent-type: application/json\r\nweft-error: ${e.code}\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`;
+}
+
+/**
+ * The gRPC status each mesh error becomes for a gRPC caller (codes of grpc/doc/statuscodes.md),
+ * close to what Envoy answers: the caller's library turns it into its own error type.
+ */
+export const GRPC_STATUS: Readonly<Record<MeshErrorCode, number>> = {
+  BAD_REQUEST: 13, // INTERNAL: the request was not valid HTTP/2 for the mesh
+  HEADERS_TOO_LARGE: 8, // RESOURCE_EXHAUSTED
+  REQUEST_TIMEOUT: 4, // DEADLINE_EXCEEDED
+  NO_ROUTE: 12, // UNIMPLEMENTED
+  DENIED: 7, // PERMISSION_DENIED
+  MTLS_REQUIRED: 16, // UNAUTHENTICATED
+  NO_CONFIGURATION: 14, // UNAVAILABLE
+  INVALID_BACKEND: 13, // INTERNAL
+  NO_HEALTHY_UPSTREAM: 14, // UNAVAILABLE
+  UPSTREAM_CONNECT_FAILURE: 14,
+  UPSTREAM_TLS_FAILURE: 14,
+  UPSTREAM_TIMEOUT: 4, // DEADLINE_EXCEEDED
+  UPSTREAM_RESET: 14,
+  UPSTREAM_PROTOCOL_ERROR: 13,
+  EXPECTATION_FAILED: 13,
+  NOT_IMPLEMENTED: 12,
+  VERSION_NOT_SUPPORTED: 12,
+  INTERNAL_ERROR: 13,
+};
+
+/** `grpc-message` is percent-encoded: bytes outside printable ASCII, and `%` itself (gRPC over HTTP/2, "Responses"). */
+function grpcMessage(text: string): string {
+  let out = '';
+  for (const b of Buffer.from(text, 'utf8')) out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
+}
+
+/** The trailer fields that carry a mesh error to a gRPC caller. */
+export function meshErrorGrpcTrailers(e: MeshError): string[] {
+  return ['grpc-status', String(GRPC_STATUS[e.code]), 'grpc-message', grpcMessage(`${e.code}: ${e.message}`), 'weft-error', e.code];
+}
+
+/** A mesh error for a gRPC caller: a "trailers-only" response, HTTP 200 with the gRPC status in its head. */
+export function meshErrorGrpcResponse(e: MeshError, requestId: string | null): ProxyResponse {
+  const headers = ['content-type', 'application/grpc', ...meshErrorGrpcTrailers(e)];
+  if (requestId !== null && requestId !== '') headers.push('x-request-id', requestId);
+  return { status: 200, headers, body: null };
 }

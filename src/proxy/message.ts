@@ -4,6 +4,7 @@
  * terminal handlers. Protocol code (HTTP/1.1 today, HTTP/2 later) only converts wire messages to and
  * from these shapes.
  */
+import type { Socket } from 'node:net';
 import type { Body } from './body.js';
 
 /** A request on its way through the proxy. Handlers may change it before passing it on. */
@@ -16,6 +17,11 @@ export interface ProxyRequest {
   /** End-to-end header fields, flattened [name, value, …], lowercase names; no Host, no hop-by-hop. */
   headers: string[];
   body: Body | null;
+  /**
+   * An HTTP/1.1 protocol upgrade the client asked for (RFC 9110 7.8): the `Upgrade` field value to
+   * forward, e.g. `websocket`. Absent for ordinary requests.
+   */
+  upgrade?: string;
 }
 
 /** A response on its way back. */
@@ -23,6 +29,20 @@ export interface ProxyResponse {
   status: number;
   headers: string[];
   body: Body | null;
+  /** With status 101 only: the upstream connection, switched to the upgraded protocol and no longer HTTP. */
+  upgraded?: UpgradedStream;
+}
+
+/**
+ * An upstream connection that answered `101 Switching Protocols`: out of its pool for good, paused,
+ * with no listener of the pool's left on it. Whoever gets it joins it to the client's connection.
+ */
+export interface UpgradedStream {
+  socket: Socket;
+  /** The protocol switched to: the 101's `Upgrade` field value. */
+  protocol: string;
+  /** Bytes that followed the 101 head: already the upgraded protocol's. */
+  rest: Buffer | null;
 }
 
 /** Facts about the request that handlers read and layers annotate. */

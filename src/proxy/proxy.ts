@@ -7,7 +7,8 @@ import type { Server as HttpServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { proxyLifecycle, tcpConnectionFailed } from '../core/diagnostics.js';
-import { TLS_HANDSHAKE, onFirstByte } from '../core/first-byte.js';
+import { TLS_HANDSHAKE, isH2Preface, onFirstByte, peekBytes } from '../core/first-byte.js';
+import { Http2Downstream } from './http2/server.js';
 import type { ProxySnapshot } from '../model/snapshot.js';
 import { startAdmin } from './admin/admin-server.js';
 import { ProxyMetrics } from './admin/metrics.js';
@@ -19,6 +20,7 @@ import { Runtime } from './runtime.js';
 import { forwardTcp, type TcpForwarding } from './tcp/tcp-proxy.js';
 import { InboundTunnels, acceptTunnel, type TunnelOutcome } from './tcp/inbound-tunnel.js';
 import { TunnelDialer } from './tcp/tunnel-client.js';
+import { connectOutbound } from './tcp/outbound-connect.js';
 import { buildAuthorizer } from './authz/authorize.js';
 import { meshErrorWire } from './local-reply.js';
 import { PoolRegistry } from './upstream/pools.js';
@@ -88,14 +90,17 @@ export class Proxy {
   readonly metrics = new ProxyMetrics();
   private readonly servers: Server[] = [];
   private admin: HttpServer | null = null;
-  private readonly httpConns = new Set<Http1ServerConnection>();
+  /** Downstream HTTP connections (HTTP/1.1) and sessions (HTTP/2). */
+  private readonly httpConns = new Set<{ drain(): void }>();
   private readonly tcpConns = new Set<Socket>();
   private draining = false;
   private listening = false;
   private appliedAt = '';
   private tlsServer: { generation: number; server: TlsServer } | null = null;
   /** Inbound mTLS connections, with the certificate generation they were accepted under. */
-  private readonly tlsConns = new Map<Http1ServerConnection, number>();
+  private readonly tlsConns = new Map<{ drain(): void }, number>();
+  /** HTTP/2 for each listener direction, made at start. */
+  private readonly h2: Partial<Record<'inbound' | 'outbound', Http2Downstream>> = {};
 
   /** Outbound TCP: tunnels through destination proxies, with the same client certificate as HTTP. */
   private readonly tcpForwarding: TcpForwarding;
@@ -159,8 +164,9 @@ export class Proxy {
   private readonly outbound: Handler = (req, ctx) => (this.runtime === null ? notConfigured(req) : this.runtime.outbound(req, ctx));
   private readonly inbound: Handler = (req, ctx) => (this.runtime === null ? notConfigured(req) : this.runtime.inbound(req, ctx));
 
-  private readonly onExchange = (ctx: RequestContext, status: number, errorCode: string): void => {
+  private readonly onExchange = (ctx: RequestContext, status: number, errorCode: string, grpcStatus = ''): void => {
     this.metrics.request(ctx.direction, ctx.destination, ctx.route, status, errorCode, (performance.now() - ctx.start) / 1000);
+    if (grpcStatus !== '') this.metrics.count(`weft_grpc_responses_total{direction="${ctx.direction}",destination_service="${ctx.destination}",route="${ctx.route}",grpc_status="${grpcStatus}"}`);
   };
 
   /** An inbound connection turned into a TCP tunnel at its CONNECT: it now counts as TCP, not HTTP. */
@@ -169,6 +175,13 @@ export class Proxy {
     this.tlsConns.delete(t.from);
     this.tcpConns.add(t.socket);
     acceptTunnel(t, this.tunnels, this.reportTunnel, () => this.tcpConns.delete(t.socket));
+  };
+
+  /** An outbound connection turned into a TCP tunnel at its CONNECT (an app's HTTPS_PROXY): it now counts as TCP. */
+  private readonly onOutboundConnect = (t: ConnectTunnel): void => {
+    this.httpConns.delete(t.from);
+    this.tcpConns.add(t.socket);
+    connectOutbound(t, this.runtime?.connectTargets ?? null, this.tcpForwarding, () => this.tcpConns.delete(t.socket));
   };
 
   private readonly reportTunnel = (o: TunnelOutcome): void => {
@@ -187,8 +200,12 @@ export class Proxy {
       requestHeaderTimeoutMs: o.requestHeaderTimeoutMs,
       idleTimeoutMs: o.idleTimeoutMs,
       onExchange: this.onExchange,
-      ...(direction === 'inbound' ? { connect: this.onTunnel } : {}),
+      connect: direction === 'inbound' ? this.onTunnel : this.onOutboundConnect,
     });
+    for (const direction of ['inbound', 'outbound'] as const) {
+      const handler = direction === 'inbound' ? this.inbound : this.outbound;
+      this.h2[direction] = new Http2Downstream(() => handler, { direction, idleTimeoutMs: o.idleTimeoutMs, maxHeaderListSize: o.limits.maxHeadBytes, onExchange: this.onExchange });
+    }
     const ports: ProxyPorts = { outbound: null, inbound: null, admin: 0, upstreams: {} };
     if (o.outboundPort !== null) ports.outbound = await this.listenHttp(o.outboundPort, this.outbound, httpOpts('outbound'));
     if (o.inboundPort !== null) ports.inbound = await this.listenInbound(o.inboundPort, this.inbound, httpOpts('inbound'));
@@ -215,7 +232,28 @@ export class Proxy {
   }
 
   private listenHttp(port: number, handler: Handler, opts: Http1ServerOptions): Promise<number> {
-    return this.listen(port, (socket) => this.serveHttp(socket, handler, opts, null));
+    return this.listen(port, (socket) => this.servePlaintext(socket, handler, opts));
+  }
+
+  /** A plaintext HTTP connection: HTTP/2 when it opens with the preface (prior knowledge), else HTTP/1.1. */
+  private servePlaintext(socket: Socket, handler: Handler, opts: Http1ServerOptions): void {
+    peekBytes(socket, 3, this.opts.requestHeaderTimeoutMs, (head) => {
+      // HTTP/2 reads the bytes put back itself (Node feeds a socket's buffered bytes to the session).
+      if (isH2Preface(head)) return this.serveHttp2(socket, opts.direction, null, null);
+      this.serveHttp(socket, handler, opts, null);
+      socket.resume();
+    });
+  }
+
+  private serveHttp2(socket: Socket, direction: 'inbound' | 'outbound', peerIdentity: string | null, tlsGeneration: number | null): void {
+    const conn = this.h2[direction]!.accept(socket, peerIdentity);
+    this.httpConns.add(conn);
+    if (tlsGeneration !== null) this.tlsConns.set(conn, tlsGeneration);
+    conn.session.once('close', () => {
+      this.httpConns.delete(conn);
+      this.tlsConns.delete(conn);
+    });
+    if (this.draining) conn.drain();
   }
 
   private serveHttp(socket: Socket, handler: Handler, opts: Http1ServerOptions, peerIdentity: string | null, tlsGeneration: number | null = null): void {
@@ -240,13 +278,12 @@ export class Proxy {
   private listenInbound(port: number, handler: Handler, opts: Http1ServerOptions): Promise<number> {
     const identity = this.opts.identity ?? null;
     return this.listen(port, (socket) => {
-      if (identity === null || this.mtlsMode() === 'DISABLED') return this.serveHttp(socket, handler, opts, null);
+      if (identity === null || this.mtlsMode() === 'DISABLED') return this.servePlaintext(socket, handler, opts);
       onFirstByte(socket, this.opts.requestHeaderTimeoutMs, (first) => {
         if (first === TLS_HANDSHAKE) return this.acceptTls(socket, identity, handler, opts);
         if (this.mtlsMode() === 'STRICT') return this.refusePlaintext(socket);
         this.metrics.count('weft_inbound_connections_total{security="plaintext"}');
-        this.serveHttp(socket, handler, opts, null);
-        socket.resume();
+        this.servePlaintext(socket, handler, opts);
       });
     });
   }
@@ -262,7 +299,8 @@ export class Proxy {
     if (options === null) return null;
     // requestCert without rejectUnauthorized: the chain check's verdict is read below, so every
     // refusal is counted with its reason.
-    const server = createTlsServer({ ...options, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false });
+    // ALPN: `h2` multiplexes a peer proxy's requests on one connection; `http/1.1` is one exchange at a time.
+    const server = createTlsServer({ ...options, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1'] });
     const generation = identity.generation;
     server.on('secureConnection', (tls: TLSSocket) => {
       if (!tls.authorized) {
@@ -274,7 +312,9 @@ export class Proxy {
       const peer = tls.getPeerX509Certificate();
       const ids = peer === undefined ? [] : uriSans(peer);
       this.metrics.count('weft_inbound_connections_total{security="mtls"}');
-      this.serveHttp(tls, handler, opts, ids.length === 1 ? ids[0]! : null, generation);
+      const peerId = ids.length === 1 ? ids[0]! : null;
+      if (tls.alpnProtocol === 'h2') this.serveHttp2(tls as unknown as Socket, 'inbound', peerId, generation);
+      else this.serveHttp(tls, handler, opts, peerId, generation);
     });
     server.on('tlsClientError', (err: NodeJS.ErrnoException, tls: TLSSocket) => {
       this.metrics.count(`weft_inbound_connections_total{security="refused",reason="${tlsReason(err)}"}`);

@@ -6,8 +6,9 @@
 import { MeshError } from '../core/errors.js';
 import type { ProxySnapshot, TcpService } from '../model/snapshot.js';
 import { getHeader, removeHeader, type Handler } from './message.js';
-import type { Http1Pool } from './http1/client.js';
+import type { UpstreamPool } from './upstream/upstream-pool.js';
 import { RouteTable } from './route/route-table.js';
+import { ConnectTable } from './route/connect-table.js';
 import { APP_PORT_HEADER, ClusterRuntime } from './upstream/cluster.js';
 import type { PoolRegistry } from './upstream/pools.js';
 import { buildAuthorizer } from './authz/authorize.js';
@@ -29,13 +30,15 @@ export class Runtime {
   readonly outbound: Handler;
   readonly inbound: Handler;
   readonly tcp: ReadonlyMap<string, TcpTarget>;
+  /** Service ports by authority, for `CONNECT` on the outbound listener. */
+  readonly connectTargets: ConnectTable;
   /** Every pool this runtime uses, so older ones can be closed. */
-  readonly pools: ReadonlySet<Http1Pool>;
+  readonly pools: ReadonlySet<UpstreamPool>;
 
   constructor(snapshot: ProxySnapshot, registry: PoolRegistry) {
     this.snapshot = snapshot;
     const clusters = new Map<string, ClusterRuntime>();
-    const pools = new Set<Http1Pool>();
+    const pools = new Set<UpstreamPool>();
     for (const c of snapshot.clusters) {
       const rt = new ClusterRuntime(c, registry);
       clusters.set(c.name, rt);
@@ -47,6 +50,7 @@ export class Runtime {
     const tcp = new Map<string, TcpTarget>();
     for (const t of snapshot.tcpServices) tcp.set(t.name, { service: t, pickCluster: weightedClusters(t, clusters) });
     this.tcp = tcp;
+    this.connectTargets = new ConnectTable(snapshot, clusters, tcp);
     this.pools = pools;
   }
 }
@@ -65,11 +69,13 @@ function weightedClusters(t: TcpService, clusters: ReadonlyMap<string, ClusterRu
 }
 
 /** Forwards inbound requests to this workload's app, on the port the caller's proxy named. */
-function inboundHandler(snapshot: ProxySnapshot, registry: PoolRegistry, pools: Set<Http1Pool>): Handler {
+function inboundHandler(snapshot: ProxySnapshot, registry: PoolRegistry, pools: Set<UpstreamPool>): Handler {
   const { appAddress, ports, defaultPort } = snapshot.inbound;
-  const byPort = new Map<number, Http1Pool>();
+  const byPort = new Map<number, UpstreamPool>();
   for (const port of Object.values(ports)) {
-    const pool = registry.get(appAddress, port, APP_CONNECT_TIMEOUT_MS);
+    // An app port of an HTTP/2 or gRPC Service gets HTTP/2 (prior knowledge), whatever the caller spoke.
+    const protocol = snapshot.inbound.appProtocols[String(port)];
+    const pool = registry.get(appAddress, port, APP_CONNECT_TIMEOUT_MS, null, protocol === 'HTTP2' || protocol === 'GRPC' ? 'h2' : 'http/1.1');
     byPort.set(port, pool);
     pools.add(pool);
   }

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { eventually, runWeft, startControl, startEcho, startProxyWith, type RunningControl, type RunningProxy } from './harness.js';
+import { eventually, runWeft, startControl, startEcho, startProxyWith, type RunningProxy, joinToken as token, applyYaml as apply } from './harness.js';
 
 const SERVICE = `apiVersion: weft.dev/v1alpha1
 kind: Service
@@ -29,16 +29,7 @@ function call(proxy: RunningProxy, method: string, path: string, headers: Record
   });
 }
 
-async function token(cp: RunningControl, sa: string): Promise<string> {
-  const r = await runWeft(['token', 'create', '--service-account', sa], cp.url);
-  assert.equal(r.code, 0, r.stderr);
-  return r.stdout.trim();
-}
 
-async function apply(cp: RunningControl, yaml: string): Promise<void> {
-  const r = await runWeft(['apply', '-f', '-'], cp.url, yaml);
-  assert.equal(r.code, 0, r.stdout + r.stderr);
-}
 
 test('AuthorizationPolicy: allow by identity glob, method and path; DENY wins; default deny; headers; ambiguous paths refused', async () => {
   const cp = await startControl();

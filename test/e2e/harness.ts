@@ -278,6 +278,24 @@ export function runWeft(args: string[], server: string, input?: string): Promise
   });
 }
 
+/** A join token for `sa` in the default namespace, made through the CLI. */
+export async function joinToken(cp: RunningControl, sa: string, ttl = '24h'): Promise<string> {
+  const r = await runWeft(['token', 'create', '--service-account', sa, '--ttl', ttl], cp.url);
+  if (r.code !== 0) throw new Error(`weft token create failed (${r.code}): ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** Applies YAML through the CLI; throws with its output unless every document applied. */
+export async function applyYaml(cp: RunningControl, yaml: string): Promise<void> {
+  const r = await runWeft(['apply', '-f', '-'], cp.url, yaml);
+  if (r.code !== 0) throw new Error(`weft apply failed (${r.code}): ${r.stdout}${r.stderr}`);
+}
+
+/** A proxy's Prometheus text from its admin port. */
+export async function proxyMetrics(p: { admin: number }): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${p.admin}/metrics`)).text();
+}
+
 /** A raw HTTP exchange on a fresh connection: writes `bytes`, reads until the peer closes or `ms` pass. */
 export function rawExchange(port: number, bytes: string | Buffer, ms = 2000): Promise<{ text: string; closed: boolean }> {
   return new Promise((resolve) => {

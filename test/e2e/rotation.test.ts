@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
-import { apiFetch, eventually, runWeft, startControl, startEcho, startProxyWith, type RunningControl } from './harness.js';
+import { apiFetch, eventually, runWeft, startControl, startEcho, startProxyWith, joinToken } from './harness.js';
 
 const mesh = (lifetime: string): string => `apiVersion: weft.dev/v1alpha1
 kind: Mesh
@@ -20,11 +20,6 @@ async function getJson(url: string): Promise<any> {
   return (await apiFetch(url)).json();
 }
 
-async function token(cp: RunningControl, sa: string): Promise<string> {
-  const r = await runWeft(['token', 'create', '--service-account', sa, '--ttl', '1h'], cp.url);
-  assert.equal(r.code, 0, r.stderr);
-  return r.stdout.trim();
-}
 
 /** Sends requests through the client sidecar, 4 at a time, until stopped; counts what failed and why. */
 function steadyLoad(port: number): { stop(): Promise<{ sent: number; failed: number; reasons: Map<string, number> }> } {
@@ -76,8 +71,8 @@ async function startMesh(lifetime: string) {
   assert.equal((await runWeft(['apply', '-f', '-'], cp.url, mesh(lifetime))).code, 0);
   const app = await startEcho('echo-app');
   // The client also serves, so that both directions' certificates matter to the connections made.
-  const server = await startProxyWith(['--control-plane', cp.url, '--workload', 'echo-1', '--app-port', `http=${app.port}`, '--label', 'app=echo', '--service-account', 'echo', '--token', await token(cp, 'echo'), '--quiet']);
-  const client = await startProxyWith(['--control-plane', cp.url, '--workload', 'client', '--register', '--service-account', 'client', '--token', await token(cp, 'client'), '--quiet']);
+  const server = await startProxyWith(['--control-plane', cp.url, '--workload', 'echo-1', '--app-port', `http=${app.port}`, '--label', 'app=echo', '--service-account', 'echo', '--token', await joinToken(cp, 'echo', '1h'), '--quiet']);
+  const client = await startProxyWith(['--control-plane', cp.url, '--workload', 'client', '--register', '--service-account', 'client', '--token', await joinToken(cp, 'client', '1h'), '--quiet']);
   await eventually(async () => ((await getJson(`${cp.url}/api/v1/certificates`)).items as any[]).filter((i) => i.installed).length === 2, 10_000, 'certificates installed');
   return {
     cp,

@@ -9,7 +9,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { join } from 'node:path';
 import { createCsr, generateKey, issueLeafCertificate, keyToPem, readCsr } from '../../src/core/identity/x509.js';
-import { eventually, rawExchange, runWeft, startControl, startProxyWith, type RunningControl, type RunningProxy } from './harness.js';
+import { eventually, rawExchange, runWeft, startControl, startProxyWith, type RunningControl, type RunningProxy, joinToken as token, applyYaml as apply, proxyMetrics as metrics } from './harness.js';
 
 const ID = (sa: string): string => `spiffe://cluster.local/ns/default/sa/${sa}`;
 
@@ -108,20 +108,8 @@ function tlsExchange(port: number, id: { cert: string; key: string }, bytes: str
   });
 }
 
-async function token(cp: RunningControl, sa: string): Promise<string> {
-  const r = await runWeft(['token', 'create', '--service-account', sa], cp.url);
-  assert.equal(r.code, 0, r.stderr);
-  return r.stdout.trim();
-}
 
-async function apply(cp: RunningControl, yaml: string): Promise<void> {
-  const r = await runWeft(['apply', '-f', '-'], cp.url, yaml);
-  assert.equal(r.code, 0, r.stdout + r.stderr);
-}
 
-async function metrics(p: RunningProxy): Promise<string> {
-  return (await fetch(`http://127.0.0.1:${p.admin}/metrics`)).text();
-}
 
 /** The value of one counter series (0 when absent). */
 function counter(text: string, series: string): number {

@@ -12,7 +12,7 @@ import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js'
 import {
   ChunkedDecoder, ParseError, defaultHeadLimits, findHeadEnd, parseResponseHead, type ResponseHead,
 } from './parse.js';
-import { BODYLESS_RESPONSE_FRAMING, RESPONSE_FRAMING, headerLines, stripHopByHop, writeChunk, writeLastChunk } from './wire.js';
+import { BODYLESS_RESPONSE_FRAMING, RESPONSE_FRAMING, headerLines, stripHopByHop, upgradeValue, writeChunk, writeLastChunk } from './wire.js';
 
 /** Settings of one endpoint's pool. */
 export interface PoolOptions {
@@ -204,15 +204,23 @@ class UpstreamConnection {
   private onDone: (() => void) | null = null;
   private requestBody: Body | null = null;
   private gen = 0;
+  /** The `Upgrade` value sent with the request in flight, or null. */
+  private upgrade: string | null = null;
 
   constructor(socket: Socket, pool: Http1Pool) {
     this.socket = socket;
     this.pool = pool;
-    socket.on('data', (c: Buffer) => this.onData(c));
-    socket.on('error', (err) => this.fail(err));
-    socket.on('close', () => this.fail(null));
-    socket.on('end', () => this.onEnd());
+    socket.on('data', this.onDataListener);
+    socket.on('error', this.onErrorListener);
+    socket.on('close', this.onCloseListener);
+    socket.on('end', this.onEndListener);
   }
+
+  // Kept as fields so a switch of protocols can remove exactly these.
+  private readonly onDataListener = (c: Buffer): void => this.onData(c);
+  private readonly onErrorListener = (err: Error): void => this.fail(err);
+  private readonly onCloseListener = (): void => this.fail(null);
+  private readonly onEndListener = (): void => this.onEnd();
 
   idleSince(ms: number): void {
     this.phase = Phase.Idle;
@@ -257,6 +265,7 @@ class UpstreamConnection {
       this.decoder = null;
       this.body = null;
       this.requestBody = req.body;
+      this.upgrade = req.upgrade ?? null;
       ctx.upstreamHost = this.pool.key;
       if (timeoutMs > 0) {
         this.armTimer(timeoutMs, () => this.timeout(timeoutMs));
@@ -276,6 +285,7 @@ class UpstreamConnection {
     let s = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${req.authority}\r\n${headerLines(req.headers)}`;
     const chunked = body !== null && body.length < 0;
     if (body !== null) s += chunked ? 'transfer-encoding: chunked\r\n' : `content-length: ${body.length}\r\n`;
+    if (this.upgrade !== null) s += `connection: upgrade\r\nupgrade: ${this.upgrade}\r\n`;
     if (body === null) {
       socket.write(`${s}\r\n`, 'latin1');
       return;
@@ -344,7 +354,11 @@ class UpstreamConnection {
       this.buf = end === buf.length ? null : buf.subarray(end);
       if (head.status < 200) {
         if (head.status === 101) {
-          this.protocolError(new ParseError('UPSTREAM_PROTOCOL_ERROR', 'upstream switched protocols without an upgrade request'));
+          if (this.upgrade === null) {
+            this.protocolError(new ParseError('UPSTREAM_PROTOCOL_ERROR', 'upstream switched protocols without an upgrade request'));
+          } else {
+            this.switchProtocols(head);
+          }
           return;
         }
         stripHopByHop(head.headers, head.connection, RESPONSE_FRAMING);
@@ -353,6 +367,37 @@ class UpstreamConnection {
       }
       this.startResponse(head);
     }
+  }
+
+  /**
+   * The upstream answered 101 to our upgrade request: this connection leaves the pool for good and
+   * becomes the response's upgraded stream. The exchange stays counted as active until it closes.
+   */
+  private switchProtocols(head: ResponseHead): void {
+    const socket = this.socket;
+    const resolve = this.resolve!;
+    const protocol = upgradeValue(head.headers) ?? this.upgrade!;
+    stripHopByHop(head.headers, head.connection, RESPONSE_FRAMING);
+    const rest = this.buf;
+    this.buf = null;
+    this.resolve = null;
+    this.reject = null;
+    this.phase = Phase.Dead;
+    this.clearTimer();
+    this.ctx = null;
+    this.requestBody = null;
+    socket.pause();
+    socket.off('data', this.onDataListener);
+    socket.off('error', this.onErrorListener);
+    socket.off('close', this.onCloseListener);
+    socket.off('end', this.onEndListener);
+    // Whoever joins it adds its own; until then a reset must not crash the proxy.
+    socket.on('error', () => {});
+    const done = this.onDone;
+    this.onDone = null;
+    if (done !== null) socket.once('close', done);
+    this.pool.forget(this);
+    resolve({ status: 101, headers: head.headers, body: null, upgraded: { socket, protocol, rest } });
   }
 
   private startResponse(head: ResponseHead): void {

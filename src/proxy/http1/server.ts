@@ -9,11 +9,12 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodySink } from '../body.js';
-import type { Handler, ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
+import type { Handler, ProxyRequest, ProxyResponse, RequestContext, UpgradedStream } from '../message.js';
+import { joinSockets } from '../tcp/join.js';
 import { abortContext } from '../message.js';
 import { meshErrorResponse, toMeshError } from '../local-reply.js';
 import { ChunkedDecoder, ParseError, findHeadEnd, parseRequestHead, type HeadLimits, type RequestHead } from './parse.js';
-import { REQUEST_FRAMING, REQUEST_FRAMING_HTTP10, stripHopByHop, writeChunk, writeLastChunk } from './wire.js';
+import { REQUEST_FRAMING, REQUEST_FRAMING_HTTP10, requestedUpgrade, stripHopByHop, writeChunk, writeLastChunk } from './wire.js';
 
 /** Per-listener settings of the HTTP/1.1 server side. */
 export interface Http1ServerOptions {
@@ -21,7 +22,7 @@ export interface Http1ServerOptions {
   limits: HeadLimits;
   /** Time allowed from a request's first byte to the end of its head. */
   requestHeaderTimeoutMs: number;
-  /** Time a keep-alive connection may sit with no request. */
+  /** Time a keep-alive connection may sit with no request; also the most silence (both ways) an upgraded connection may keep. */
   idleTimeoutMs: number;
   /** Called once per finished exchange (metrics, logs). */
   onExchange?: (ctx: RequestContext, status: number, errorCode: string) => void;
@@ -53,7 +54,7 @@ const enum State {
   /** Request read, response not yet finished. */
   Wait,
   Closed,
-  /** Handed over to a CONNECT tunnel: the socket is not ours any more. */
+  /** Handed over to a CONNECT tunnel, or switched protocols (101): the socket is not HTTP any more. */
   Tunnel,
 }
 
@@ -80,6 +81,8 @@ export class Http1ServerConnection {
   private readonly clientAddress: string;
   /** The exchange being served, while there is one. */
   private ctx: RequestContext | null = null;
+  /** The exchange being served asked for a protocol upgrade (what it forwarded as `Upgrade`). */
+  private upgrade: string | null = null;
 
   private readonly peerIdentity: string | null;
 
@@ -264,6 +267,10 @@ export class Http1ServerConnection {
     this.minor = head.minor;
 
     const headers = head.headers;
+    // Connection and Upgrade are hop-by-hop: an upgrade travels as `req.upgrade`, and each hop
+    // writes its own pair (so nothing else the client named in Connection leaks).
+    const upgrade = requestedUpgrade(head);
+    this.upgrade = upgrade;
     stripHopByHop(headers, conn, head.minor === 1 ? REQUEST_FRAMING : REQUEST_FRAMING_HTTP10);
     let requestId = '';
     let xff = '';
@@ -300,6 +307,7 @@ export class Http1ServerConnection {
     }
 
     const req: ProxyRequest = { method: head.method, path: target.path, authority: target.authority, headers, body };
+    if (upgrade !== null) req.upgrade = upgrade;
     const ctx = this.newContext(requestId, head.expectContinue && head.minor === 1 ? (status, h) => this.writeInterim(status, h) : null);
     const isHead = head.method === 'HEAD';
     this.handler(req, ctx).then(
@@ -385,8 +393,20 @@ export class Http1ServerConnection {
   private respond(ctx: RequestContext, res: ProxyResponse, isHead: boolean): void {
     if (this.state === State.Closed || this.socket.destroyed) {
       res.body?.abort(new Error('client closed'));
+      res.upgraded?.socket.destroy();
       this.finish(ctx, res.status);
       return;
+    }
+    if (res.status === 101 || res.upgraded !== undefined) {
+      if (res.status === 101 && res.upgraded !== undefined && this.upgrade !== null && this.state === State.Wait) {
+        this.switchProtocols(ctx, res, res.upgraded);
+        return;
+      }
+      // A 101 this client did not ask for, or one that lost its connection on the way: never
+      // relayed, or the client would take the bytes after it for another protocol.
+      res.upgraded?.socket.destroy();
+      res.body?.abort(new Error('switching protocols refused'));
+      res = this.errorResponse(ctx, new MeshError('UPSTREAM_PROTOCOL_ERROR', 'the upstream switched protocols without an upgrade request'));
     }
     // The request body must be fully read before the connection can carry another request.
     if (this.state === State.Body) this.keepAlive = false;
@@ -448,6 +468,47 @@ export class Http1ServerConnection {
     body.pipe(sink);
     // Flush the head with the first bytes, but never hold them past this tick.
     if (!body.done) process.nextTick(() => socket.uncork());
+  }
+
+  /**
+   * The upstream switched protocols: relay its 101, then the connection is a byte pipe between the
+   * client and that upstream connection (backpressure and half-close both ways), no longer HTTP.
+   * Bytes the client sent behind its request head go first, as do those that followed the 101.
+   * The exchange counts once, as a 101, now. Silence both ways for the idle timeout closes both.
+   */
+  private switchProtocols(ctx: RequestContext, res: ProxyResponse, up: UpgradedStream): void {
+    const socket = this.socket;
+    socket.pause();
+    this.state = State.Tunnel;
+    this.disarmTimer();
+    socket.off('data', this.onDataListener);
+    socket.off('error', this.onErrorListener);
+    socket.off('close', this.onCloseListener);
+    socket.off('end', this.onEndListener);
+    socket.on('error', () => {});
+    const early = this.buf;
+    this.buf = null;
+    this.upgrade = null;
+    let s = 'HTTP/1.1 101 Switching Protocols\r\n';
+    const h = res.headers;
+    for (let i = 0; i < h.length; i += 2) s += `${h[i]}: ${h[i + 1]}\r\n`;
+    socket.write(`${s}connection: upgrade\r\nupgrade: ${up.protocol}\r\n\r\n`, 'latin1');
+    if (up.rest !== null) socket.write(up.rest);
+    if (early !== null) up.socket.write(early);
+    // A client that already half-closed sent all it will: the upstream must hear so (the join
+    // below cannot pass on an end it never sees).
+    if (this.peerEnded) up.socket.end();
+    this.ctx = null;
+    this.opts.onExchange?.(ctx, 101, ctx.errorCode);
+    const idle = this.opts.idleTimeoutMs;
+    if (idle > 0) {
+      // Activity in either direction is a read or a write on the client's socket.
+      socket.setTimeout(idle, () => {
+        socket.destroy();
+        up.socket.destroy();
+      });
+    }
+    joinSockets(socket, up.socket, () => socket.setTimeout(0));
   }
 
   /** The exchange is over: report it, then read the next request or close. */

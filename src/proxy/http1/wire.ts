@@ -55,3 +55,32 @@ export function headerLines(headers: readonly string[]): string {
   for (let i = 0; i < headers.length; i += 2) s += `${headers[i]}: ${headers[i + 1]}\r\n`;
   return s;
 }
+
+/**
+ * The protocol upgrade a request asks for (RFC 9110 7.8), as the `Upgrade` value to forward, or
+ * null: an HTTP/1.1 request without content whose Connection field names `upgrade` and that has an
+ * Upgrade field. `h2c` is never forwarded (as in Envoy): a request offering only h2c goes on as an
+ * ordinary request, without the upgrade. A request with content is never upgraded, so the bytes
+ * after its head are always its body, never the upgraded protocol's.
+ */
+export function requestedUpgrade(head: { minor: number; connection: readonly string[] | null; headers: readonly string[]; contentLength: number; chunked: boolean }): string | null {
+  if (head.minor !== 1 || head.connection === null || !head.connection.includes('upgrade')) return null;
+  if (head.chunked || head.contentLength > 0) return null;
+  const offered: string[] = [];
+  const h = head.headers;
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i] !== 'upgrade') continue;
+    for (const t of h[i + 1]!.split(',')) {
+      const p = t.trim();
+      if (p !== '' && !/^h2c$/i.test(p)) offered.push(p);
+    }
+  }
+  return offered.length === 0 ? null : offered.join(', ');
+}
+
+/** The `Upgrade` value of a 101 response, or null when it has none. */
+export function upgradeValue(headers: readonly string[]): string | null {
+  let v: string | null = null;
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'upgrade') v = v === null ? headers[i + 1]! : `${v}, ${headers[i + 1]!}`;
+  return v;
+}

@@ -12,6 +12,7 @@ function tunnels(over: Partial<InboundConfig> = {}): InboundTunnels {
     appAddress: '127.0.0.1',
     ports: { sql: 5432, report: 5433 },
     defaultPort: null,
+    appProtocols: {},
     mtlsMode: 'STRICT',
     authorization: { policies: [] },
     ...over,

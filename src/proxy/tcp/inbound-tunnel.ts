@@ -55,16 +55,9 @@ export class InboundTunnels {
 
   /** Decides a CONNECT from the caller `identity` (null: plaintext). */
   decide(head: RequestHead, identity: string | null): Verdict {
-    const m = AUTHORITY.exec(head.target);
-    const port = m === null ? 0 : Number(m[3]);
-    if (m === null || port < 1 || port > 65535) {
-      return { error: new MeshError('BAD_REQUEST', `CONNECT target ${JSON.stringify(head.target.slice(0, 60))} is not host:port`), result: 'bad_request', policy: '' };
-    }
-    // RFC 9110 9.3.6: a CONNECT request has no content; bytes after its head are the tunnel's.
-    if (head.chunked || head.contentLength > 0) {
-      return { error: new MeshError('BAD_REQUEST', 'a CONNECT request carries no content'), result: 'bad_request', policy: '' };
-    }
-    const host = (m[1] ?? m[2]!).toLowerCase();
+    const target = connectTarget(head);
+    if (target instanceof MeshError) return { error: target, result: 'bad_request', policy: '' };
+    const { host, port } = target;
     if (host !== this.host || !this.ports.has(port)) {
       return { error: new MeshError('NO_ROUTE', `CONNECT ${head.target}: this proxy opens tunnels only to its own workload's app ports`), result: 'no_route', policy: '' };
     }
@@ -77,6 +70,19 @@ export class InboundTunnels {
     const by = d.policy === null ? d.reason : `by AuthorizationPolicy ${d.policy}`;
     return { error: new MeshError('DENIED', `${identity ?? 'a caller without identity'} may not connect to ${to} here: denied ${by}`), result: 'denied', policy: d.policy ?? '' };
   }
+}
+
+/**
+ * The `host` (lowercase, IPv6 without brackets) and `port` of a well-formed CONNECT, or the
+ * BAD_REQUEST it gets: a target that is not authority-form, a port out of range, or content.
+ */
+export function connectTarget(head: RequestHead): { host: string; port: number } | MeshError {
+  const m = AUTHORITY.exec(head.target);
+  const port = m === null ? 0 : Number(m[3]);
+  if (m === null || port < 1 || port > 65535) return new MeshError('BAD_REQUEST', `CONNECT target ${JSON.stringify(head.target.slice(0, 60))} is not host:port`);
+  // RFC 9110 9.3.6: a CONNECT request has no content; bytes after its head are the tunnel's.
+  if (head.chunked || head.contentLength > 0) return new MeshError('BAD_REQUEST', 'a CONNECT request carries no content');
+  return { host: (m[1] ?? m[2]!).toLowerCase(), port };
 }
 
 /**
@@ -93,7 +99,7 @@ export function acceptTunnel(t: ConnectTunnel, tunnels: InboundTunnels | null, r
     : tunnels.decide(t.head, t.peerIdentity);
   if ('error' in verdict) {
     report({ security, result: verdict.result, policy: verdict.policy });
-    refuse(socket, verdict.error);
+    refuseTunnel(socket, verdict.error);
     return;
   }
   const app = connect({ host: tunnels!.appAddress, port: verdict.port, noDelay: true, allowHalfOpen: true });
@@ -107,7 +113,7 @@ export function acceptTunnel(t: ConnectTunnel, tunnels: InboundTunnels | null, r
     socket.off('close', callerLeft);
     if (socket.destroyed) return;
     report({ security, result: 'connect_failure', policy: verdict.policy });
-    refuse(socket, new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to the app on port ${verdict.port} failed: ${err.code ?? err.message}`));
+    refuseTunnel(socket, new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to the app on port ${verdict.port} failed: ${err.code ?? err.message}`));
   });
   app.once('connect', () => {
     clearTimeout(timer);
@@ -126,7 +132,7 @@ export function acceptTunnel(t: ConnectTunnel, tunnels: InboundTunnels | null, r
 }
 
 /** Answers with the coded error and closes, reading (and dropping) whatever the caller still sends meanwhile. */
-function refuse(socket: Socket, e: MeshError): void {
+export function refuseTunnel(socket: Socket, e: MeshError): void {
   socket.on('data', () => {});
   socket.resume();
   socket.end(meshErrorWire(e));

@@ -9,6 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { MeshError } from '../../core/errors.js';
 import type { ClusterRuntime } from '../upstream/cluster.js';
 import { joinSockets } from './join.js';
+import { refuseTunnel } from './inbound-tunnel.js';
 import type { TunnelDialer } from './tunnel-client.js';
 
 /** How an outbound TCP connection reached its endpoint. */
@@ -34,18 +35,38 @@ export interface TcpForwarding {
 }
 
 /**
+ * A client that asked with `CONNECT` (the outbound listener): it is answered `200` only once the
+ * endpoint accepted (its proxy, after authorization), and a refusal is an HTTP answer with the
+ * coded error. `rest` holds the bytes it sent behind its CONNECT head, the tunnel's first.
+ */
+export interface ConnectClient {
+  rest: Buffer | null;
+}
+
+/**
  * Joins `client` to an endpoint of the cluster `pick` returns. When there is none, or the endpoint
  * cannot be reached, or its proxy refuses the tunnel, the client's connection is reset: TCP has no
- * way to carry a reason, and a reset is not mistaken for a clean, empty answer.
+ * way to carry a reason, and a reset is not mistaken for a clean, empty answer. A `viaConnect` client
+ * speaks HTTP until joined, so it gets the coded error as an answer instead.
  */
-export function forwardTcp(client: Socket, service: string, pick: () => ClusterRuntime | null, fwd: TcpForwarding, onEnd?: () => void): void {
+export function forwardTcp(client: Socket, service: string, pick: () => ClusterRuntime | null, fwd: TcpForwarding, onEnd?: () => void, viaConnect?: ConnectClient): void {
   client.on('error', () => {});
+  /** Refuses the client: a reset, or the coded answer to a CONNECT (done with once it closes). */
+  const refuse = (e: MeshError): void => {
+    if (viaConnect === undefined) {
+      client.resetAndDestroy();
+      onEnd?.();
+      return;
+    }
+    if (onEnd !== undefined) client.once('close', onEnd);
+    refuseTunnel(client, e);
+  };
   const cluster = pick();
   const ep = cluster?.pick() ?? null;
   if (cluster === null || ep === null) {
-    fwd.report({ service, transport: null, endpoint: '', errorCode: 'NO_HEALTHY_UPSTREAM', message: `no healthy endpoint for ${service}` });
-    client.resetAndDestroy();
-    onEnd?.();
+    const message = `no healthy endpoint for ${service}`;
+    fwd.report({ service, transport: null, endpoint: '', errorCode: 'NO_HEALTHY_UPSTREAM', message });
+    refuse(new MeshError('NO_HEALTHY_UPSTREAM', message));
     return;
   }
   client.pause();
@@ -75,14 +96,20 @@ export function forwardTcp(client: Socket, service: string, pick: () => ClusterR
       pool.active--;
       socket?.destroy();
       // A client that left first is no failure of the endpoint's: nothing to report.
-      if (!clientGone) {
-        fwd.report({ service, transport, endpoint, errorCode: err.code, message: err.message });
-        client.resetAndDestroy();
+      if (clientGone) {
+        onEnd?.();
+        return;
       }
-      onEnd?.();
+      fwd.report({ service, transport, endpoint, errorCode: err.code, message: err.message });
+      refuse(err);
       return;
     }
     fwd.report({ service, transport, endpoint, errorCode: '', message: '' });
+    if (viaConnect !== undefined) {
+      // RFC 9110 9.3.6: no Content-Length or Transfer-Encoding in a 2xx to CONNECT.
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
+      if (viaConnect.rest !== null) socket!.write(viaConnect.rest);
+    }
     if (rest !== null) client.write(rest);
     joinSockets(client, socket!, () => {
       pool.active--;

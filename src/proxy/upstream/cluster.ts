@@ -4,7 +4,7 @@
  */
 import { MeshError } from '../../core/errors.js';
 import type { Cluster, Endpoint } from '../../model/snapshot.js';
-import type { Http1Pool } from '../http1/client.js';
+import type { UpstreamPool } from './upstream-pool.js';
 import type { Handler } from '../message.js';
 import { balancers, type Picker } from './balancer.js';
 import type { PoolRegistry } from './pools.js';
@@ -15,11 +15,11 @@ export const APP_PORT_HEADER = 'weft-app-port';
 /** One endpoint of a cluster, with the pool that reaches it. */
 export class ClusterEndpoint {
   readonly endpoint: Endpoint;
-  readonly pool: Http1Pool;
+  readonly pool: UpstreamPool;
   /** The `weft-app-port` value for a proxied endpoint, made once; null when not proxied. */
   readonly appPortHeader: string | null;
 
-  constructor(endpoint: Endpoint, pool: Http1Pool) {
+  constructor(endpoint: Endpoint, pool: UpstreamPool) {
     this.endpoint = endpoint;
     this.pool = pool;
     this.appPortHeader = endpoint.proxied ? String(endpoint.appPort) : null;
@@ -38,7 +38,9 @@ export class ClusterRuntime {
 
   constructor(config: Cluster, pools: PoolRegistry) {
     this.config = config;
-    this.endpoints = config.endpoints.map((e) => new ClusterEndpoint(e, pools.get(e.address, e.port, config.connectTimeoutMs, e.proxied ? e.identity : null)));
+    // HTTP/2 and gRPC services are reached over HTTP/2 (to their proxies, or to the apps themselves).
+    const protocol = config.protocol === 'HTTP2' || config.protocol === 'GRPC' ? 'h2' : 'http/1.1';
+    this.endpoints = config.endpoints.map((e) => new ClusterEndpoint(e, pools.get(e.address, e.port, config.connectTimeoutMs, e.proxied ? e.identity : null, protocol)));
     this.pick = balancers[config.loadBalancer](this.endpoints);
   }
 

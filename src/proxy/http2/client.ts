@@ -1,0 +1,235 @@
+/**
+ * The upstream side of HTTP/2: one multiplexed session per endpoint (cleartext with prior knowledge
+ * to an app, or mutual TLS with ALPN `h2` to another proxy), every exchange a stream. A session that
+ * fails, closes or is told to go away is replaced on the next request; streams in flight on it finish
+ * or fail with it.
+ */
+import { connect as tcpConnect } from 'node:net';
+import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
+import { connect as h2Connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { MeshError } from '../../core/errors.js';
+import { Body } from '../body.js';
+import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
+import { expectSpiffeId } from '../tls/peer-identity.js';
+import { fromH2Headers, toH2Headers } from './headers.js';
+
+export interface Http2PoolOptions {
+  connectTimeoutMs: number;
+  /** A session with no stream for this long is closed. */
+  idleTimeoutMs: number;
+  /** Mutual TLS to the endpoint's proxy, as for HTTP/1.1 pools; a null context means cleartext. */
+  tls?: { peerIdentity: string; context: () => SecureContext | null } | null;
+}
+
+const CANCEL = constants.NGHTTP2_CANCEL;
+
+/** One HTTP/2 session to `host:port`, shared by every exchange. */
+export class Http2Pool {
+  readonly host: string;
+  readonly port: number;
+  readonly key: string;
+  private readonly opts: Http2PoolOptions;
+  private session: ClientHttp2Session | null = null;
+  private connecting: Promise<ClientHttp2Session> | null = null;
+  private tlsSession: Buffer | undefined;
+  private closed = false;
+  active = 0;
+  total = 0;
+  connectFailures = 0;
+
+  constructor(host: string, port: number, opts: Http2PoolOptions) {
+    this.host = host;
+    this.port = port;
+    this.key = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    this.opts = opts;
+  }
+
+  /** Open sessions (0 or 1), for `/clusters`. */
+  get idleCount(): number {
+    return this.session !== null && this.active === 0 ? 1 : 0;
+  }
+
+  async request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number): Promise<ProxyResponse> {
+    this.active++;
+    this.total++;
+    let released = false;
+    const done = (): void => {
+      if (!released) {
+        released = true;
+        this.active--;
+      }
+    };
+    try {
+      const session = await this.sessionFor();
+      if (ctx.aborted !== null) throw ctx.aborted;
+      return await this.exchange(session, req, ctx, timeoutMs, done);
+    } catch (err) {
+      done();
+      req.body?.abort(err as Error);
+      throw err;
+    }
+  }
+
+  private sessionFor(): Promise<ClientHttp2Session> {
+    const s = this.session;
+    if (s !== null && !s.closed && !s.destroyed) return Promise.resolve(s);
+    this.connecting ??= this.open().finally(() => (this.connecting = null));
+    return this.connecting;
+  }
+
+  private open(): Promise<ClientHttp2Session> {
+    const context = this.opts.tls?.context() ?? null;
+    const expected = this.opts.tls?.peerIdentity ?? '';
+    let wrongPeer: string | null = null;
+    return new Promise((resolve, reject) => {
+      const secure = context !== null;
+      const session = h2Connect(`${secure ? 'https' : 'http'}://${this.key}`, {
+        settings: { enablePush: false },
+        createConnection: () => {
+          if (!secure) return tcpConnect({ host: this.host, port: this.port, noDelay: true });
+          const socket: TLSSocket = tlsConnect({
+            host: this.host,
+            port: this.port,
+            secureContext: context,
+            session: this.tlsSession,
+            ALPNProtocols: ['h2'],
+            checkServerIdentity: expectSpiffeId(expected, (presented) => (wrongPeer = presented)),
+          });
+          socket.setNoDelay(true);
+          socket.on('session', (t: Buffer) => (this.tlsSession = t));
+          return socket;
+        },
+      });
+      const timer = setTimeout(() => session.destroy(new Error('timeout')), this.opts.connectTimeoutMs);
+      const fail = (err: NodeJS.ErrnoException): void => {
+        clearTimeout(timer);
+        this.connectFailures++;
+        session.destroy();
+        if (err.message === 'timeout') return reject(new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} timed out after ${this.opts.connectTimeoutMs} ms`));
+        if (!secure || err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') {
+          return reject(new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} failed: ${err.code ?? err.message}`));
+        }
+        this.tlsSession = undefined;
+        const why = wrongPeer !== null ? `the peer's certificate is for ${wrongPeer}, not ${expected}` : (err.code ?? err.message);
+        reject(new MeshError('UPSTREAM_TLS_FAILURE', `mTLS to ${this.key} failed: ${why}`));
+      };
+      session.once('error', fail);
+      session.once('connect', () => {
+        clearTimeout(timer);
+        session.off('error', fail);
+        if (secure && (session.socket as TLSSocket).alpnProtocol !== 'h2') {
+          session.destroy();
+          this.connectFailures++;
+          return reject(new MeshError('UPSTREAM_PROTOCOL_ERROR', `${this.key} did not agree to HTTP/2 (ALPN ${String((session.socket as TLSSocket).alpnProtocol)})`));
+        }
+        session.on('error', () => {});
+        const forget = (): void => {
+          if (this.session === session) this.session = null;
+        };
+        session.once('close', forget);
+        session.once('goaway', forget);
+        session.setTimeout(this.opts.idleTimeoutMs, () => {
+          if (this.active === 0) session.close();
+        });
+        session.unref();
+        if (this.closed) session.close();
+        else this.session = session;
+        resolve(session);
+      });
+    });
+  }
+
+  private exchange(session: ClientHttp2Session, req: ProxyRequest, ctx: RequestContext, timeoutMs: number, done: () => void): Promise<ProxyResponse> {
+    return new Promise((resolve, reject) => {
+      const head: OutgoingHttpHeaders = toH2Headers(req.headers);
+      head[':method'] = req.method;
+      head[':path'] = req.path;
+      head[':authority'] = req.authority;
+      head[':scheme'] = 'http';
+      const body = req.body;
+      if (body !== null && body.length >= 0) head['content-length'] = body.length;
+      let stream: ClientHttp2Stream;
+      try {
+        stream = session.request(head, { endStream: body === null, waitForTrailers: body !== null });
+      } catch (err) {
+        reject(new MeshError('UPSTREAM_RESET', `HTTP/2 to ${this.key}: ${(err as Error).message}`));
+        return;
+      }
+      ctx.upstreamHost = this.key;
+      let answered = false;
+      let response: Body | null = null;
+      const timer = timeoutMs > 0 ? setTimeout(() => fail(new MeshError('UPSTREAM_TIMEOUT', `no response from ${this.key} within ${timeoutMs} ms`)), timeoutMs) : null;
+      const fail = (err: MeshError): void => {
+        if (timer !== null) clearTimeout(timer);
+        if (!stream.closed) stream.close(CANCEL);
+        body?.abort(err);
+        if (!answered) {
+          answered = true;
+          done();
+          reject(err);
+        } else {
+          response?.fail(err);
+        }
+      };
+      ctx.abortHandlers.push((err) => fail(err instanceof MeshError ? err : new MeshError('UPSTREAM_RESET', err.message)));
+      stream.on('error', () => {});
+      if (body !== null) {
+        let trailers: string[] | null = null;
+        stream.on('wantTrailers', () => stream.sendTrailers(trailers === null ? {} : toH2Headers(trailers)));
+        stream.on('drain', () => body.resume());
+        body.pipe({
+          data: (c) => stream.write(c),
+          end: (t) => {
+            trailers = t;
+            stream.end();
+          },
+          error: () => {
+            if (!stream.closed) stream.close(CANCEL);
+          },
+        });
+      }
+      stream.on('response', (h: IncomingHttpHeaders, flags: number) => {
+        const status = Number(h[':status']);
+        if (status < 200) return; // interim answers are not relayed over HTTP/2 yet
+        if (timer !== null) clearTimeout(timer);
+        const headers = fromH2Headers(h);
+        const declared = Number(h['content-length'] ?? -1);
+        const ended = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+        response = ended ? null : new Body(Number.isSafeInteger(declared) && declared >= 0 ? declared : -1, {
+          pause: () => stream.pause(),
+          resume: () => stream.resume(),
+          abort: () => {
+            if (!stream.closed) stream.close(CANCEL);
+          },
+        });
+        answered = true;
+        if (ended) done();
+        resolve({ status, headers, body: response });
+      });
+      let trailers: string[] | null = null;
+      stream.on('trailers', (t: IncomingHttpHeaders) => (trailers = fromH2Headers(t)));
+      stream.on('data', (c: Buffer) => response?.push(c));
+      stream.on('end', () => {
+        response?.end(trailers);
+      });
+      stream.on('close', () => {
+        if (timer !== null) clearTimeout(timer);
+        if (!answered) {
+          answered = true;
+          done();
+          reject(new MeshError('UPSTREAM_RESET', `${this.key} reset the HTTP/2 stream before answering (code ${stream.rstCode ?? 0})`));
+          return;
+        }
+        if (response !== null && !response.done) response.fail(new MeshError('UPSTREAM_RESET', `${this.key} reset the HTTP/2 stream mid-response (code ${stream.rstCode ?? 0})`));
+        if (response !== null) done();
+      });
+    });
+  }
+
+  /** Closes the session once its streams end. */
+  close(): void {
+    this.closed = true;
+    this.session?.close();
+    this.session = null;
+  }
+}

@@ -1,0 +1,257 @@
+/**
+ * The downstream side of HTTP/2 (cleartext with prior knowledge, or TLS with ALPN `h2`): each stream
+ * of a session is one exchange through the same Handler as HTTP/1.1. Node's HTTP/2 (nghttp2) does the
+ * framing, HPACK and flow control; this file converts streams to and from the proxy's messages, with
+ * backpressure both ways: a full upstream pauses the stream (its window closes), a slow client
+ * pauses the response body.
+ *
+ * gRPC callers get mesh errors as gRPC status (a trailers-only response, or trailers after a body
+ * already started), and their `grpc-timeout` bounds the exchange.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  constants,
+  createServer,
+  type Http2Server,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { MeshError } from '../../core/errors.js';
+import { Body } from '../body.js';
+import { requestTimeout } from '../filters/request-timeout.js';
+import { grpcTimeoutMs, isGrpc } from '../grpc.js';
+import { meshErrorGrpcResponse, meshErrorGrpcTrailers, meshErrorResponse, toMeshError } from '../local-reply.js';
+import { abortContext, getHeader, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
+import { fromH2Headers, toH2Headers } from './headers.js';
+
+export interface Http2ServerOptions {
+  direction: 'inbound' | 'outbound';
+  /** A session with no open stream for this long is closed (GOAWAY). */
+  idleTimeoutMs: number;
+  /** Most header bytes of one request (HPACK-decoded), like HTTP/1.1's head limit. */
+  maxHeaderListSize: number;
+  /** Called once per finished exchange (metrics, logs); `grpcStatus` is '' for non-gRPC exchanges. */
+  onExchange?: (ctx: RequestContext, status: number, errorCode: string, grpcStatus: string) => void;
+}
+
+/** One downstream HTTP/2 session, as the proxy tracks its connections. */
+export class Http2ServerConnection {
+  readonly session: ServerHttp2Session;
+  constructor(session: ServerHttp2Session) {
+    this.session = session;
+  }
+
+  /** Stops taking new streams (GOAWAY); streams in flight finish, then the session closes. */
+  drain(): void {
+    if (!this.session.closed && !this.session.destroyed) this.session.close();
+  }
+}
+
+const CANCEL = constants.NGHTTP2_CANCEL;
+const INTERNAL = constants.NGHTTP2_INTERNAL_ERROR;
+
+/**
+ * Serves HTTP/2 sessions on sockets handed to it (a `http2` server that never listens). The handler
+ * is read per stream, so a configuration swap reaches the next stream.
+ */
+export class Http2Downstream {
+  private readonly server: Http2Server;
+  private readonly opts: Http2ServerOptions;
+  private readonly peers = new WeakMap<ServerHttp2Session, { identity: string | null; address: string }>();
+
+  constructor(handler: () => Handler, opts: Http2ServerOptions) {
+    this.opts = opts;
+    this.server = createServer({ maxSessionMemory: 64, settings: { maxHeaderListSize: opts.maxHeaderListSize, enablePush: false } });
+    this.server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number) => this.onStream(stream, headers, (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0, handler()));
+    this.server.on('sessionError', () => {});
+  }
+
+  /** Takes over a connection whose first bytes are the HTTP/2 preface (or that negotiated `h2`). */
+  accept(socket: Socket, peerIdentity: string | null): Http2ServerConnection {
+    let conn: Http2ServerConnection | null = null;
+    const address = socket.remoteAddress ?? '';
+    this.server.once('session', (session: ServerHttp2Session) => {
+      this.peers.set(session, { identity: peerIdentity, address });
+      session.setTimeout(this.opts.idleTimeoutMs, () => session.close());
+      session.on('error', () => {});
+      conn = new Http2ServerConnection(session);
+    });
+    // Bytes already read to tell the protocol were put back (unshift); the session feeds them to
+    // nghttp2 itself on the next tick, so the socket must stay paused until then.
+    this.server.emit('connection', socket);
+    if (conn === null) throw new Error('http2: no session was made for the connection');
+    return conn;
+  }
+
+  private onStream(stream: ServerHttp2Stream, h: IncomingHttpHeaders, endStream: boolean, handler: Handler): void {
+    const peer = this.peers.get(stream.session as ServerHttp2Session) ?? { identity: null, address: '' };
+    stream.on('error', () => {});
+    const method = h[':method'] ?? '';
+    const path = h[':path'] ?? '';
+    const authority = (h[':authority'] ?? h.host ?? '').toLowerCase();
+    const headers = fromH2Headers(h);
+    const grpc = isGrpc(getHeader(headers, 'content-type'));
+    let requestId = getHeader(headers, 'x-request-id') ?? '';
+    if (requestId === '' || requestId.length > 128) {
+      requestId = randomUUID();
+      setOne(headers, 'x-request-id', requestId);
+    }
+    const xff = getHeader(headers, 'x-forwarded-for');
+    setOne(headers, 'x-forwarded-for', xff === undefined ? peer.address : `${xff}, ${peer.address}`);
+    const ctx: RequestContext = {
+      direction: this.opts.direction,
+      requestId,
+      clientAddress: peer.address,
+      peerIdentity: peer.identity,
+      start: performance.now(),
+      route: '',
+      destination: '',
+      upstreamHost: '',
+      abortHandlers: [],
+      interim: null,
+      errorCode: '',
+      aborted: null,
+    };
+    const reply = new StreamReply(stream, ctx, grpc, method === 'HEAD', this.opts.onExchange);
+    const bad = method === '' || method === 'CONNECT' || authority === '' || !path.startsWith('/') ? badRequest(method, path, authority) : null;
+    if (bad !== null) {
+      stream.resume(); // whatever body it sent is not wanted
+      reply.send(errorResponse(ctx, bad, grpc));
+      return;
+    }
+    let body: Body | null = null;
+    if (!endStream) {
+      const declared = Number(getHeader(headers, 'content-length') ?? -1);
+      body = new Body(Number.isSafeInteger(declared) && declared >= 0 ? declared : -1, {
+        pause: () => stream.pause(),
+        resume: () => stream.resume(),
+        // The upstream does not want the rest: read and drop it, so the stream can still carry the answer.
+        abort: () => stream.resume(),
+      });
+      const b = body;
+      let trailers: string[] | null = null;
+      stream.on('data', (c: Buffer) => b.push(c));
+      stream.on('trailers', (t: IncomingHttpHeaders) => (trailers = fromH2Headers(t)));
+      stream.on('end', () => b.end(trailers));
+      stream.once('close', () => b.fail(new MeshError('BAD_REQUEST', 'the client reset the stream before its body ended')));
+    }
+    const req: ProxyRequest = { method, path, authority, headers, body };
+    stream.once('close', () => {
+      if (!reply.finished) abortContext(ctx, new Error(`the client reset the stream (code ${stream.rstCode ?? 0})`));
+    });
+    // A gRPC caller's deadline bounds the whole exchange, like a route's request timeout.
+    const deadline = grpc ? grpcTimeoutMs(getHeader(headers, 'grpc-timeout')) : null;
+    const h2 = deadline === null ? handler : requestTimeout(deadline)(handler);
+    h2(req, ctx).then(
+      (res) => reply.send(res),
+      (err) => reply.send(errorResponse(ctx, err, grpc)),
+    );
+  }
+
+  /** Closes every session at once. */
+  close(): void {
+    this.server.close();
+  }
+}
+
+function badRequest(method: string, path: string, authority: string): MeshError {
+  if (method === 'CONNECT') return new MeshError('NOT_IMPLEMENTED', 'CONNECT over HTTP/2 is not taken on this listener');
+  if (authority === '') return new MeshError('BAD_REQUEST', 'missing :authority (and Host)');
+  return new MeshError('BAD_REQUEST', `:path ${JSON.stringify(path.slice(0, 60))} is not origin-form`);
+}
+
+function errorResponse(ctx: RequestContext, err: unknown, grpc: boolean): ProxyResponse {
+  const e = toMeshError(err);
+  ctx.errorCode = e.code;
+  return grpc ? meshErrorGrpcResponse(e, ctx.requestId) : meshErrorResponse(e, ctx.requestId);
+}
+
+function setOne(headers: string[], name: string, value: string): void {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === name) {
+      headers[i + 1] = value;
+      return;
+    }
+  }
+  headers.push(name, value);
+}
+
+/** Writes one response on a stream, body and trailers with backpressure, and reports the exchange once. */
+class StreamReply {
+  finished = false;
+  private status = 0;
+  private grpcStatus = '';
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    private readonly ctx: RequestContext,
+    private readonly grpc: boolean,
+    private readonly isHead: boolean,
+    private readonly onExchange: Http2ServerOptions['onExchange'],
+  ) {
+    stream.once('close', () => this.finish());
+  }
+
+  send(res: ProxyResponse): void {
+    const stream = this.stream;
+    if (stream.closed || stream.destroyed) {
+      res.body?.abort(new Error('client reset the stream'));
+      this.status = res.status;
+      this.finish();
+      return;
+    }
+    this.status = res.status;
+    const bodyless = this.isHead || res.status === 204 || res.status === 304;
+    const body = bodyless ? null : res.body;
+    if (bodyless && res.body !== null) res.body.abort(new Error('no body for this response'));
+    const head: OutgoingHttpHeaders = toH2Headers(res.headers);
+    head[':status'] = res.status;
+    if (body !== null && body.length >= 0) head['content-length'] = body.length;
+    this.noteGrpc(res.headers);
+    if (body === null) {
+      stream.respond(head, { endStream: true });
+      return;
+    }
+    let trailers: string[] | null = null;
+    stream.respond(head, { waitForTrailers: true });
+    stream.on('wantTrailers', () => {
+      if (trailers !== null) this.noteGrpc(trailers);
+      stream.sendTrailers(trailers === null ? {} : toH2Headers(trailers));
+    });
+    stream.on('drain', () => body.resume());
+    body.pipe({
+      data: (c) => stream.write(c),
+      end: (t) => {
+        trailers = t;
+        stream.end();
+      },
+      error: (err) => {
+        const e = err instanceof MeshError ? err : null;
+        if (this.grpc && e !== null && !stream.closed) {
+          // A gRPC call cut by the mesh (its deadline, say) still ends with a status the caller can read.
+          this.ctx.errorCode = e.code;
+          trailers = meshErrorGrpcTrailers(e);
+          stream.end();
+          return;
+        }
+        // The response was cut: reset the stream so the client can tell it from a complete one.
+        if (!stream.closed) stream.close(e?.code === 'UPSTREAM_TIMEOUT' ? CANCEL : INTERNAL);
+      },
+    });
+  }
+
+  private noteGrpc(fields: readonly string[]): void {
+    const s = getHeader(fields, 'grpc-status');
+    if (s !== undefined) this.grpcStatus = s;
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.onExchange?.(this.ctx, this.status, this.ctx.errorCode, this.grpc ? this.grpcStatus || 'none' : '');
+  }
+}
+

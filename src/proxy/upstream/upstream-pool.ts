@@ -1,0 +1,21 @@
+/** What the rest of the proxy sees of a pool of connections to one endpoint, whatever its protocol. */
+import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
+
+/** HTTP/1.1 keep-alive connections, or one multiplexed HTTP/2 session. */
+export type UpstreamProtocol = 'http/1.1' | 'h2';
+
+export interface UpstreamPool {
+  readonly host: string;
+  readonly port: number;
+  /** `host:port`, for labels and `/clusters`. */
+  readonly key: string;
+  /** Exchanges in flight (read by least-request balancing), started, and connect failures. */
+  active: number;
+  total: number;
+  connectFailures: number;
+  /** Idle connections (HTTP/1.1), or an open session with no stream (HTTP/2). */
+  readonly idleCount: number;
+  /** Sends `req` and resolves with the response head; the body streams after. */
+  request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number): Promise<ProxyResponse>;
+  close(): void;
+}
