@@ -16,6 +16,11 @@
  * the client proxy with `--register`. Every API call sends `authorization: Bearer <token>` when
  * `<data-dir>/admin-token` exists (the API may require an admin token). The row fails unless the
  * server proxy counted mTLS inbound connections and no plaintext ones.
+ *
+ * Variants by the client proxy's `--peer-transport` (how it reaches the server proxy):
+ * `weft-mtls` with the proxy's default, `weft-mtls-h2` (one multiplexed HTTP/2 session: the server
+ * proxy must accept at most one more mTLS connection during the measurements, whatever the load's
+ * 50 connections) and `weft-mtls-http1` (pooled HTTP/1.1 connections).
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -99,89 +104,106 @@ async function inboundConnections(adminPort: number): Promise<{ mtls: number; pl
 
 type ProxyPorts = { outbound: number | null; inbound: number | null; admin: number };
 
-export const weftMtlsRow: BenchRow = {
-  name: 'weft-mtls',
-  description:
-    'TWO Weft proxies, mutual TLS between them: load → client proxy outbound → mTLS (TLS 1.3, SPIFFE SVIDs from `weft control`) → server proxy inbound → upstream. ' +
-    'CPU and RSS are the sum of both proxies (both on the proxy core); compare with `weft` (one proxy, plaintext) and `direct`. The control plane runs on the load core, idle, not counted.',
-  requires: [],
-  start: async (ctx): Promise<RunningRow> => {
-    const main = path.join(ctx.repoRoot, 'dist', 'src', 'cli', 'main.js');
-    if (!existsSync(main)) throw new Error('dist/src/cli/main.js not found (Weft CLI not built yet)');
-    const bin = path.join(ctx.repoRoot, 'bin', 'weft.js');
-    const cli = existsSync(bin) ? bin : main;
-    // The control plane is not the proxy: keep it off the proxy core (on the other core when pinning).
-    const cpCore = ctx.proxyCore === null ? null : ctx.proxyCore === 0 ? 1 : 0;
-    const dataDir = path.join(ctx.tmpDir, 'control');
-    mkdirSync(dataDir);
-    const started: Launched[] = [];
-    const stop = async (): Promise<void> => {
-      // Proxies first (they leave the mesh), then the control plane.
-      await Promise.all(started.slice(1).map((p) => p.stop()));
-      await started[0]?.stop();
-    };
-    try {
-      const control = launch('weft control', process.execPath, [cli, 'control', '--data-dir', dataDir, '--api-port', '0'], { core: cpCore, cwd: ctx.repoRoot });
-      started.push(control);
-      const { apiPort } = await listeningLine<{ apiPort: number }>(control);
-      const url = `http://127.0.0.1:${apiPort}`;
-      const api = new Api(url, dataDir);
-      await api.call('POST', '/api/v1/apply', SERVICE_YAML, 'application/yaml');
-      const [serverToken, clientToken] = await Promise.all([api.token('upstream'), api.token('client')]);
-
-      const proxyArgs = (workload: string, sa: string, extra: string[]): string[] => [
-        cli, 'proxy', '--control-plane', url, '--workload', workload, '--service-account', sa,
-        '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--quiet', ...extra,
-      ];
-      // Tokens go through WEFT_TOKEN, not argv (as `weft up` does).
-      const server = launch('weft proxy (server)', process.execPath, proxyArgs('upstream-1', 'upstream', ['--app-port', `http=${ctx.upstreamPort}`, '--label', 'app=upstream']), {
-        core: ctx.proxyCore,
-        cwd: ctx.repoRoot,
-        env: { ...process.env, WEFT_TOKEN: serverToken },
-      });
-      started.push(server);
-      const client = launch('weft proxy (client)', process.execPath, proxyArgs('client-1', 'client', ['--register', '--label', 'app=client', '--calls', 'upstream']), {
-        core: ctx.proxyCore,
-        cwd: ctx.repoRoot,
-        env: { ...process.env, WEFT_TOKEN: clientToken },
-      });
-      started.push(client);
-      const [serverPorts, clientPorts] = await Promise.all([
-        listeningLine<{ ports: ProxyPorts }>(server).then((l) => l.ports),
-        listeningLine<{ ports: ProxyPorts }>(client).then((l) => l.ports),
-      ]);
-      if (clientPorts.outbound === null || serverPorts.inbound === null) throw new Error(`a proxy has no listener: ${JSON.stringify({ serverPorts, clientPorts })}`);
-      const outbound = clientPorts.outbound;
-
-      // Certificates issued, the server's endpoint registered and pushed to the client: traffic flows.
-      await waitUntilServing({ port: outbound, hostHeader: 'upstream', process: client, timeoutMs: 30_000 });
-      const seen = await inboundConnections(serverPorts.admin);
-      if (seen.mtls < 1 || seen.plaintext > 0)
-        throw new Error(`not mTLS: the server proxy counted ${seen.mtls} mTLS and ${seen.plaintext} plaintext inbound connections`);
-
-      const cpCpu0 = cpuMs(processTree([control.pid]));
-      return {
-        port: outbound,
-        pids: [server.pid, client.pid],
-        stop,
-        notes: ['two proxies (client → mTLS → server): CPU and RSS are their sum'],
-        finalCheck: async () => {
-          const notes: string[] = [];
-          let failure: string | undefined;
-          const after = await inboundConnections(serverPorts.admin).catch(() => null);
-          if (after === null) failure = 'the server proxy\'s /metrics did not answer at the end: mTLS not confirmed';
-          else if (after.plaintext > 0) failure = `not mTLS: the server proxy counted ${after.plaintext} plaintext inbound connections`;
-          else notes.push(`${after.mtls} mTLS connections accepted by the server proxy, 0 plaintext`);
-          const cpPids = processTree([control.pid]);
-          notes.push(
-            `control plane (not counted, core ${cpCore ?? 'any'}): ${Math.round(cpuMs(cpPids) - cpCpu0)} ms CPU during the row, RSS ${(rssKiB(cpPids) / 1024).toFixed(1)} MiB`,
-          );
-          return failure === undefined ? { notes } : { notes, failure };
-        },
+/** The two-proxy mTLS row, with the client proxy's `--peer-transport` (null: the proxy's default). */
+function weftMtls(name: string, peerTransport: 'h2' | 'http1' | null): BenchRow {
+  const how = peerTransport === 'h2'
+    ? ' With `--peer-transport h2`: every request an HTTP/2 stream of ONE multiplexed mTLS connection between the proxies.'
+    : peerTransport === 'http1'
+      ? ' With `--peer-transport http1`: pooled HTTP/1.1 mTLS connections, one request in flight on each.'
+      : ' The client proxy\'s default --peer-transport.';
+  return {
+    name,
+    description:
+      'TWO Weft proxies, mutual TLS between them: load → client proxy outbound → mTLS (TLS 1.3, SPIFFE SVIDs from `weft control`) → server proxy inbound → upstream. ' +
+      'CPU and RSS are the sum of both proxies (both on the proxy core); compare with `weft` (one proxy, plaintext) and `direct`. The control plane runs on the load core, idle, not counted.' + how,
+    requires: [],
+    start: async (ctx): Promise<RunningRow> => {
+      const main = path.join(ctx.repoRoot, 'dist', 'src', 'cli', 'main.js');
+      if (!existsSync(main)) throw new Error('dist/src/cli/main.js not found (Weft CLI not built yet)');
+      const bin = path.join(ctx.repoRoot, 'bin', 'weft.js');
+      const cli = existsSync(bin) ? bin : main;
+      // The control plane is not the proxy: keep it off the proxy core (on the other core when pinning).
+      const cpCore = ctx.proxyCore === null ? null : ctx.proxyCore === 0 ? 1 : 0;
+      const dataDir = path.join(ctx.tmpDir, 'control');
+      mkdirSync(dataDir);
+      const started: Launched[] = [];
+      const stop = async (): Promise<void> => {
+        // Proxies first (they leave the mesh), then the control plane.
+        await Promise.all(started.slice(1).map((p) => p.stop()));
+        await started[0]?.stop();
       };
-    } catch (err) {
-      await stop();
-      throw err;
-    }
-  },
-};
+      try {
+        const control = launch('weft control', process.execPath, [cli, 'control', '--data-dir', dataDir, '--api-port', '0'], { core: cpCore, cwd: ctx.repoRoot });
+        started.push(control);
+        const { apiPort } = await listeningLine<{ apiPort: number }>(control);
+        const url = `http://127.0.0.1:${apiPort}`;
+        const api = new Api(url, dataDir);
+        await api.call('POST', '/api/v1/apply', SERVICE_YAML, 'application/yaml');
+        const [serverToken, clientToken] = await Promise.all([api.token('upstream'), api.token('client')]);
+
+        const proxyArgs = (workload: string, sa: string, extra: string[]): string[] => [
+          cli, 'proxy', '--control-plane', url, '--workload', workload, '--service-account', sa,
+          '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--quiet', ...extra,
+        ];
+        // Tokens go through WEFT_TOKEN, not argv (as `weft up` does).
+        const server = launch('weft proxy (server)', process.execPath, proxyArgs('upstream-1', 'upstream', ['--app-port', `http=${ctx.upstreamPort}`, '--label', 'app=upstream']), {
+          core: ctx.proxyCore,
+          cwd: ctx.repoRoot,
+          env: { ...process.env, WEFT_TOKEN: serverToken },
+        });
+        started.push(server);
+        const transport = peerTransport === null ? [] : ['--peer-transport', peerTransport];
+        const client = launch('weft proxy (client)', process.execPath, proxyArgs('client-1', 'client', ['--register', '--label', 'app=client', '--calls', 'upstream', ...transport]), {
+          core: ctx.proxyCore,
+          cwd: ctx.repoRoot,
+          env: { ...process.env, WEFT_TOKEN: clientToken },
+        });
+        started.push(client);
+        const [serverPorts, clientPorts] = await Promise.all([
+          listeningLine<{ ports: ProxyPorts }>(server).then((l) => l.ports),
+          listeningLine<{ ports: ProxyPorts }>(client).then((l) => l.ports),
+        ]);
+        if (clientPorts.outbound === null || serverPorts.inbound === null) throw new Error(`a proxy has no listener: ${JSON.stringify({ serverPorts, clientPorts })}`);
+        const outbound = clientPorts.outbound;
+
+        // Certificates issued, the server's endpoint registered and pushed to the client: traffic flows.
+        await waitUntilServing({ port: outbound, hostHeader: 'upstream', process: client, timeoutMs: 30_000 });
+        const seen = await inboundConnections(serverPorts.admin);
+        if (seen.mtls < 1 || seen.plaintext > 0)
+          throw new Error(`not mTLS: the server proxy counted ${seen.mtls} mTLS and ${seen.plaintext} plaintext inbound connections`);
+        const multiplexed = peerTransport === 'h2';
+
+        const cpCpu0 = cpuMs(processTree([control.pid]));
+        return {
+          port: outbound,
+          pids: [server.pid, client.pid],
+          stop,
+          notes: ['two proxies (client → mTLS → server): CPU and RSS are their sum'],
+          finalCheck: async () => {
+            const notes: string[] = [];
+            let failure: string | undefined;
+            const after = await inboundConnections(serverPorts.admin).catch(() => null);
+            if (after === null) failure = 'the server proxy\'s /metrics did not answer at the end: mTLS not confirmed';
+            else if (after.plaintext > 0) failure = `not mTLS: the server proxy counted ${after.plaintext} plaintext inbound connections`;
+            // A connection drained at start (the certificate installed again on the control plane's mTLS
+            // reconnect) is replaced once; the 50 load connections must not become 50 mTLS ones.
+            else if (multiplexed && after.mtls - seen.mtls > 1) failure = `not multiplexed: the server proxy accepted ${after.mtls - seen.mtls} mTLS connections during the measurements`;
+            else notes.push(`${after.mtls} mTLS connection${after.mtls === 1 ? '' : 's'} accepted by the server proxy, 0 plaintext`);
+            const cpPids = processTree([control.pid]);
+            notes.push(
+              `control plane (not counted, core ${cpCore ?? 'any'}): ${Math.round(cpuMs(cpPids) - cpCpu0)} ms CPU during the row, RSS ${(rssKiB(cpPids) / 1024).toFixed(1)} MiB`,
+            );
+            return failure === undefined ? { notes } : { notes, failure };
+          },
+        };
+      } catch (err) {
+        await stop();
+        throw err;
+      }
+    },
+  };
+}
+
+export const weftMtlsRow: BenchRow = weftMtls('weft-mtls', null);
+export const weftMtlsH2Row: BenchRow = weftMtls('weft-mtls-h2', 'h2');
+export const weftMtlsHttp1Row: BenchRow = weftMtls('weft-mtls-http1', 'http1');

@@ -7,7 +7,11 @@ import { WorkloadIdentity } from '../proxy/tls/workload-identity.js';
 import { ControlPlaneClient } from '../proxy/config-client/control-plane-client.js';
 import { FileConfigSource } from '../proxy/config-client/file-source.js';
 import { Proxy, defaultProxyOptions, type TcpUpstream } from '../proxy/proxy.js';
+import type { PeerTransport } from '../proxy/upstream/upstream-pool.js';
 import { UsageError, duration, pairs, port, type Command } from './command.js';
+
+/** `--peer-transport` when not given: the faster of the two in the bench (docs/performance.md). */
+const DEFAULT_PEER_TRANSPORT: PeerTransport = 'http1';
 
 /** After leaving the mesh, how long to keep serving while other proxies learn the endpoint is gone. */
 const LEAVE_GRACE_MS = 250;
@@ -33,6 +37,7 @@ export const proxyCommand: Command = {
     'admin-port': { type: 'string', default: String(defaultProxyOptions.adminPort) },
     upstream: { type: 'string', multiple: true, default: [] },
     bind: { type: 'string', default: defaultProxyOptions.bindAddress },
+    'peer-transport': { type: 'string', default: DEFAULT_PEER_TRANSPORT },
     'request-header-timeout': { type: 'string', default: '10s' },
     'idle-timeout': { type: 'string', default: '5m' },
     'drain-timeout': { type: 'string', default: '30s' },
@@ -65,6 +70,11 @@ Listeners:
       --admin-port PORT         admin on 127.0.0.1: /ready /live /metrics /config_dump /clusters, POST /drain (default 15000)
       --upstream SVC:PORT=LOCAL a local port forwarding to a TCP service, e.g. db:5432=15432 (repeatable)
       --bind ADDRESS            address the listeners bind (default 127.0.0.1)
+Mesh transport:
+      --peer-transport h2|http1 how HTTP/1.1 requests and TCP tunnels go to other proxies over mTLS: h2 = one
+                                multiplexed HTTP/2 session per endpoint (requests as streams, tunnels as CONNECT
+                                streams; upgrades stay HTTP/1.1), http1 = pooled HTTP/1.1 connections, one
+                                request or tunnel each (default ${DEFAULT_PEER_TRANSPORT})
 Limits:
       --request-header-timeout  time to receive a request head (default 10s)
       --idle-timeout            keep-alive idle time of client connections (default 5m)
@@ -101,6 +111,8 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
   const token = (v.token as string | undefined) ?? (tokenFile !== undefined ? readFileSync(tokenFile, 'utf8').trim() : undefined) ?? (cp !== undefined ? process.env.WEFT_TOKEN : undefined);
   if (token !== undefined && cp === undefined) throw new UsageError('--token needs --control-plane (certificates come from the control plane)');
   const identity = token !== undefined && token !== '' ? new WorkloadIdentity() : null;
+  const peerTransport = v['peer-transport'] as string;
+  if (peerTransport !== 'h2' && peerTransport !== 'http1') throw new UsageError(`--peer-transport: "${peerTransport}" is not h2 or http1`);
   const proxy = new Proxy({
     ...defaultProxyOptions,
     identity,
@@ -112,6 +124,7 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
     requestHeaderTimeoutMs: duration(v['request-header-timeout'], 'request-header-timeout'),
     idleTimeoutMs: duration(v['idle-timeout'], 'idle-timeout'),
     drainTimeoutMs: duration(v['drain-timeout'], 'drain-timeout'),
+    peerTransport,
   });
   const log = (msg: string): void => console.error(`weft proxy: ${msg}`);
   const info = v.quiet === true ? (): void => {} : log;

@@ -386,7 +386,8 @@ describe('virtual hosts and domains', () => {
     assert.equal(domains(objs, 'echo.default:80').length, 8);
     const s = compile(objs).snapshot;
     assert.deepEqual(s.virtualHosts.map((v) => `${v.name} ${v.protocol}`), ['echo.default:80 HTTP', 'echo.default:8443 HTTP2', 'echo.default:9090 GRPC']);
-    assert.deepEqual(s.tcpServices, []);
+    // Port 80 declares no protocol: it is also a TCP service, detected on `--upstream` ports; the declared ports are not.
+    assert.deepEqual(s.tcpServices.map((t) => `${t.name} ${t.detect}`), ['echo.default:80 true']);
   });
 
   test('the bare name only resolves in the client namespace', () => {
@@ -909,6 +910,71 @@ describe('TCP services', () => {
   });
 });
 
+describe('ports with no declared protocol (protocol detection)', () => {
+  const ports = [
+    { name: 'web', port: 80 },
+    { name: 'plain', port: 8080, protocol: 'HTTP' },
+    { name: 'rpc', port: 9090, protocol: 'GRPC' },
+    { name: 'sql', port: 5432, protocol: 'TCP' },
+  ];
+  const objs = [client, service('db', { ports }), workload('db-1', { app: 'db' }, { ports: { web: 8000, plain: 8001, rpc: 8002, sql: 8003 } })];
+
+  test('an undeclared port keeps its HTTP virtual host and is also a TCP service that detects', () => {
+    const { snapshot, errors } = compile(objs);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(snapshot.virtualHosts.map((v) => `${v.name} ${v.protocol}`), ['db.default:80 HTTP', 'db.default:8080 HTTP', 'db.default:9090 GRPC']);
+    assert.deepEqual(snapshot.tcpServices, [
+      { name: 'db.default:80', service: 'db', namespace: 'default', port: 80, backends: [{ cluster: 'db.default:80', weight: 1 }], detect: true, virtualHost: 'db.default:80' },
+      // Declared TCP: opaque at once, no detection field at all.
+      { name: 'db.default:5432', service: 'db', namespace: 'default', port: 5432, backends: [{ cluster: 'db.default:5432', weight: 1 }] },
+    ]);
+    // The virtual host it names is one of the port's, and its name is one of its own authorities.
+    const vh = vhost(snapshot, 'db.default:80');
+    assert.ok(vh.domains.includes('db.default:80'));
+    assert.equal(cluster(snapshot, 'db.default:80').protocol, 'HTTP');
+  });
+
+  test('declared HTTP, HTTP2 and GRPC ports stay HTTP-only; undeclared app ports speak HTTP/1.1 from the inbound', () => {
+    const { snapshot } = compile(objs, 'db-1');
+    assert.deepEqual(snapshot.tcpServices.map((t) => t.name), ['db.default:80', 'db.default:5432']);
+    assert.deepEqual(snapshot.inbound.appProtocols, { 8000: 'HTTP', 8001: 'HTTP', 8002: 'GRPC', 8003: 'TCP' });
+  });
+
+  test('TCP follows the backends of the first catch-all route (a split too); a TCPRoute cannot attach', () => {
+    const tcpRoute = { apiVersion: 'gateway.networking.k8s.io/v1alpha2', kind: 'TCPRoute', metadata: { name: 't' }, spec: { parentRefs: [{ kind: 'Service', name: 'db', port: 80 }], rules: [{ backendRefs: [{ name: 'db', port: 5432 }] }] } };
+    const route = httpRoute('h', {
+      parentRefs: [{ kind: 'Service', name: 'db', port: 80 }],
+      rules: [
+        { matches: [{ headers: [{ name: 'x-canary', value: '1' }] }], backendRefs: [{ name: 'db', port: 9090 }] },
+        { matches: [{ path: { type: 'PathPrefix', value: '/api' } }], backendRefs: [{ name: 'db', port: 9090 }] },
+        { backendRefs: [{ name: 'db', port: 8080, weight: 9 }, { name: 'db', port: 80, weight: 1 }] },
+      ],
+    });
+    const { snapshot, errors } = compile([...objs, route, tcpRoute]);
+    assert.deepEqual(errors, ['test.yaml:9 TCPRoute/t: spec.parentRefs[0].port: port 80 of Service db is not TCP']);
+    assert.deepEqual(vhost(snapshot, 'db.default:80').routes.map((r) => r.routeRef), ['default/h', 'default/h', 'default/h']);
+    assert.deepEqual(snapshot.tcpServices[0]!.backends, [{ cluster: 'db.default:8080', weight: 9 }, { cluster: 'db.default:80', weight: 1 }]);
+  });
+
+  test('without a catch-all forwarding route, TCP goes to the Service\'s own endpoints', () => {
+    const route = httpRoute('h', {
+      parentRefs: [{ kind: 'Service', name: 'db', port: 80 }],
+      rules: [
+        { matches: [{ path: { type: 'PathPrefix', value: '/api' } }], backendRefs: [{ name: 'db', port: 9090 }] },
+        { filters: [{ type: 'RequestRedirect', requestRedirect: { hostname: 'elsewhere' } }] },
+      ],
+    });
+    const { snapshot } = compile([...objs, route]);
+    assert.deepEqual(snapshot.tcpServices[0]!.backends, [{ cluster: 'db.default:80', weight: 1 }]);
+  });
+
+  test('a scope keeps a service\'s detecting TCP services with its virtual hosts', () => {
+    const s = compile([...objs, workload('scoped', { app: 'scoped' }, { calls: ['db'] })], 'scoped').snapshot;
+    assert.deepEqual(s.tcpServices.map((t) => t.name), ['db.default:80', 'db.default:5432']);
+    assert.deepEqual(compile([...objs, workload('none', { app: 'none' }, { calls: [] })], 'none').snapshot.tcpServices, []);
+  });
+});
+
 describe('version and determinism', () => {
   const objs = [
     client,
@@ -969,7 +1035,7 @@ describe('a workload that declares the services it calls (spec.calls)', () => {
   test('gets only those services, and the clusters their routes split to', () => {
     const s = scoped(['echo']);
     assert.deepEqual(s.virtualHosts.map((v) => v.name), ['echo.default:80']);
-    assert.deepEqual(s.tcpServices, []);
+    assert.deepEqual(s.tcpServices.map((t) => t.name), ['echo.default:80']);
     assert.deepEqual(s.clusters.map((c) => c.name).sort(), ['echo-v2.default:80', 'echo.default:80']);
     assert.deepEqual(cluster(s, 'echo-v2.default:80').endpoints.map((e) => e.workload), ['default/echo-1']);
   });
@@ -977,7 +1043,7 @@ describe('a workload that declares the services it calls (spec.calls)', () => {
   test('namespace/name, namespace/* and TCP services', () => {
     const s = scoped(['far/*', 'db']);
     assert.deepEqual(s.virtualHosts.map((v) => v.name).sort(), ['near.far:80', 'remote.far:80']);
-    assert.deepEqual(s.tcpServices.map((t) => t.name), ['db.default:5432']);
+    assert.deepEqual(s.tcpServices.map((t) => t.name), ['db.default:5432', 'near.far:80', 'remote.far:80']);
     assert.deepEqual(s.clusters.map((c) => c.name).sort(), ['db.default:5432', 'near.far:80', 'remote.far:80']);
     assert.deepEqual(scoped(['far/remote']).virtualHosts.map((v) => v.name), ['remote.far:80']);
   });

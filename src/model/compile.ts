@@ -136,8 +136,14 @@ export function compileOutbound(resources: Resource[], namespace: string, opts: 
     const httpPorts = svc.spec.ports.filter((p) => HTTP_LIKE.has(p.protocol ?? 'HTTP')).length;
     for (const port of [...svc.spec.ports].sort((a, b) => a.port - b.port)) {
       clusters.push(cluster(ctx, svc, port));
-      if ((port.protocol ?? 'HTTP') === 'TCP') tcpServices.push(tcpService(ctx, svc, port));
-      else virtualHosts.push(virtualHost(ctx, svc, port, httpPorts));
+      if (port.protocol === 'TCP') {
+        tcpServices.push(tcpService(ctx, svc, port));
+        continue;
+      }
+      const vh = virtualHost(ctx, svc, port, httpPorts);
+      virtualHosts.push(vh);
+      // An undeclared port is HTTP by authority, and is detected on `--upstream` local ports.
+      if (port.protocol === undefined) tcpServices.push(detectingTcpService(vh));
     }
   }
   return { virtualHosts, tcpServices, clusters, errors: [...ctx.errors.values()] };
@@ -818,6 +824,23 @@ function tcpService(ctx: Context, svc: Service, port: ServicePort): TcpService {
       : winner.spec.rules[0]!.backendRefs.map((ref, k) => backend(ctx, winner, ref, `spec.rules[0].backendRefs[${k}]`));
   return { name: clusterName(name, namespace, port.port), service: name, namespace, port: port.port, backends };
 }
+
+/**
+ * The TCP side of a port whose protocol was not declared, with detection on. Its opaque TCP goes
+ * where the port's HTTP goes when nothing about a request selects a route: the backends of its
+ * first catch-all route (PathPrefix `/`, no method, header or query condition; the implicit route
+ * to the Service itself when it has no HTTPRoute), so a traffic split applies to TCP clients as
+ * well, and the clusters stay those the routes already need. A port with no catch-all forwarding
+ * route sends TCP to the Service's own endpoints. TCPRoutes attach only to ports declared `TCP`.
+ */
+function detectingTcpService(vh: VirtualHost): TcpService {
+  const catchAll = vh.routes.find((r) => r.action.type === 'forward' && isCatchAll(r.match));
+  const backends = catchAll?.action.type === 'forward' ? catchAll.action.backends.map((b) => ({ ...b })) : [{ cluster: vh.name, weight: 1 }];
+  return { name: vh.name, service: vh.service, namespace: vh.namespace, port: vh.port, backends, detect: true, virtualHost: vh.name };
+}
+
+const isCatchAll = (m: RouteMatch): boolean =>
+  m.path.type === 'PathPrefix' && m.path.value === '/' && m.method === null && m.headers.length === 0 && m.queryParams.length === 0;
 
 function report(ctx: Context, r: Resource, path: string, message: string): void {
   const error = resourceError({ kind: r.kind, namespace: r.metadata.namespace, name: r.metadata.name }, ctx.sourceOf(r), path, message);

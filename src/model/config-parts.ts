@@ -112,6 +112,11 @@ export type ControlMessage =
   | { t: 'identity-error'; error: string }
   /** Renew now (a root rotation is switching the signer). */
   | { t: 'renew' }
+  /**
+   * The updates sent since the last `push-end` belong together: the proxy applies them as one
+   * (e.g. routes that moved to a new cluster, with the endpoints that left the old one).
+   */
+  | { t: 'push-end' }
   | UpdateMessage;
 
 /**

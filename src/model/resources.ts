@@ -57,7 +57,10 @@ export interface ServiceSpec {
 export interface ServicePort {
   name: string;
   port: number;
-  /** `HTTP` by default. */
+  /**
+   * Left out, the port is *undeclared*: HTTP for callers that address it by authority (its virtual
+   * host), and protocol detection on `--upstream` local ports (see docs/resources.md).
+   */
   protocol?: AppProtocol;
   /** A Workload port name, or a number used as is; the port's own name by default. */
   targetPort?: string | number;

@@ -16,7 +16,10 @@ export interface ProxySnapshot {
   inbound: InboundConfig;
   /** Outbound HTTP virtual hosts, one per (service, port) whose protocol is HTTP-like. */
   virtualHosts: VirtualHost[];
-  /** Outbound TCP services, one per (service, port) whose protocol is TCP. */
+  /**
+   * Outbound TCP services, one per (service, port) whose protocol is TCP or undeclared (an
+   * undeclared port has a virtual host too, and its TCP service has `detect`).
+   */
   tcpServices: TcpService[];
   /** Every cluster a route or TCP service refers to, by name. */
   clusters: Cluster[];
@@ -232,6 +235,16 @@ export interface TcpService {
   port: number;
   /** Weighted backends from a TCPRoute, or the service's own cluster. */
   backends: WeightedBackend[];
+  /**
+   * True for a Service port whose `protocol` was not declared: a connection to an `--upstream`
+   * local port of it is told apart by its first bytes (protocol detection): HTTP/1 and HTTP/2 go
+   * through the routes of `virtualHost`, anything else (TLS, other protocols, or nothing sent
+   * within a short wait) is opaque TCP to `backends`. Absent for a port declared `TCP`, which is
+   * opaque at once.
+   */
+  detect?: boolean;
+  /** With `detect`: the `name` of the port's VirtualHost, whose routes serve the connections detected as HTTP. */
+  virtualHost?: string;
 }
 
 export type LoadBalancerType = 'RoundRobin' | 'LeastRequest';

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { proxyLifecycle, tcpConnectionFailed } from '../core/diagnostics.js';
 import { TLS_HANDSHAKE, isH2Preface, onFirstByte, peekBytes } from '../core/first-byte.js';
-import { Http2Downstream } from './http2/server.js';
+import { Http2Downstream, type Http2ConnectTunnel } from './http2/server.js';
 import type { ProxySnapshot } from '../model/snapshot.js';
 import { startAdmin } from './admin/admin-server.js';
 import { ProxyMetrics } from './admin/metrics.js';
@@ -18,12 +18,14 @@ import type { Handler, ProxyRequest, RequestContext } from './message.js';
 import { MeshError } from '../core/errors.js';
 import { Runtime } from './runtime.js';
 import { forwardTcp, type TcpForwarding } from './tcp/tcp-proxy.js';
-import { InboundTunnels, acceptTunnel, type TunnelOutcome } from './tcp/inbound-tunnel.js';
+import { InboundTunnels, acceptH2Tunnel, acceptTunnel, type TunnelOutcome } from './tcp/inbound-tunnel.js';
 import { TunnelDialer } from './tcp/tunnel-client.js';
 import { connectOutbound } from './tcp/outbound-connect.js';
+import { DETECT_WAIT_MS, detectProtocol } from './listener/detect.js';
 import { buildAuthorizer } from './authz/authorize.js';
 import { meshErrorWire } from './local-reply.js';
 import { PoolRegistry } from './upstream/pools.js';
+import type { PeerTransport } from './upstream/upstream-pool.js';
 import type { WorkloadIdentity } from './tls/workload-identity.js';
 import { uriSans } from '../core/identity/x509.js';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
@@ -49,6 +51,10 @@ export interface ProxyOptions {
   drainTimeoutMs: number;
   /** This proxy's certificate and trust bundle (from the control plane); null: no mTLS at all. */
   identity?: WorkloadIdentity | null;
+  /** How HTTP/1.1 requests and TCP tunnels go to other proxies over mTLS (`--peer-transport`); default http1. */
+  peerTransport?: PeerTransport;
+  /** How long an `--upstream` port of an undeclared Service port waits for the client's first bytes (DETECT_WAIT_MS by default). */
+  protocolDetectionMs?: number;
 }
 
 export const defaultProxyOptions: ProxyOptions = {
@@ -109,6 +115,7 @@ export class Proxy {
     this.opts = opts;
     const identity = opts.identity ?? null;
     this.pools.clientContext = () => (identity !== null && this.mtlsMode() !== 'DISABLED' ? identity.clientContext : null);
+    this.pools.peerTransport = opts.peerTransport ?? 'http1';
     this.tcpForwarding = {
       dialer: new TunnelDialer(() => this.pools.clientContext()),
       report: (o) => {
@@ -139,8 +146,12 @@ export class Proxy {
   apply(snapshot: ProxySnapshot): void {
     for (const u of this.opts.upstreams) {
       const name = tcpName(u);
-      if (!snapshot.tcpServices.some((t) => t.name === name)) {
-        throw new Error(`--upstream ${u.service}:${u.port} listens on local port ${u.localPort}, but the configuration has no TCP service ${name}`);
+      const t = snapshot.tcpServices.find((x) => x.name === name);
+      if (t === undefined) {
+        throw new Error(`--upstream ${u.service}:${u.port} listens on local port ${u.localPort}, but the configuration has no TCP service ${name} (a port declared TCP, or one that declares no protocol)`);
+      }
+      if (t.detect === true && !snapshot.virtualHosts.some((v) => v.name === t.virtualHost)) {
+        throw new Error(`TCP service ${name} detects HTTP for virtual host ${t.virtualHost ?? '(none)'}, which the configuration does not define`);
       }
     }
     const clusters = new Set(snapshot.clusters.map((c) => c.name));
@@ -184,6 +195,12 @@ export class Proxy {
     connectOutbound(t, this.runtime?.connectTargets ?? null, this.tcpForwarding, () => this.tcpConns.delete(t.socket));
   };
 
+  /** The app side of an HTTP/2 tunnel counts as a TCP connection while open (and is cut at the end of a drain). */
+  private readonly trackTunnelApp = (app: Socket): void => {
+    this.tcpConns.add(app);
+    app.once('close', () => this.tcpConns.delete(app));
+  };
+
   private readonly reportTunnel = (o: TunnelOutcome): void => {
     this.metrics.count(`weft_inbound_tcp_connections_total{security="${o.security}",result="${o.result}",policy="${o.policy}"}`);
   };
@@ -204,18 +221,22 @@ export class Proxy {
     });
     for (const direction of ['inbound', 'outbound'] as const) {
       const handler = direction === 'inbound' ? this.inbound : this.outbound;
-      this.h2[direction] = new Http2Downstream(() => handler, { direction, idleTimeoutMs: o.idleTimeoutMs, maxHeaderListSize: o.limits.maxHeadBytes, onExchange: this.onExchange });
+      this.h2[direction] = new Http2Downstream(() => handler, {
+        direction,
+        idleTimeoutMs: o.idleTimeoutMs,
+        maxHeaderListSize: o.limits.maxHeadBytes,
+        onExchange: this.onExchange,
+        // TCP tunnels from peer proxies as HTTP/2 CONNECT streams (the h2 peer transport): decided as HTTP/1.1 ones.
+        ...(direction === 'inbound' ? { connect: (t: Http2ConnectTunnel) => acceptH2Tunnel(t, this.tunnels, this.reportTunnel, this.trackTunnelApp) } : {}),
+      });
     }
     const ports: ProxyPorts = { outbound: null, inbound: null, admin: 0, upstreams: {} };
     if (o.outboundPort !== null) ports.outbound = await this.listenHttp(o.outboundPort, this.outbound, httpOpts('outbound'));
     if (o.inboundPort !== null) ports.inbound = await this.listenInbound(o.inboundPort, this.inbound, httpOpts('inbound'));
     for (const u of o.upstreams) {
       const name = tcpName(u);
-      ports.upstreams[name] = await this.listen(u.localPort, (socket) => {
-        const target = this.runtime?.tcp.get(name);
-        this.tcpConns.add(socket);
-        forwardTcp(socket, name, () => target?.pickCluster() ?? null, this.tcpForwarding, () => this.tcpConns.delete(socket));
-      });
+      // No CONNECT on these (501): the port already names its service.
+      ports.upstreams[name] = await this.listen(u.localPort, this.upstreamPort(name, { ...httpOpts('outbound'), connect: undefined }));
     }
     this.admin = await startAdmin(o.adminPort, {
       // With an identity to get, ready means holding the certificate too (unless mTLS is off).
@@ -229,6 +250,37 @@ export class Proxy {
     this.listening = true;
     proxyLifecycle.publish({ event: 'listening', detail: ports });
     return ports;
+  }
+
+  /**
+   * Connections to an `--upstream` local port: opaque TCP to the service; or, when its Service port
+   * declares no protocol, first protocol detection (src/proxy/listener/detect.ts): HTTP/1 and
+   * HTTP/2 are served through the port's virtual host whatever their authority, the rest is TCP.
+   */
+  private upstreamPort(name: string, http1: Http1ServerOptions): (socket: Socket) => void {
+    const detectedHttp: Handler = (req, ctx) => {
+      if (this.runtime === null) return notConfigured(req);
+      const http = this.runtime.tcp.get(name)?.http ?? null;
+      if (http !== null) return http(req, ctx);
+      req.body?.abort(new Error('no route'));
+      return Promise.reject(new MeshError('NO_ROUTE', `${name} is no longer a port that takes HTTP here`));
+    };
+    const h2 = new Http2Downstream(() => detectedHttp, { direction: 'outbound', idleTimeoutMs: this.opts.idleTimeoutMs, maxHeaderListSize: this.opts.limits.maxHeadBytes, onExchange: this.onExchange });
+    return (socket) => {
+      const target = this.runtime?.tcp.get(name);
+      this.tcpConns.add(socket);
+      const opaque = (first: Buffer | null): void => forwardTcp(socket, name, () => target?.pickCluster() ?? null, this.tcpForwarding, () => this.tcpConns.delete(socket), undefined, first);
+      if (target?.service.detect !== true) return opaque(null);
+      socket.once('close', () => this.tcpConns.delete(socket));
+      detectProtocol(socket, this.opts.protocolDetectionMs ?? DETECT_WAIT_MS, (d) => {
+        this.metrics.count(`weft_protocol_detected_total{destination_service="${name}",protocol="${d.protocol}",reason="${d.reason}"}`);
+        if (d.protocol !== 'http1' && d.protocol !== 'h2') return opaque(d.sentBeforeEnd);
+        this.tcpConns.delete(socket);
+        if (d.protocol === 'h2') return this.serveHttp2(socket, 'outbound', null, null, h2);
+        this.serveHttp(socket, detectedHttp, http1, null);
+        socket.resume();
+      });
+    };
   }
 
   private listenHttp(port: number, handler: Handler, opts: Http1ServerOptions): Promise<number> {
@@ -245,8 +297,8 @@ export class Proxy {
     });
   }
 
-  private serveHttp2(socket: Socket, direction: 'inbound' | 'outbound', peerIdentity: string | null, tlsGeneration: number | null): void {
-    const conn = this.h2[direction]!.accept(socket, peerIdentity);
+  private serveHttp2(socket: Socket, direction: 'inbound' | 'outbound', peerIdentity: string | null, tlsGeneration: number | null, downstream = this.h2[direction]!): void {
+    const conn = downstream.accept(socket, peerIdentity);
     this.httpConns.add(conn);
     if (tlsGeneration !== null) this.tlsConns.set(conn, tlsGeneration);
     conn.session.once('close', () => {

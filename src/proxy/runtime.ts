@@ -21,6 +21,11 @@ export interface TcpTarget {
   readonly service: TcpService;
   /** Picks the cluster for one connection (weighted), or null. */
   readonly pickCluster: () => ClusterRuntime | null;
+  /**
+   * For a service that detects (`service.detect`): routes the HTTP found on its `--upstream` port
+   * through its virtual host, whatever the request's authority; null otherwise.
+   */
+  readonly http: Handler | null;
 }
 
 /** The data plane built from one snapshot. */
@@ -45,10 +50,14 @@ export class Runtime {
       for (const e of rt.endpoints) pools.add(e.pool);
     }
     this.clusters = clusters;
-    this.outbound = new RouteTable(snapshot.virtualHosts, clusters).handler;
+    const routes = new RouteTable(snapshot.virtualHosts, clusters);
+    this.outbound = routes.handler;
     this.inbound = inboundHandler(snapshot, registry, pools);
     const tcp = new Map<string, TcpTarget>();
-    for (const t of snapshot.tcpServices) tcp.set(t.name, { service: t, pickCluster: weightedClusters(t, clusters) });
+    for (const t of snapshot.tcpServices) {
+      const http = t.detect === true && t.virtualHost !== undefined ? routes.hostHandler(t.virtualHost) : null;
+      tcp.set(t.name, { service: t, pickCluster: weightedClusters(t, clusters), http });
+    }
     this.tcp = tcp;
     this.connectTargets = new ConnectTable(snapshot, clusters, tcp);
     this.pools = pools;

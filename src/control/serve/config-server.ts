@@ -38,6 +38,7 @@ import type { WorkloadRegistry } from '../sources/workload-registry.js';
 import { MeshView } from './mesh-view.js';
 
 const MAX_LINE = 1 << 20;
+const PUSH_END = '{"t":"push-end"}\n';
 /** A type sent but not acknowledged for this long is STALE rather than in flight. */
 const STALE_AFTER_MS = 5_000;
 
@@ -110,6 +111,8 @@ class ProxyRecord {
   dropTimer: NodeJS.Timeout | null = null;
   /** Set while the socket cannot take more; the push resumes on drain. */
   blocked = false;
+  /** Updates were written since the last `push-end`. */
+  openPush = false;
   /** Set while its registration is being written: nothing to push before the workload exists. */
   registering = false;
   /** The identity granted on this stream (by its join token or its certificate), and the id of the token it descends from. */
@@ -249,6 +252,7 @@ export class ConfigServer {
     r.connectedAt = Date.now();
     r.lastSeenAt = Date.now();
     r.blocked = false;
+    r.openPush = false;
     // The proxy knows what it holds better than our memory of an earlier connection does.
     for (const t of CONFIG_TYPES) {
       r.acked[t] = hello.have[t] ?? null;
@@ -563,10 +567,16 @@ export class ConfigServer {
       r.sent[type] = { version: target, at: now };
       this.stats.updatesSent++;
       this.stats.bytesSent += line.length;
+      r.openPush = true;
       if (!socket.write(line)) {
         r.blocked = true;
         return;
       }
+    }
+    // Everything this push had to send is written: the proxy may apply it as one.
+    if (r.openPush) {
+      r.openPush = false;
+      socket.write(PUSH_END);
     }
   }
 

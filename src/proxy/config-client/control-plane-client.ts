@@ -126,8 +126,9 @@ export class ControlPlaneClient {
       this.lastHeard = Date.now();
       let buffered = head.toString('utf8');
       socket.setEncoding('utf8');
+      // Updates of one push arrive together or in pieces; they are applied together at its `push-end`.
+      let updates: UpdateMessage[] = [];
       const drainLines = (): void => {
-        const updates: UpdateMessage[] = [];
         let nl: number;
         while ((nl = buffered.indexOf('\n')) !== -1) {
           const line = buffered.slice(0, nl);
@@ -141,12 +142,18 @@ export class ControlPlaneClient {
             socket.destroy();
             return;
           }
-          if (msg.t === 'update') updates.push(msg);
-          else this.onControl(msg);
+          if (msg.t === 'update') {
+            updates.push(msg);
+          } else if (msg.t === 'push-end') {
+            // A proxy never serves a half-applied push, such as routes pointing at a cluster whose
+            // removal came first, or endpoints withdrawn from a cluster the routes in force still use.
+            const batch = updates;
+            updates = [];
+            if (batch.length > 0) this.onUpdates(batch);
+          } else {
+            this.onControl(msg);
+          }
         }
-        // Updates that arrive together (one push) are applied together, so a proxy never serves a
-        // half-applied push such as routes pointing at a cluster whose removal came first.
-        if (updates.length > 0) this.onUpdates(updates);
       };
       socket.on('data', (chunk: string) => {
         this.lastHeard = Date.now();

@@ -2,14 +2,15 @@
  * The upstream side of HTTP/2: one multiplexed session per endpoint (cleartext with prior knowledge
  * to an app, or mutual TLS with ALPN `h2` to another proxy), every exchange a stream. A session that
  * fails, closes or is told to go away is replaced on the next request; streams in flight on it finish
- * or fail with it.
+ * or fail with it. Under the `h2` peer transport the session to another proxy also carries HTTP/1.1
+ * requests (as streams) and TCP tunnels (as CONNECT streams, RFC 9113 8.5).
  */
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 import { connect as h2Connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { MeshError } from '../../core/errors.js';
 import { Body } from '../body.js';
-import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
+import { removeHeader, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { expectSpiffeId } from '../tls/peer-identity.js';
 import { fromH2Headers, toH2Headers } from './headers.js';
 
@@ -33,6 +34,8 @@ export class Http2Pool {
   private connecting: Promise<ClientHttp2Session> | null = null;
   private tlsSession: Buffer | undefined;
   private closed = false;
+  /** CONNECT streams open on the session (TCP tunnels): they keep it from closing when idle. */
+  private tunnels = 0;
   active = 0;
   total = 0;
   connectFailures = 0;
@@ -46,7 +49,7 @@ export class Http2Pool {
 
   /** Open sessions (0 or 1), for `/clusters`. */
   get idleCount(): number {
-    return this.session !== null && this.active === 0 ? 1 : 0;
+    return this.session !== null && this.active === 0 && this.tunnels === 0 ? 1 : 0;
   }
 
   async request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number): Promise<ProxyResponse> {
@@ -85,6 +88,8 @@ export class Http2Pool {
       const secure = context !== null;
       const session = h2Connect(`${secure ? 'https' : 'http'}://${this.key}`, {
         settings: { enablePush: false },
+        // As the server side: room for many streams in flight on one session.
+        maxSessionMemory: 64,
         createConnection: () => {
           if (!secure) return tcpConnect({ host: this.host, port: this.port, noDelay: true });
           const socket: TLSSocket = tlsConnect({
@@ -129,7 +134,7 @@ export class Http2Pool {
         session.once('close', forget);
         session.once('goaway', forget);
         session.setTimeout(this.opts.idleTimeoutMs, () => {
-          if (this.active === 0) session.close();
+          if (this.active === 0 && this.tunnels === 0) session.close();
         });
         session.unref();
         if (this.closed) session.close();
@@ -188,13 +193,24 @@ export class Http2Pool {
           },
         });
       }
+      // Interim answers (100 Continue to an `Expect: 100-continue`, 103) go to a client that can take them.
+      const interim = ctx.interim;
+      if (interim !== null) {
+        stream.on('headers', (h: IncomingHttpHeaders) => {
+          const status = Number(h[':status']);
+          if (!answered && status >= 100 && status < 200 && status !== 101) interim(status, fromH2Headers(h));
+        });
+      }
       stream.on('response', (h: IncomingHttpHeaders, flags: number) => {
         const status = Number(h[':status']);
-        if (status < 200) return; // interim answers are not relayed over HTTP/2 yet
+        if (status < 200) return;
         if (timer !== null) clearTimeout(timer);
         const headers = fromH2Headers(h);
         const declared = Number(h['content-length'] ?? -1);
         const ended = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+        // Content-Length is framing, written again by whoever sends the body on; only a response to
+        // HEAD and a 304 keep theirs (the length a GET would have had).
+        if (req.method !== 'HEAD' && status !== 304) removeHeader(headers, 'content-length');
         response = ended ? null : new Body(Number.isSafeInteger(declared) && declared >= 0 ? declared : -1, {
           pause: () => stream.pause(),
           resume: () => stream.resume(),
@@ -224,6 +240,24 @@ export class Http2Pool {
         if (response !== null) done();
       });
     });
+  }
+
+  /**
+   * Opens a CONNECT stream (RFC 9113 8.5: `:method CONNECT`, `:authority host:port`, no `:scheme` or
+   * `:path`) on the session, for a TCP tunnel; the caller reads the answer. Rejects with the mesh
+   * error of a session that cannot be opened (connect, mTLS), or UPSTREAM_RESET.
+   */
+  async connect(authority: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream> {
+    const session = await this.sessionFor();
+    let stream: ClientHttp2Stream;
+    try {
+      stream = session.request({ ...headers, ':method': 'CONNECT', ':authority': authority }, { endStream: false });
+    } catch (err) {
+      throw new MeshError('UPSTREAM_RESET', `HTTP/2 to ${this.key}: ${(err as Error).message}`);
+    }
+    this.tunnels++;
+    stream.once('close', () => this.tunnels--);
+    return stream;
   }
 
   /** Closes the session once its streams end. */

@@ -25,7 +25,7 @@ import { Body } from '../body.js';
 import { requestTimeout } from '../filters/request-timeout.js';
 import { grpcTimeoutMs, isGrpc } from '../grpc.js';
 import { meshErrorGrpcResponse, meshErrorGrpcTrailers, meshErrorResponse, toMeshError } from '../local-reply.js';
-import { abortContext, getHeader, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
+import { abortContext, getHeader, removeHeader, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { fromH2Headers, toH2Headers } from './headers.js';
 
 export interface Http2ServerOptions {
@@ -36,6 +36,24 @@ export interface Http2ServerOptions {
   maxHeaderListSize: number;
   /** Called once per finished exchange (metrics, logs); `grpcStatus` is '' for non-gRPC exchanges. */
   onExchange?: (ctx: RequestContext, status: number, errorCode: string, grpcStatus: string) => void;
+  /**
+   * Takes a `CONNECT` stream (RFC 9113 8.5, a TCP tunnel from another proxy) once its head arrived:
+   * the inbound side's tunnels. Without it, CONNECT is answered 501.
+   */
+  connect?: (tunnel: Http2ConnectTunnel) => void;
+}
+
+/** A CONNECT stream handed over by the HTTP/2 server: nothing was answered or read on it yet. */
+export interface Http2ConnectTunnel {
+  stream: ServerHttp2Stream;
+  /** `:authority`, the `host:port` to tunnel to. */
+  target: string;
+  /** Regular fields of the head, flattened. */
+  headers: string[];
+  /** The caller's SPIFFE ID from its mTLS certificate; null for plaintext. */
+  peerIdentity: string | null;
+  /** The session runs over TLS. */
+  encrypted: boolean;
 }
 
 /** One downstream HTTP/2 session, as the proxy tracks its connections. */
@@ -61,7 +79,7 @@ const INTERNAL = constants.NGHTTP2_INTERNAL_ERROR;
 export class Http2Downstream {
   private readonly server: Http2Server;
   private readonly opts: Http2ServerOptions;
-  private readonly peers = new WeakMap<ServerHttp2Session, { identity: string | null; address: string }>();
+  private readonly peers = new WeakMap<ServerHttp2Session, { identity: string | null; address: string; encrypted: boolean }>();
 
   constructor(handler: () => Handler, opts: Http2ServerOptions) {
     this.opts = opts;
@@ -74,8 +92,9 @@ export class Http2Downstream {
   accept(socket: Socket, peerIdentity: string | null): Http2ServerConnection {
     let conn: Http2ServerConnection | null = null;
     const address = socket.remoteAddress ?? '';
+    const encrypted = 'encrypted' in socket;
     this.server.once('session', (session: ServerHttp2Session) => {
-      this.peers.set(session, { identity: peerIdentity, address });
+      this.peers.set(session, { identity: peerIdentity, address, encrypted });
       session.setTimeout(this.opts.idleTimeoutMs, () => session.close());
       session.on('error', () => {});
       conn = new Http2ServerConnection(session);
@@ -88,12 +107,20 @@ export class Http2Downstream {
   }
 
   private onStream(stream: ServerHttp2Stream, h: IncomingHttpHeaders, endStream: boolean, handler: Handler): void {
-    const peer = this.peers.get(stream.session as ServerHttp2Session) ?? { identity: null, address: '' };
+    const peer = this.peers.get(stream.session as ServerHttp2Session) ?? { identity: null, address: '', encrypted: false };
     stream.on('error', () => {});
     const method = h[':method'] ?? '';
+    if (method === 'CONNECT' && this.opts.connect !== undefined) {
+      // nghttp2 has checked the head: an `:authority`, and no `:scheme` or `:path`.
+      this.opts.connect({ stream, target: h[':authority'] ?? '', headers: fromH2Headers(h), peerIdentity: peer.identity, encrypted: peer.encrypted });
+      return;
+    }
     const path = h[':path'] ?? '';
     const authority = (h[':authority'] ?? h.host ?? '').toLowerCase();
     const headers = fromH2Headers(h);
+    // Framing: the body's length travels with the body, and is written again on the next hop.
+    const declaredLength = getHeader(headers, 'content-length');
+    if (declaredLength !== undefined) removeHeader(headers, 'content-length');
     const grpc = isGrpc(getHeader(headers, 'content-type'));
     let requestId = getHeader(headers, 'x-request-id') ?? '';
     if (requestId === '' || requestId.length > 128) {
@@ -112,7 +139,8 @@ export class Http2Downstream {
       destination: '',
       upstreamHost: '',
       abortHandlers: [],
-      interim: null,
+      // An `Expect: 100-continue` gets the upstream's interim answers, as on HTTP/1.1.
+      interim: getHeader(headers, 'expect')?.toLowerCase() === '100-continue' ? (status, fields) => sendInterim(stream, status, fields) : null,
       errorCode: '',
       aborted: null,
     };
@@ -125,7 +153,7 @@ export class Http2Downstream {
     }
     let body: Body | null = null;
     if (!endStream) {
-      const declared = Number(getHeader(headers, 'content-length') ?? -1);
+      const declared = Number(declaredLength ?? -1);
       body = new Body(Number.isSafeInteger(declared) && declared >= 0 ? declared : -1, {
         pause: () => stream.pause(),
         resume: () => stream.resume(),
@@ -168,6 +196,16 @@ function errorResponse(ctx: RequestContext, err: unknown, grpc: boolean): ProxyR
   const e = toMeshError(err);
   ctx.errorCode = e.code;
   return grpc ? meshErrorGrpcResponse(e, ctx.requestId) : meshErrorResponse(e, ctx.requestId);
+}
+
+/** An interim (1xx) answer on a stream whose final answer has not gone out yet. */
+function sendInterim(stream: ServerHttp2Stream, status: number, fields: string[]): void {
+  if (stream.headersSent || stream.closed || stream.destroyed) return;
+  try {
+    stream.additionalHeaders({ ...toH2Headers(fields), ':status': status });
+  } catch {
+    // The stream went away meanwhile: the final answer (or its absence) says the rest.
+  }
 }
 
 function setOne(headers: string[], name: string, value: string): void {

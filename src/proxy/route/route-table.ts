@@ -77,6 +77,8 @@ function weightedBackends(
 /** Routes outbound HTTP by authority. */
 export class RouteTable {
   private readonly hosts = new Map<string, BuiltHost>();
+  /** By virtual host name (`service.namespace:port`). */
+  private readonly byName = new Map<string, BuiltHost>();
 
   constructor(virtualHosts: readonly VirtualHost[], clusters: ReadonlyMap<string, ClusterRuntime>) {
     for (const vh of virtualHosts) {
@@ -86,7 +88,18 @@ export class RouteTable {
         needsQuery: vh.routes.some((r) => needsQuery(r.match)),
       };
       for (const d of vh.domains) if (!this.hosts.has(d)) this.hosts.set(d, host);
+      this.byName.set(vh.name, host);
     }
+  }
+
+  /**
+   * A router for one virtual host, whatever authority a request carries (the HTTP detected on an
+   * `--upstream` local port, which names its service by the port it came to); null when there is
+   * no such host.
+   */
+  hostHandler(name: string): Handler | null {
+    const host = this.byName.get(name);
+    return host === undefined ? null : (req, ctx) => this.route(host, req, ctx);
   }
 
   /** The router: a terminal handler for every outbound request. */
@@ -96,6 +109,10 @@ export class RouteTable {
       req.body?.abort(new Error('no route'));
       return Promise.reject(new MeshError('NO_ROUTE', `no service matches authority "${req.authority}"`));
     }
+    return this.route(host, req, ctx);
+  };
+
+  private route(host: BuiltHost, req: Parameters<Handler>[0], ctx: Parameters<Handler>[1]): ReturnType<Handler> {
     ctx.destination = host.destination;
     const p = pathPart(req.path);
     const query = host.needsQuery ? new URLSearchParams(req.path.slice(p.length + 1)) : null;
@@ -107,5 +124,5 @@ export class RouteTable {
     }
     req.body?.abort(new Error('no route'));
     return Promise.reject(new MeshError('NO_ROUTE', `no route of ${host.destination} matches ${req.method} ${p}`));
-  };
+  }
 }

@@ -1,21 +1,28 @@
 /**
  * The workload's side of a TCP tunnel: the inbound listener hands over a connection at its
- * `CONNECT <app address>:<app port>` head, and the tunnel is decided there, before any byte reaches
- * the app. Only this workload's own app ports on its own app address are tunnel targets (the proxy
+ * `CONNECT <app address>:<app port>` head (HTTP/1.1), or an HTTP/2 CONNECT stream of a peer proxy's
+ * session (`:authority <app address>:<app port>`), and the tunnel is decided there, the same way
+ * for both, before any byte reaches the app. Only this workload's own app ports on its own app address are tunnel targets (the proxy
  * is no relay to anywhere else); the mTLS mode was applied when the connection was accepted; the
  * AuthorizationPolicies covering the port decide with the caller's SPIFFE ID. A refused tunnel is
  * answered with a coded error and closed, and the app never sees a connection; an allowed one is
  * answered 200 once the app accepted, then carries bytes both ways.
  */
 import { connect, type Socket } from 'node:net';
+import { constants, type ServerHttp2Stream } from 'node:http2';
 import { MeshError } from '../../core/errors.js';
 import type { InboundConfig } from '../../model/snapshot.js';
 import type { Authorizer } from '../authz/authorize.js';
 import type { ConnectTunnel } from '../http1/server.js';
+import type { Http2ConnectTunnel } from '../http2/server.js';
 import type { RequestHead } from '../http1/parse.js';
 import { meshErrorWire } from '../local-reply.js';
+import { getHeader } from '../message.js';
 import { joinSockets } from './join.js';
-import { TUNNEL_SERVICE_HEADER } from './tunnel-client.js';
+import { TUNNEL_SERVICE_HEADER, joinStream } from './tunnel-client.js';
+
+/** What a tunnel request is decided on: its target and header fields, and whether it declared content. */
+export type TunnelRequest = Pick<RequestHead, 'target' | 'headers' | 'chunked' | 'contentLength'>;
 
 /** How one tunnel request ended at the inbound: the `result` label of `weft_inbound_tcp_connections_total`. */
 export type TunnelResult = 'allowed' | 'denied' | 'bad_request' | 'no_route' | 'connect_failure' | 'no_configuration';
@@ -54,7 +61,7 @@ export class InboundTunnels {
   }
 
   /** Decides a CONNECT from the caller `identity` (null: plaintext). */
-  decide(head: RequestHead, identity: string | null): Verdict {
+  decide(head: TunnelRequest, identity: string | null): Verdict {
     const target = connectTarget(head);
     if (target instanceof MeshError) return { error: target, result: 'bad_request', policy: '' };
     const { host, port } = target;
@@ -76,7 +83,7 @@ export class InboundTunnels {
  * The `host` (lowercase, IPv6 without brackets) and `port` of a well-formed CONNECT, or the
  * BAD_REQUEST it gets: a target that is not authority-form, a port out of range, or content.
  */
-export function connectTarget(head: RequestHead): { host: string; port: number } | MeshError {
+export function connectTarget(head: TunnelRequest): { host: string; port: number } | MeshError {
   const m = AUTHORITY.exec(head.target);
   const port = m === null ? 0 : Number(m[3]);
   if (m === null || port < 1 || port > 65535) return new MeshError('BAD_REQUEST', `CONNECT target ${JSON.stringify(head.target.slice(0, 60))} is not host:port`);
@@ -102,25 +109,15 @@ export function acceptTunnel(t: ConnectTunnel, tunnels: InboundTunnels | null, r
     refuseTunnel(socket, verdict.error);
     return;
   }
-  const app = connect({ host: tunnels!.appAddress, port: verdict.port, noDelay: true, allowHalfOpen: true });
-  const timer = setTimeout(() => app.destroy(new Error(`timed out after ${APP_CONNECT_TIMEOUT_MS} ms`)), APP_CONNECT_TIMEOUT_MS);
-  const callerLeft = (): void => {
-    app.destroy();
-  };
-  socket.once('close', callerLeft);
-  app.once('error', (err: NodeJS.ErrnoException) => {
-    clearTimeout(timer);
-    socket.off('close', callerLeft);
-    if (socket.destroyed) return;
-    report({ security, result: 'connect_failure', policy: verdict.policy });
-    refuseTunnel(socket, new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to the app on port ${verdict.port} failed: ${err.code ?? err.message}`));
-  });
-  app.once('connect', () => {
-    clearTimeout(timer);
-    app.removeAllListeners('error');
+  const app = dialApp(tunnels!.appAddress, verdict.port, (err) => {
     socket.off('close', callerLeft);
     if (socket.destroyed) {
       app.destroy();
+      return;
+    }
+    if (err !== null) {
+      report({ security, result: 'connect_failure', policy: verdict.policy });
+      refuseTunnel(socket, err);
       return;
     }
     report({ security, result: 'allowed', policy: verdict.policy });
@@ -129,6 +126,91 @@ export function acceptTunnel(t: ConnectTunnel, tunnels: InboundTunnels | null, r
     if (t.rest !== null) app.write(t.rest);
     joinSockets(socket, app, () => {});
   });
+  const callerLeft = (): void => {
+    app.destroy();
+  };
+  socket.once('close', callerLeft);
+}
+
+/**
+ * Dials this workload's app for an allowed tunnel (within APP_CONNECT_TIMEOUT_MS). `done` is called
+ * once: with null when it accepted, or with the UPSTREAM_CONNECT_FAILURE the caller is answered.
+ */
+function dialApp(address: string, port: number, done: (err: MeshError | null) => void): Socket {
+  const app = connect({ host: address, port, noDelay: true, allowHalfOpen: true });
+  const timer = setTimeout(() => app.destroy(new Error(`timed out after ${APP_CONNECT_TIMEOUT_MS} ms`)), APP_CONNECT_TIMEOUT_MS);
+  app.once('error', (err: NodeJS.ErrnoException) => {
+    clearTimeout(timer);
+    done(new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to the app on port ${port} failed: ${err.code ?? err.message}`));
+  });
+  app.once('connect', () => {
+    clearTimeout(timer);
+    app.removeAllListeners('error');
+    done(null);
+  });
+  return app;
+}
+
+/**
+ * Serves one HTTP/2 CONNECT stream from a peer proxy's session (the `h2` peer transport) exactly as
+ * `acceptTunnel` serves an HTTP/1.1 CONNECT: the same decision (own app ports only, the mTLS mode
+ * applied at accept, AuthorizationPolicy by identity and port), the app dialled only when allowed.
+ * A refusal is a `:status` 400/403/404/503 with `weft-error` and the JSON body, then END_STREAM;
+ * an allowed tunnel gets `:status 200` once the app accepted, then DATA frames carry the bytes
+ * (END_STREAM is a half-close, RST_STREAM a reset). `onApp` gets the app's socket (counted while open).
+ */
+export function acceptH2Tunnel(t: Http2ConnectTunnel, tunnels: InboundTunnels | null, report: (o: TunnelOutcome) => void, onApp: (app: Socket) => void): void {
+  const stream = t.stream;
+  const security = t.encrypted ? 'mtls' : 'plaintext';
+  stream.on('error', () => {});
+  const cl = Number(getHeader(t.headers, 'content-length') ?? -1);
+  const request: TunnelRequest = { target: t.target, headers: t.headers, chunked: false, contentLength: Number.isSafeInteger(cl) ? cl : 1 };
+  const verdict: Verdict = tunnels === null
+    ? { error: new MeshError('NO_CONFIGURATION', 'this proxy has not received its configuration yet'), result: 'no_configuration', policy: '' }
+    : tunnels.decide(request, t.peerIdentity);
+  if ('error' in verdict) {
+    report({ security, result: verdict.result, policy: verdict.policy });
+    refuseStream(stream, verdict.error);
+    return;
+  }
+  // Nothing is read from the caller until the app accepted: its bytes wait in the stream's window.
+  stream.pause();
+  const app = dialApp(tunnels!.appAddress, verdict.port, (err) => {
+    stream.off('close', callerLeft);
+    if (stream.closed || stream.destroyed) {
+      app.destroy();
+      return;
+    }
+    if (err !== null) {
+      report({ security, result: 'connect_failure', policy: verdict.policy });
+      refuseStream(stream, err);
+      return;
+    }
+    report({ security, result: 'allowed', policy: verdict.policy });
+    onApp(app);
+    stream.respond({ ':status': 200 });
+    joinStream(app, stream, () => {});
+  });
+  const callerLeft = (): void => {
+    app.destroy();
+  };
+  stream.once('close', callerLeft);
+}
+
+/** Answers a CONNECT stream with the coded error, dropping whatever the caller still sends, and ends it. */
+function refuseStream(stream: ServerHttp2Stream, e: MeshError): void {
+  stream.on('data', () => {});
+  stream.resume();
+  if (stream.closed || stream.destroyed) return;
+  const json = JSON.stringify({ code: e.code, message: e.message });
+  stream.respond({ ':status': e.status, 'content-type': 'application/json', 'weft-error': e.code, 'content-length': Buffer.byteLength(json) });
+  stream.end(json);
+  // The caller ends its side on reading the answer; one that does not is cut after a while.
+  const timer = setTimeout(() => {
+    if (!stream.closed) stream.close(constants.NGHTTP2_CANCEL);
+  }, LINGER_MS);
+  timer.unref();
+  stream.once('close', () => clearTimeout(timer));
 }
 
 /** Answers with the coded error and closes, reading (and dropping) whatever the caller still sends meanwhile. */

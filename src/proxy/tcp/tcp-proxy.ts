@@ -8,9 +8,8 @@
 import { connect, type Socket } from 'node:net';
 import { MeshError } from '../../core/errors.js';
 import type { ClusterRuntime } from '../upstream/cluster.js';
-import { joinSockets } from './join.js';
 import { refuseTunnel } from './inbound-tunnel.js';
-import type { TunnelDialer } from './tunnel-client.js';
+import { joinTunnel, type TunnelDialer, type TunnelEnd } from './tunnel-client.js';
 
 /** How an outbound TCP connection reached its endpoint. */
 export type TcpTransport = 'mtls' | 'plaintext' | 'direct';
@@ -49,7 +48,16 @@ export interface ConnectClient {
  * way to carry a reason, and a reset is not mistaken for a clean, empty answer. A `viaConnect` client
  * speaks HTTP until joined, so it gets the coded error as an answer instead.
  */
-export function forwardTcp(client: Socket, service: string, pick: () => ClusterRuntime | null, fwd: TcpForwarding, onEnd?: () => void, viaConnect?: ConnectClient): void {
+export function forwardTcp(
+  client: Socket,
+  service: string,
+  pick: () => ClusterRuntime | null,
+  fwd: TcpForwarding,
+  onEnd?: () => void,
+  viaConnect?: ConnectClient,
+  /** Bytes the client already sent that are no longer in its socket (protocol detection saw its end): sent first. */
+  first?: Buffer | null,
+): void {
   client.on('error', () => {});
   /** Refuses the client: a reset, or the coded answer to a CONNECT (done with once it closes). */
   const refuse = (e: MeshError): void => {
@@ -76,7 +84,7 @@ export function forwardTcp(client: Socket, service: string, pick: () => ClusterR
   const e = ep.endpoint;
   const proxied = e.proxied;
   const endpoint = `${e.address}:${proxied ? e.port : e.appPort}`;
-  let upstream: Socket;
+  let upstream: { destroy(): void };
   let transport: TcpTransport;
   let settled = false;
   let clientGone = false;
@@ -86,7 +94,7 @@ export function forwardTcp(client: Socket, service: string, pick: () => ClusterR
   };
 
   /** Called once: the endpoint is joined, or will not be. */
-  const settle = (err: MeshError | null, socket: Socket | null, rest: Buffer | null): void => {
+  const settle = (err: MeshError | null, socket: TunnelEnd | null, rest: Buffer | null): void => {
     if (settled) return;
     settled = true;
     client.off('close', onClientClose);
@@ -111,14 +119,16 @@ export function forwardTcp(client: Socket, service: string, pick: () => ClusterR
       if (viaConnect.rest !== null) socket!.write(viaConnect.rest);
     }
     if (rest !== null) client.write(rest);
-    joinSockets(client, socket!, () => {
+    if (first != null) socket!.write(first);
+    joinTunnel(client, socket!, () => {
       pool.active--;
       onEnd?.();
     });
   };
 
   if (proxied) {
-    const dial = fwd.dialer.open(e, service, cluster.config.connectTimeoutMs, (err, tunnel) => settle(err, tunnel?.socket ?? null, tunnel?.rest ?? null));
+    // Under the `h2` peer transport the pool hands the tunnel to the endpoint's shared HTTP/2 session.
+    const dial = fwd.dialer.open(e, service, cluster.config.connectTimeoutMs, (err, tunnel) => settle(err, tunnel?.socket ?? null, tunnel?.rest ?? null), pool);
     upstream = dial.socket;
     transport = dial.transport;
   } else {

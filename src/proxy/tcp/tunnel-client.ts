@@ -2,15 +2,21 @@
  * The caller's side of a TCP tunnel to a workload's proxy: a connection to the endpoint's inbound
  * port (mutual TLS with this proxy's certificate when it has one and mTLS is on), an HTTP/1.1
  * `CONNECT <app address>:<app port>` on it, and, once the inbound answers 200, a plain byte stream
- * to the app. Anything but 200 is the inbound's refusal (DENIED, MTLS_REQUIRED, …), read from its
- * `weft-error` header and body so the caller can count and report it.
+ * to the app. Under the `h2` peer transport (with mTLS) the tunnel is instead an HTTP/2 CONNECT
+ * stream (RFC 9113 8.5) on the endpoint's one multiplexed session. Anything but 200 is the
+ * inbound's refusal (DENIED, MTLS_REQUIRED, …), read from its `weft-error` header and body so the
+ * caller can count and report it.
  */
-import { connect, type Socket } from 'node:net';
+import { Socket, connect } from 'node:net';
+import { constants, type ClientHttp2Stream, type Http2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext } from 'node:tls';
 import { expectSpiffeId } from '../tls/peer-identity.js';
 import { MeshError, meshErrorStatus, type MeshErrorCode } from '../../core/errors.js';
 import type { Endpoint } from '../../model/snapshot.js';
 import { ParseError, findHeadEnd, parseResponseHead } from '../http1/parse.js';
+import type { UpstreamPool } from '../upstream/upstream-pool.js';
+import type { Http2Pool } from '../http2/client.js';
+import { joinSockets } from './join.js';
 
 /** Header naming the `<service>.<namespace>:<port>` a tunnel is for. For logs only: the inbound decides by the target's app port. */
 export const TUNNEL_SERVICE_HEADER = 'weft-service';
@@ -18,11 +24,72 @@ export const TUNNEL_SERVICE_HEADER = 'weft-service';
 /** How a tunnel reached the inbound: mutual TLS, or plaintext (this proxy has no certificate, or mTLS is off). */
 export type TunnelTransport = 'mtls' | 'plaintext';
 
+/** The far end of a tunnel: a connection of its own, or a CONNECT stream of a shared HTTP/2 session. */
+export type TunnelEnd = Socket | ClientHttp2Stream;
+
 /** An established tunnel: bytes written to `socket` reach the app; `rest` already came from it. */
 export interface OpenTunnel {
-  socket: Socket;
+  socket: TunnelEnd;
   rest: Buffer | null;
   transport: TunnelTransport;
+}
+
+/** Joins a client's socket to the far end of its tunnel (see joinSockets and joinStream). */
+export function joinTunnel(client: Socket, end: TunnelEnd, onClosed: () => void): void {
+  if (end instanceof Socket) joinSockets(client, end, onClosed);
+  else joinStream(client, end, onClosed);
+}
+
+/**
+ * Joins a TCP socket and an HTTP/2 CONNECT stream into one TCP stream (RFC 9113 8.5): bytes go as
+ * DATA frames both ways with backpressure (the socket pauses while the stream's flow-control window
+ * is closed, the stream while the socket's buffer is full); a FIN becomes END_STREAM and END_STREAM
+ * a FIN (a half-close, so the other direction keeps flowing); an error or reset of the socket resets
+ * the stream (RST_STREAM), and a reset stream (RST_STREAM, or its session lost) resets the socket.
+ * `onClosed` runs once, when both are closed.
+ */
+export function joinStream(socket: Socket, stream: Http2Stream, onClosed: () => void): void {
+  let closed = 0;
+  const closeOne = (): void => {
+    if (++closed === 2) onClosed();
+  };
+  // Set once END_STREAM arrived: a stream that closes without it was reset.
+  let streamEnded = false;
+  const gone = (): boolean => stream.closed || stream.destroyed;
+  socket.on('data', (c: Buffer) => {
+    if (!gone() && !stream.write(c)) socket.pause();
+  });
+  stream.on('drain', () => socket.resume());
+  socket.on('end', () => {
+    if (!gone()) stream.end();
+  });
+  // destroy(err) sends RST_STREAM at once (close(code) would send END_STREAM first).
+  socket.on('error', (err) => {
+    if (!gone()) stream.destroy(err);
+  });
+  socket.on('close', (hadError) => {
+    // Both directions of the socket are over; whatever the stream still sends has nowhere to go.
+    if (!gone() && (hadError || !streamEnded)) stream.destroy(new Error('the TCP side closed'));
+    closeOne();
+  });
+  stream.on('data', (c: Buffer) => {
+    if (!socket.destroyed && !socket.write(c)) stream.pause();
+  });
+  socket.on('drain', () => stream.resume());
+  stream.on('end', () => {
+    streamEnded = true;
+    if (!socket.destroyed) socket.end();
+  });
+  stream.on('error', () => {});
+  stream.on('close', () => {
+    if (!socket.destroyed) {
+      if (!streamEnded || stream.rstCode !== constants.NGHTTP2_NO_ERROR) socket.resetAndDestroy();
+      else if (!socket.writableEnded) socket.end();
+    }
+    closeOne();
+  });
+  socket.resume();
+  stream.resume();
 }
 
 /** Largest response head to a CONNECT, and largest refusal body read (for its message). */
@@ -51,9 +118,11 @@ export class TunnelDialer {
    * open tunnel or the reason there is none. Returns the socket being dialled (the caller gives up by
    * destroying it, when its own client leaves first) and how it goes.
    */
-  open(ep: Endpoint, service: string, timeoutMs: number, done: (err: MeshError | null, tunnel: OpenTunnel | null) => void): { socket: Socket; transport: TunnelTransport } {
+  open(ep: Endpoint, service: string, timeoutMs: number, done: (err: MeshError | null, tunnel: OpenTunnel | null) => void, via?: UpstreamPool): { socket: { destroy(): void }; transport: TunnelTransport } {
     const where = tunnelTarget(ep.address, ep.port);
     const target = tunnelTarget(ep.address, ep.appPort);
+    const shared = via?.tunnelPool?.() ?? null;
+    if (shared !== null) return this.openStream(shared, ep, service, timeoutMs, done);
     const context = this.clientContext();
     const transport: TunnelTransport = context === null ? 'plaintext' : 'mtls';
     const sessionKey = `${ep.address}|${ep.port}|${ep.identity}`;
@@ -108,18 +177,7 @@ export class TunnelDialer {
     const refused = (): void => {
       const r = refusal!;
       const body = buf === null ? '' : buf.toString('utf8', r.bodyAt, Math.min(buf.length, r.bodyAt + r.length));
-      let message = '';
-      try {
-        message = String((JSON.parse(body) as { message?: unknown }).message ?? '');
-      } catch {
-        message = body.slice(0, 200);
-      }
-      const known = Object.hasOwn(meshErrorStatus, r.code) ? (r.code as MeshErrorCode) : null;
-      // The inbound's own code and words, so the caller's count and log say why (DENIED, MTLS_REQUIRED, …).
-      const e = known !== null
-        ? new MeshError(known, `the proxy of ${ep.workload} (${where}) refused the tunnel to ${target}: ${r.status} ${message}`)
-        : new MeshError('UPSTREAM_PROTOCOL_ERROR', `the proxy of ${ep.workload} (${where}) answered the CONNECT with ${r.status}${r.code === '' ? '' : ` ${r.code}`}`);
-      finish(e);
+      finish(refusalError(ep, where, target, r.status, r.code, body));
     };
     const onData = (chunk: Buffer): void => {
       buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
@@ -178,4 +236,78 @@ export class TunnelDialer {
     socket.on('close', onClose);
     return { socket, transport };
   }
+
+  /**
+   * A tunnel as a CONNECT stream on the endpoint's shared HTTP/2 session (mTLS, the session's
+   * identity check and resumption): `:authority` is the app's `host:port`, `weft-service` as over
+   * HTTP/1.1; `:status 200` opens it, anything else is the inbound's refusal, read as over HTTP/1.1.
+   */
+  private openStream(pool: Http2Pool, ep: Endpoint, service: string, timeoutMs: number, done: (err: MeshError | null, tunnel: OpenTunnel | null) => void): { socket: { destroy(): void }; transport: TunnelTransport } {
+    const where = tunnelTarget(ep.address, ep.port);
+    const target = tunnelTarget(ep.address, ep.appPort);
+    let stream: ClientHttp2Stream | null = null;
+    let settled = false;
+    const finish = (err: MeshError | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err !== null) {
+        if (stream !== null && !stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
+        done(err, null);
+        return;
+      }
+      stream!.off('close', onClose);
+      done(null, { socket: stream!, rest: null, transport: 'mtls' });
+    };
+    const timer = setTimeout(() => finish(new MeshError('UPSTREAM_CONNECT_FAILURE', `tunnel to ${where} not established within ${timeoutMs} ms`)), timeoutMs);
+    const onClose = (): void => finish(new MeshError('UPSTREAM_RESET', `${where} reset the CONNECT stream before answering (code ${stream?.rstCode ?? 0})`));
+    pool.connect(target, { [TUNNEL_SERVICE_HEADER]: service }).then(
+      (s) => {
+        stream = s;
+        s.on('error', () => {});
+        if (settled) {
+          // Given up (timeout, or the client left) while the session was being opened.
+          s.close(constants.NGHTTP2_CANCEL);
+          return;
+        }
+        s.once('close', onClose);
+        s.once('response', (h: IncomingHttpHeaders) => {
+          const status = Number(h[':status']);
+          if (status === 200) return finish(null);
+          const code = typeof h['weft-error'] === 'string' ? h['weft-error'] : '';
+          const parts: Buffer[] = [];
+          let size = 0;
+          s.on('data', (c: Buffer) => {
+            if (size < MAX_REFUSAL_BODY) parts.push(c);
+            size += c.length;
+          });
+          s.once('end', () => finish(refusalError(ep, where, target, status, code, Buffer.concat(parts).toString('utf8', 0, Math.min(size, MAX_REFUSAL_BODY)))));
+        });
+      },
+      (err: unknown) => finish(err instanceof MeshError ? err : new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${where} failed: ${String(err)}`)),
+    );
+    return {
+      socket: {
+        destroy: () => {
+          if (stream !== null && !stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
+          finish(new MeshError('UPSTREAM_RESET', 'the client left before the tunnel was established'));
+        },
+      },
+      transport: 'mtls',
+    };
+  }
+}
+
+/** The mesh error of a refused tunnel: the inbound's own code and words (DENIED, MTLS_REQUIRED, …), so the caller's count and log say why. */
+function refusalError(ep: Endpoint, where: string, target: string, status: number, code: string, body: string): MeshError {
+  let message = '';
+  try {
+    message = String((JSON.parse(body) as { message?: unknown }).message ?? '');
+  } catch {
+    message = body.slice(0, 200);
+  }
+  const known = Object.hasOwn(meshErrorStatus, code) ? (code as MeshErrorCode) : null;
+  return known !== null
+    ? new MeshError(known, `the proxy of ${ep.workload} (${where}) refused the tunnel to ${target}: ${status} ${message}`)
+    : new MeshError('UPSTREAM_PROTOCOL_ERROR', `the proxy of ${ep.workload} (${where}) answered the CONNECT with ${status}${code === '' ? '' : ` ${code}`}`);
 }

@@ -1,5 +1,6 @@
 /** What the rest of the proxy sees of a pool of connections to one endpoint, whatever its protocol. */
 import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
+import type { Http2Pool } from '../http2/client.js';
 
 /** HTTP/1.1 keep-alive connections, or one multiplexed HTTP/2 session. */
 export type UpstreamProtocol = 'http/1.1' | 'h2';
@@ -18,4 +19,13 @@ export interface UpstreamPool {
   /** Sends `req` and resolves with the response head; the body streams after. */
   request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number): Promise<ProxyResponse>;
   close(): void;
+  /**
+   * The multiplexed HTTP/2 session (mTLS, ALPN `h2`) that carries TCP tunnels to this endpoint as
+   * CONNECT streams, or null (or absent) when each tunnel gets a connection of its own: only the
+   * pools of proxied endpoints under the `h2` peer transport, while this proxy speaks mTLS.
+   */
+  tunnelPool?(): Http2Pool | null;
 }
+
+/** How a proxy talks to other proxies: HTTP/1.1 pooled connections, or one multiplexed HTTP/2 session per endpoint. */
+export type PeerTransport = 'http1' | 'h2';
