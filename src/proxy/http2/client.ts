@@ -23,6 +23,8 @@ export interface Http2PoolOptions {
 }
 
 const CANCEL = constants.NGHTTP2_CANCEL;
+/** Request bodies up to this size are kept until the answer begins, to send again if the stream is refused. */
+const REPLAY_MAX_BYTES = 64 * 1024;
 
 /** One HTTP/2 session to `host:port`, shared by every exchange. */
 export class Http2Pool {
@@ -144,7 +146,7 @@ export class Http2Pool {
     });
   }
 
-  private exchange(session: ClientHttp2Session, req: ProxyRequest, ctx: RequestContext, timeoutMs: number, done: () => void): Promise<ProxyResponse> {
+  private exchange(session: ClientHttp2Session, req: ProxyRequest, ctx: RequestContext, timeoutMs: number, done: () => void, retried = false): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
       const head: OutgoingHttpHeaders = toH2Headers(req.headers);
       head[':method'] = req.method;
@@ -178,14 +180,28 @@ export class Http2Pool {
       };
       ctx.abortHandlers.push((err) => fail(err instanceof MeshError ? err : new MeshError('UPSTREAM_RESET', err.message)));
       stream.on('error', () => {});
+      // A copy of a small request body, kept until the answer begins: a stream the server refused
+      // unprocessed (REFUSED_STREAM, e.g. it was going away) is sent again on a new session.
+      let replay: { chunks: Buffer[]; bytes: number; ended: boolean; trailers: string[] | null } | null = retried ? null : { chunks: [], bytes: 0, ended: false, trailers: null };
       if (body !== null) {
         let trailers: string[] | null = null;
         stream.on('wantTrailers', () => stream.sendTrailers(trailers === null ? {} : toH2Headers(trailers)));
         stream.on('drain', () => body.resume());
         body.pipe({
-          data: (c) => stream.write(c),
+          data: (c) => {
+            if (replay !== null && !answered) {
+              replay.bytes += c.length;
+              if (replay.bytes > REPLAY_MAX_BYTES) replay = null;
+              else replay.chunks.push(c);
+            }
+            return stream.write(c);
+          },
           end: (t) => {
             trailers = t;
+            if (replay !== null) {
+              replay.ended = true;
+              replay.trailers = t;
+            }
             stream.end();
           },
           error: () => {
@@ -221,10 +237,14 @@ export class Http2Pool {
         answered = true;
         if (ended) done();
         resolve({ status, headers, body: response });
+        // Node emits 'response' a tick after the HEADERS frame, while DATA read with it would already
+        // go to a 'data' listener: so the body is read only from here (until then it waits in the stream).
+        const r = response;
+        if (r === null) stream.resume();
+        else stream.on('data', (c: Buffer) => r.push(c));
       });
       let trailers: string[] | null = null;
       stream.on('trailers', (t: IncomingHttpHeaders) => (trailers = fromH2Headers(t)));
-      stream.on('data', (c: Buffer) => response?.push(c));
       stream.on('end', () => {
         response?.end(trailers);
       });
@@ -232,6 +252,18 @@ export class Http2Pool {
         if (timer !== null) clearTimeout(timer);
         if (!answered) {
           answered = true;
+          const again = replay;
+          if (stream.rstCode === constants.NGHTTP2_REFUSED_STREAM && again !== null && (body === null || again.ended) && ctx.aborted === null) {
+            let retryBody: Body | null = null;
+            if (body !== null) {
+              retryBody = new Body(body.length);
+              for (const c of again.chunks) retryBody.push(c);
+              retryBody.end(again.trailers);
+            }
+            if (session === this.session) this.session = null;
+            resolve(this.sessionFor().then((s2) => this.exchange(s2, { ...req, body: retryBody }, ctx, timeoutMs, done, true)));
+            return;
+          }
           done();
           reject(new MeshError('UPSTREAM_RESET', `${this.key} reset the HTTP/2 stream before answering (code ${stream.rstCode ?? 0})`));
           return;

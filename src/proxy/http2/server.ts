@@ -63,9 +63,26 @@ export class Http2ServerConnection {
     this.session = session;
   }
 
-  /** Stops taking new streams (GOAWAY); streams in flight finish, then the session closes. */
+  private draining = false;
+
+  /**
+   * Stops taking new streams; streams in flight finish, then the session closes. Gracefully (RFC 9113
+   * 6.8): a GOAWAY naming the highest stream id first, so streams the client opens before it sees it
+   * are still served (not refused), then the session closes a second later.
+   */
   drain(): void {
-    if (!this.session.closed && !this.session.destroyed) this.session.close();
+    const session = this.session;
+    if (this.draining || session.closed || session.destroyed) return;
+    this.draining = true;
+    try {
+      session.goaway(constants.NGHTTP2_NO_ERROR, 2 ** 31 - 1);
+    } catch {
+      // Going away already.
+    }
+    const timer = setTimeout(() => {
+      if (!session.closed && !session.destroyed) session.close();
+    }, 1000);
+    timer.unref();
   }
 }
 
