@@ -5,16 +5,13 @@
 // dialled). Upgrades stay on HTTP/1.1 connections.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { Agent, createServer as createHttpServer, request, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect as h2Connect, type ClientHttp2Session, type IncomingHttpHeaders as H2Headers } from 'node:http2';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
-import { createCsr, generateKey, issueLeafCertificate, keyToPem, readCsr } from '../../src/core/identity/x509.js';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { ID, counter, issue, startTcpApp, tcpExchange } from './tcp-apps.js';
 import { applyYaml as apply, eventually, joinToken as token, proxyMetrics as metrics, runWeft, startControl, startProxyWith, type RunningControl, type RunningProxy } from './harness.js';
 
-const ID = (sa: string): string => `spiffe://cluster.local/ns/default/sa/${sa}`;
 
 const SERVICES = `apiVersion: weft.dev/v1alpha1
 kind: Service
@@ -29,11 +26,6 @@ spec:
   ports: [{ name: sql, port: 9000, protocol: TCP }, { name: report, port: 9001, protocol: TCP }, { name: rst, port: 9002, protocol: TCP }]
 `;
 
-/** The value of one counter series (0 when absent). */
-function counter(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
 
 const MTLS_CONNECTIONS = 'weft_inbound_connections_total{security="mtls"}';
 
@@ -126,61 +118,8 @@ async function startHttpApp(): Promise<{ port: number; seen: SeenRequest[]; cont
   return app;
 }
 
-/** A TCP app that counts the connections it accepts: `echo`, `report` (the byte count once the caller half-closes), or `rst` (resets on the first byte). */
-async function startTcpApp(kind: 'echo' | 'report' | 'rst'): Promise<{ port: number; accepts: number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer({ allowHalfOpen: true }, (s) => {
-    app.accepts++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => {});
-    if (kind === 'echo') return void s.pipe(s);
-    if (kind === 'rst') return void s.once('data', () => s.resetAndDestroy());
-    let n = 0;
-    s.on('data', (c: Buffer) => (n += c.length));
-    s.on('end', () => s.end(`got ${n} bytes`));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const app = {
-    port: (server.address() as AddressInfo).port,
-    accepts: 0,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-  return app;
-}
 
-interface TcpResult {
-  data: Buffer;
-  ended: boolean;
-  error: string | null;
-  timedOut: boolean;
-}
 
-/** Connects, sends `payload`, half-closes (unless `keepOpen`), and collects everything until the connection closes (at most `ms`). */
-function tcpExchange(port: number, payload: Buffer | string, ms = 5000, keepOpen = false): Promise<TcpResult> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-    const parts: Buffer[] = [];
-    let ended = false;
-    let error: string | null = null;
-    const timer = setTimeout(() => {
-      s.destroy();
-      resolve({ data: Buffer.concat(parts), ended, error, timedOut: true });
-    }, ms);
-    s.on('connect', () => (keepOpen ? s.write(payload) : s.end(payload)));
-    s.on('data', (c: Buffer) => parts.push(c));
-    s.on('end', () => (ended = true));
-    s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
-    s.on('close', () => {
-      clearTimeout(timer);
-      resolve({ data: Buffer.concat(parts), ended, error, timedOut: false });
-    });
-  });
-}
 
 interface HttpResult {
   status: number;
@@ -211,21 +150,6 @@ function http(port: number, opts: { method?: string; path?: string; headers?: Re
   });
 }
 
-/** A certificate for `sa` from the control plane's own root, for a hand-made mTLS caller. */
-function issue(cp: RunningControl, sa: string): { cert: string; key: string } {
-  const caDir = join(cp.dataDir, 'ca');
-  const key = generateKey();
-  const now = Date.now();
-  const leaf = issueLeafCertificate({
-    publicKey: readCsr(createCsr(key, 'x')).publicKey,
-    spiffeId: ID(sa),
-    issuerCert: new X509Certificate(readFileSync(join(caDir, 'root-1.pem'), 'utf8')),
-    issuerKey: createPrivateKey(readFileSync(join(caDir, 'root-1.key'), 'utf8')),
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + 3600_000),
-  });
-  return { cert: leaf.pem, key: keyToPem(key) };
-}
 
 /** An HTTP/2 CONNECT on a hand-made mTLS session: the answer's head, and what came back for `send` (END_STREAM after it). */
 function h2Connect_(session: ClientHttp2Session, authority: string, send: string, extra: Record<string, string> = {}): Promise<{ status: number; headers: H2Headers; body: string }> {

@@ -3,15 +3,11 @@
 // the caller's SPIFFE ID and port before the app ever sees it, and relays only to its own app ports.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { join } from 'node:path';
-import { createCsr, generateKey, issueLeafCertificate, keyToPem, readCsr } from '../../src/core/identity/x509.js';
+import { ID, counter, issue, startTcpApp, tcpExchange } from './tcp-apps.js';
 import { eventually, rawExchange, runWeft, startControl, startProxyWith, type RunningControl, type RunningProxy, joinToken as token, applyYaml as apply, proxyMetrics as metrics } from './harness.js';
 
-const ID = (sa: string): string => `spiffe://cluster.local/ns/default/sa/${sa}`;
 
 const SERVICE = `apiVersion: weft.dev/v1alpha1
 kind: Service
@@ -21,75 +17,9 @@ spec:
   ports: [{ name: sql, port: 9000, protocol: TCP }, { name: report, port: 9001, protocol: TCP }]
 `;
 
-/** A TCP app that counts the connections it accepts: refused tunnels must never reach it. */
-interface CountingApp {
-  port: number;
-  accepts: number;
-  close(): Promise<void>;
-}
 
-/**
- * `echo`: bytes back as they come, and a half-close passed back. `report`: says nothing until the
- * caller half-closes, then answers with the byte count — only a half-close carried end to end gets it.
- */
-async function startApp(kind: 'echo' | 'report'): Promise<CountingApp> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer({ allowHalfOpen: true }, (s) => {
-    app.accepts++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => {});
-    if (kind === 'echo') {
-      s.pipe(s);
-      return;
-    }
-    let n = 0;
-    s.on('data', (c: Buffer) => (n += c.length));
-    s.on('end', () => s.end(`got ${n} bytes`));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const app: CountingApp = {
-    port: (server.address() as AddressInfo).port,
-    accepts: 0,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-  return app;
-}
 
-interface TcpResult {
-  data: Buffer;
-  /** The peer closed its side cleanly. */
-  ended: boolean;
-  error: string | null;
-  timedOut: boolean;
-}
 
-/** Connects, sends `payload`, half-closes, and collects everything until the connection closes (at most `ms`). */
-function tcpExchange(port: number, payload: Buffer | string, ms = 5000): Promise<TcpResult> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-    const parts: Buffer[] = [];
-    let ended = false;
-    let error: string | null = null;
-    const done = (timedOut: boolean): void => {
-      clearTimeout(timer);
-      resolve({ data: Buffer.concat(parts), ended, error, timedOut });
-    };
-    const timer = setTimeout(() => {
-      s.destroy();
-      done(true);
-    }, ms);
-    s.on('connect', () => s.end(payload));
-    s.on('data', (c: Buffer) => parts.push(c));
-    s.on('end', () => (ended = true));
-    s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
-    s.on('close', () => done(false));
-  });
-}
 
 /** A raw TLS exchange with a client certificate: writes `bytes`, half-closes, reads until the peer closes (at most `ms`). */
 function tlsExchange(port: number, id: { cert: string; key: string }, bytes: string, ms = 3000): Promise<string> {
@@ -111,33 +41,13 @@ function tlsExchange(port: number, id: { cert: string; key: string }, bytes: str
 
 
 
-/** The value of one counter series (0 when absent). */
-function counter(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
 
-/** A certificate for `sa` from the control plane's own root, for a hand-made mTLS caller. */
-function issue(cp: RunningControl, sa: string): { cert: string; key: string } {
-  const caDir = join(cp.dataDir, 'ca');
-  const key = generateKey();
-  const now = Date.now();
-  const leaf = issueLeafCertificate({
-    publicKey: readCsr(createCsr(key, 'x')).publicKey,
-    spiffeId: ID(sa),
-    issuerCert: new X509Certificate(readFileSync(join(caDir, 'root-1.pem'), 'utf8')),
-    issuerKey: createPrivateKey(readFileSync(join(caDir, 'root-1.key'), 'utf8')),
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + 3600_000),
-  });
-  return { cert: leaf.pem, key: keyToPem(key) };
-}
 
 describe('TCP through the destination proxy over mutual TLS', () => {
   let cp: RunningControl;
-  let sql: CountingApp;
-  let report: CountingApp;
-  let bystander: CountingApp;
+  let sql: Awaited<ReturnType<typeof startTcpApp>>;
+  let report: Awaited<ReturnType<typeof startTcpApp>>;
+  let bystander: Awaited<ReturnType<typeof startTcpApp>>;
   let server: RunningProxy;
   let client: RunningProxy;
   let intruder: RunningProxy;
@@ -158,9 +68,9 @@ describe('TCP through the destination proxy over mutual TLS', () => {
 
   before(async () => {
     cp = await startControl();
-    sql = await startApp('echo');
-    report = await startApp('report');
-    bystander = await startApp('echo');
+    sql = await startTcpApp('echo');
+    report = await startTcpApp('report');
+    bystander = await startTcpApp('echo');
     await apply(cp, SERVICE);
     const upstreams = ['--upstream', 'db:9000=0', '--upstream', 'db:9001=0'];
     server = await startProxyWith(['--control-plane', cp.url, '--workload', 'db-1', '--app-port', `sql=${sql.port}`, '--app-port', `report=${report.port}`, '--label', 'app=db', '--service-account', 'db', '--token', await token(cp, 'db'), '-q']);
