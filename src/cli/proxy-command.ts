@@ -6,6 +6,7 @@ import { callsEntryProblem } from '../model/index.js';
 import { WorkloadIdentity } from '../proxy/tls/workload-identity.js';
 import { ControlPlaneClient } from '../proxy/config-client/control-plane-client.js';
 import { FileConfigSource } from '../proxy/config-client/file-source.js';
+import { DETECT_WAIT_MS } from '../proxy/listener/detect.js';
 import { Proxy, defaultProxyOptions, type TcpUpstream } from '../proxy/proxy.js';
 import type { PeerTransport } from '../proxy/upstream/upstream-pool.js';
 import { UsageError, duration, pairs, port, type Command } from './command.js';
@@ -41,6 +42,7 @@ export const proxyCommand: Command = {
     'request-header-timeout': { type: 'string', default: '10s' },
     'idle-timeout': { type: 'string', default: '5m' },
     'drain-timeout': { type: 'string', default: '30s' },
+    'protocol-detection-wait': { type: 'string', default: `${DETECT_WAIT_MS}ms` },
     'no-watch': { type: 'boolean', default: false },
     quiet: { type: 'boolean', short: 'q', default: false },
   },
@@ -79,6 +81,8 @@ Limits:
       --request-header-timeout  time to receive a request head (default 10s)
       --idle-timeout            keep-alive idle time of client connections (default 5m)
       --drain-timeout           longest wait for requests in flight on SIGTERM (default 30s)
+      --protocol-detection-wait how long an --upstream port of a Service port that declares no protocol
+                                waits for the client's first bytes before it is opaque TCP (default ${DETECT_WAIT_MS}ms)
       --no-watch                do not watch the file
   -q, --quiet                   log only problems (refused configurations, lost control plane), not every change
 Ports of 0 are chosen by the OS; the chosen ports are printed on start as one JSON line.`,
@@ -124,6 +128,7 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
     requestHeaderTimeoutMs: duration(v['request-header-timeout'], 'request-header-timeout'),
     idleTimeoutMs: duration(v['idle-timeout'], 'idle-timeout'),
     drainTimeoutMs: duration(v['drain-timeout'], 'drain-timeout'),
+    protocolDetectionMs: duration(v['protocol-detection-wait'], 'protocol-detection-wait'),
     peerTransport,
   });
   const log = (msg: string): void => console.error(`weft proxy: ${msg}`);
