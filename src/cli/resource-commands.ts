@@ -254,7 +254,8 @@ export const proxyConfigCommand: Command = {
           return [vh.name, r.name, match, action];
         }),
       );
-      for (const t of snapshot.tcpServices) rows.push([t.name, '(tcp)', '', t.backends.map((b) => `${b.cluster ?? '(invalid)'} ${b.weight}`).join(', ')]);
+      // A port that declares no protocol is also a TCP service that detects HTTP on --upstream ports.
+      for (const t of snapshot.tcpServices) rows.push([t.name, t.detect === true ? '(tcp, detects http)' : '(tcp)', '', t.backends.map((b) => `${b.cluster ?? '(invalid)'} ${b.weight}`).join(', ')]);
       parts.push(table(['VIRTUAL HOST', 'ROUTE', 'MATCH', 'BACKENDS'], rows));
     }
     if (what === 'clusters' || what === 'all') {
