@@ -202,6 +202,16 @@ describe('BackendPolicy and Mesh defaults', () => {
     assert.deepEqual(errors.map(formatResourceError), ['test.yaml:5 Mesh/mesh: ignored: only one Mesh is allowed; Mesh/a applies (the oldest, then first by name)']);
   });
 
+  test('retryBudget: absent unless a policy sets it; unset fields take Linkerd\'s 20 % + 10/s', () => {
+    const budgets = (...objs: object[]) => {
+      const s = compile([client, service('echo'), service('other'), ...objs]).snapshot;
+      return ['echo.default:80', 'other.default:80'].map((n) => cluster(s, n).retryBudget);
+    };
+    assert.deepEqual(budgets(), [undefined, undefined]);
+    assert.deepEqual(budgets(policy('p', { retryBudget: { percent: 50 } })), [{ percent: 50, minRetriesPerSecond: 10 }, undefined]);
+    assert.deepEqual(budgets(policy('p', { retryBudget: { percent: 0, minRetriesPerSecond: 0 } })), [{ percent: 0, minRetriesPerSecond: 0 }, undefined]);
+  });
+
   test('a policy in another namespace does not apply; a missing target is reported', () => {
     const { snapshot, errors } = compile([client, service('echo'), policy('p', { connectTimeout: '1s' }, { namespace: 'shop' })]);
     assert.equal(cluster(snapshot, 'echo.default:80').connectTimeoutMs, 5000);
@@ -413,6 +423,19 @@ describe('routes', () => {
         timeouts: { requestMs: 0, backendRequestMs: 0 },
       },
     ]);
+  });
+
+  test('retry: absent without one; with one, defaults filled in and codes sorted', () => {
+    const routes = (retry: object | undefined) => vhost(compile([client, service('echo'), onEcho([{ backendRefs: [backend], ...(retry && { retry }) }])]).snapshot, 'echo.default:80').routes;
+    assert.equal('retry' in routes(undefined)[0]!, false);
+    assert.deepEqual(routes({})[0]!.retry, { codes: [], attempts: 1, backoffMs: 25, onConnectFailure: true, allowNonIdempotent: false });
+    assert.deepEqual(routes({ codes: [503, 502], attempts: 3, backoff: '100ms', onConnectFailure: false, allowNonIdempotent: true })[0]!.retry, {
+      codes: [502, 503],
+      attempts: 3,
+      backoffMs: 100,
+      onConnectFailure: false,
+      allowNonIdempotent: true,
+    });
   });
 
   test('a parentRef without a port attaches to every HTTP-like port; with a port, to that port only', () => {

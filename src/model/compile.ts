@@ -19,6 +19,7 @@ import type {
   HTTPPathModifier,
   HTTPRoute,
   HTTPRouteMatch,
+  HTTPRouteRetry,
   HTTPRouteRule,
   Mesh,
   MtlsMode,
@@ -41,6 +42,8 @@ import type {
   ProxySnapshot,
   Redirect,
   RequestFilter,
+  RetryBudget,
+  RetryPolicy,
   Route,
   RouteAction,
   RouteMatch,
@@ -509,6 +512,7 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
   const policies = ctx.policies.filter((p) => p.metadata.namespace === namespace && p.spec.targetRefs.some((t) => t.name === name));
   const lb = policies.find((p) => p.spec.loadBalancer)?.spec.loadBalancer?.type;
   const timeout = policies.find((p) => p.spec.connectTimeout)?.spec.connectTimeout ?? ctx.mesh?.spec.defaults?.connectTimeout;
+  const budget = policies.find((p) => p.spec.retryBudget)?.spec.retryBudget;
   return {
     name: clusterName(name, namespace, port.port),
     service: name,
@@ -517,6 +521,9 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
     protocol: port.protocol ?? 'HTTP',
     loadBalancer: lb ?? ctx.mesh?.spec.defaults?.loadBalancer ?? DEFAULT_LOAD_BALANCER,
     connectTimeoutMs: timeout === undefined ? DEFAULT_CONNECT_TIMEOUT_MS : parseDuration(timeout),
+    ...(budget === undefined
+      ? {}
+      : { retryBudget: { percent: budget.percent ?? DEFAULT_RETRY_BUDGET.percent, minRetriesPerSecond: budget.minRetriesPerSecond ?? DEFAULT_RETRY_BUDGET.minRetriesPerSecond } }),
     endpoints,
   };
 }
@@ -627,6 +634,7 @@ function routeEntries(ctx: Context, hr: HTTPRoute): RouteEntry[] {
       requestMs: parseDuration(rule.timeouts?.request ?? '0s'),
       backendRequestMs: parseDuration(rule.timeouts?.backendRequest ?? '0s'),
     };
+    const retry = rule.retry === undefined ? undefined : retryPolicy(rule.retry);
     const matches = rule.matches === undefined || rule.matches.length === 0 ? [undefined] : rule.matches;
     return matches.map((m, j) => {
       const match = routeMatch(m);
@@ -645,10 +653,25 @@ function routeEntries(ctx: Context, hr: HTTPRoute): RouteEntry[] {
         responseFilters,
         action: action.type === 'redirect' ? { type: 'redirect', redirect: { ...action.redirect, path: pathRewrite(action.path, match) } } : action,
         timeouts,
+        ...(retry === undefined ? {} : { retry }),
       };
       return { route, created, rule: i, match: j };
     });
   });
+}
+
+/** Retry budget defaults: Linkerd's 20 % of requests plus 10 retries a second. */
+export const DEFAULT_RETRY_BUDGET: RetryBudget = { percent: 20, minRetriesPerSecond: 10 };
+
+/** A rule's `retry` with Weft's defaults: 1 attempt, 25 ms backoff (Envoy's), connect failures retried. */
+function retryPolicy(r: HTTPRouteRetry): RetryPolicy {
+  return {
+    codes: [...(r.codes ?? [])].sort((a, b) => a - b),
+    attempts: r.attempts ?? 1,
+    backoffMs: parseDuration(r.backoff ?? '25ms'),
+    onConnectFailure: r.onConnectFailure ?? true,
+    allowNonIdempotent: r.allowNonIdempotent ?? false,
+  };
 }
 
 /** A rule's action; a redirect's path waits for the match it rewrites. */

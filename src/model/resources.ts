@@ -86,6 +86,11 @@ export interface BackendPolicySpec {
   targetRefs: Array<{ group?: ''; kind: 'Service'; name: string }>;
   loadBalancer?: { type: LoadBalancerType };
   connectTimeout?: Duration;
+  /**
+   * Caps the retries sent to the targeted Services (Linkerd/Finagle style): each request deposits
+   * `percent`/100 of a retry, plus `minRetriesPerSecond` always allowed. Defaults 20 and 10.
+   */
+  retryBudget?: { percent?: number; minRetriesPerSecond?: number };
 }
 
 /**
@@ -172,6 +177,23 @@ export interface HTTPRouteRule {
   filters?: HTTPRouteFilter[];
   backendRefs?: HTTPBackendRef[];
   timeouts?: { request?: Duration; backendRequest?: Duration };
+  retry?: HTTPRouteRetry;
+}
+/**
+ * Gateway API HTTPRouteRetry (GEP-1731): `codes`, `attempts`, `backoff`; plus two Weft extensions.
+ * The per-try timeout is the rule's `timeouts.backendRequest` (GEP-1742). See docs/resources.md#retries.
+ */
+export interface HTTPRouteRetry {
+  /** Response status codes (400-599) that are retried. */
+  codes?: number[];
+  /** Retries after the first try (default 1). */
+  attempts?: number;
+  /** Minimum wait before a retry (default 25ms); jittered above it, growing per retry. */
+  backoff?: Duration;
+  /** Weft: retry a connect failure or a reset before any response byte (default true). */
+  onConnectFailure?: boolean;
+  /** Weft: also retry non-idempotent methods (POST, PATCH, …) (default false). */
+  allowNonIdempotent?: boolean;
 }
 export interface HTTPRouteMatch {
   /** `PathPrefix /` by default. */

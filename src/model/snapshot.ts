@@ -156,6 +156,30 @@ export interface Route {
   /** Either a redirect (answered by the proxy), or weighted backends. */
   action: RouteAction;
   timeouts: RouteTimeouts;
+  /** Retry policy; absent when the rule has none (no retry layer is built). */
+  retry?: RetryPolicy;
+}
+
+/** A rule's `retry`, with defaults applied. */
+export interface RetryPolicy {
+  /** Status codes that are retried. */
+  codes: number[];
+  /** Retries after the first try. */
+  attempts: number;
+  /** Minimum wait before a retry. */
+  backoffMs: number;
+  /** Retry UPSTREAM_CONNECT_FAILURE and UPSTREAM_RESET that came before any response byte. */
+  onConnectFailure: boolean;
+  /** Retry methods that are not idempotent too. */
+  allowNonIdempotent: boolean;
+}
+
+/** A cluster's retry budget. */
+export interface RetryBudget {
+  /** Retries allowed per request, as a percentage (deposits expire after about 10 s). */
+  percent: number;
+  /** Retries allowed every second whatever the request volume. */
+  minRetriesPerSecond: number;
 }
 
 export interface RouteMatch {
@@ -259,6 +283,8 @@ export interface Cluster {
   protocol: AppProtocol;
   loadBalancer: LoadBalancerType;
   connectTimeoutMs: number;
+  /** Set when a BackendPolicy sets one; the proxy defaults to 20 % + 10/s. */
+  retryBudget?: RetryBudget;
   endpoints: Endpoint[];
 }
 

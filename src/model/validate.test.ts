@@ -116,6 +116,12 @@ describe('Weft kinds', () => {
       'spec.loadBalancer.type: must be one of "RoundRobin", "LeastRequest"',
       'spec.connectTimeout: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
     ]);
+    assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Service', name: 'a' }], retryBudget: { percent: 20, minRetriesPerSecond: 10 } })), []);
+    assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Service', name: 'a' }], retryBudget: { percent: 101, minRetriesPerSecond: -1, ttl: '10s' } })), [
+      'spec.retryBudget.ttl: unknown field',
+      'spec.retryBudget.percent: must be an integer 0-100',
+      'spec.retryBudget.minRetriesPerSecond: must be an integer 0-1000000',
+    ]);
   });
 });
 
@@ -372,6 +378,19 @@ describe('HTTPRoute', () => {
     assert.deepEqual(problems(rule({ timeouts: { request: '1.5s', backendRequest: '10' } })), [
       'spec.rules[0].timeouts.request: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
       'spec.rules[0].timeouts.backendRequest: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
+    ]);
+  });
+
+  test('retry (GEP-1731 plus onConnectFailure and allowNonIdempotent)', () => {
+    assert.deepEqual(problems(rule({ retry: { codes: [500, 503], attempts: 3, backoff: '100ms', onConnectFailure: false, allowNonIdempotent: true } })), []);
+    assert.deepEqual(problems(rule({ retry: {} })), []);
+    assert.deepEqual(problems(rule({ retry: { codes: [200, 503, 503], attempts: 11, backoff: '1x', onConnectFailure: 'yes', retryOn: 'reset' } })), [
+      'spec.rules[0].retry.retryOn: unknown field',
+      'spec.rules[0].retry.codes[0]: must be an integer 400-599',
+      'spec.rules[0].retry.attempts: must be an integer 0-10',
+      'spec.rules[0].retry.backoff: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
+      'spec.rules[0].retry.onConnectFailure: must be true or false',
+      'spec.rules[0].retry.codes[2]: duplicate 503',
     ]);
   });
 

@@ -228,6 +228,7 @@ const backendPolicySpec = object(
     targetRefs: list(object({ group: oneOf(''), kind: oneOf('Service'), name: dnsLabel }, ['kind', 'name']), 1),
     loadBalancer: object({ type: loadBalancerType }, ['type']),
     connectTimeout: positiveDuration,
+    retryBudget: object({ percent: int(0, 100), minRetriesPerSecond: int(0, 1_000_000) }),
   },
   ['targetRefs'],
 );
@@ -357,6 +358,12 @@ const timeouts = object({ request: duration, backendRequest: duration }, [], (o,
   }
 });
 
+const bool: Check = (v, path, errs) => (typeof v === 'boolean' ? undefined : fail(errs, path, 'must be true or false'));
+// GEP-1731 HTTPRouteRetry, plus Weft's onConnectFailure and allowNonIdempotent.
+const retry = object({ codes: list(int(400, 599)), attempts: int(0, 10), backoff: duration, onConnectFailure: bool, allowNonIdempotent: bool }, [], (o, path, errs) => {
+  noDuplicates(o.codes, `${path}.codes`, (c) => c, '', errs);
+});
+
 const ruleChecks: CrossCheck = (o, path, errs) => {
   const types = items(o.filters).map((f) => field(f, 'type'));
   noDuplicates(o.filters, `${path}.filters`, (f) => field(f, 'type'), 'type', errs);
@@ -380,6 +387,7 @@ const httpRule = object(
     filters: list(filter),
     backendRefs: list(object({ ...backendRefFields, filters: list(filter) }, ['name', 'port'])),
     timeouts,
+    retry,
   },
   [],
   ruleChecks,

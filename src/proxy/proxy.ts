@@ -111,6 +111,11 @@ export class Proxy {
   /** Outbound TCP: tunnels through destination proxies, with the same client certificate as HTTP. */
   private readonly tcpForwarding: TcpForwarding;
 
+  /** `weft_retries_total`, fed by the routes' retry layers. */
+  private readonly countRetry = (destination: string, result: string): void => {
+    this.metrics.count(`weft_retries_total{destination_service="${destination}",result="${result}"}`);
+  };
+
   constructor(opts: ProxyOptions) {
     this.opts = opts;
     const identity = opts.identity ?? null;
@@ -164,7 +169,7 @@ export class Proxy {
     for (const t of snapshot.tcpServices) {
       for (const b of t.backends) if (b.cluster !== null && !clusters.has(b.cluster)) throw new Error(`TCP service ${t.name} sends to cluster ${b.cluster}, which the configuration does not define`);
     }
-    const next = new Runtime(snapshot, this.pools);
+    const next = new Runtime(snapshot, this.pools, this.countRetry);
     const tunnels = new InboundTunnels(snapshot.inbound, buildAuthorizer(snapshot.inbound.authorization));
     this.runtime = next;
     this.tunnels = tunnels;

@@ -7,7 +7,7 @@ import { MeshError } from '../core/errors.js';
 import type { ProxySnapshot, TcpService } from '../model/snapshot.js';
 import { getHeader, removeHeader, type Handler } from './message.js';
 import type { UpstreamPool } from './upstream/upstream-pool.js';
-import { RouteTable } from './route/route-table.js';
+import { RouteTable, type RetryReport } from './route/route-table.js';
 import { ConnectTable } from './route/connect-table.js';
 import { APP_PORT_HEADER, ClusterRuntime } from './upstream/cluster.js';
 import type { PoolRegistry } from './upstream/pools.js';
@@ -40,7 +40,7 @@ export class Runtime {
   /** Every pool this runtime uses, so older ones can be closed. */
   readonly pools: ReadonlySet<UpstreamPool>;
 
-  constructor(snapshot: ProxySnapshot, registry: PoolRegistry) {
+  constructor(snapshot: ProxySnapshot, registry: PoolRegistry, onRetry?: RetryReport) {
     this.snapshot = snapshot;
     const clusters = new Map<string, ClusterRuntime>();
     const pools = new Set<UpstreamPool>();
@@ -50,7 +50,7 @@ export class Runtime {
       for (const e of rt.endpoints) pools.add(e.pool);
     }
     this.clusters = clusters;
-    const routes = new RouteTable(snapshot.virtualHosts, clusters);
+    const routes = new RouteTable(snapshot.virtualHosts, clusters, onRetry);
     this.outbound = routes.handler;
     this.inbound = inboundHandler(snapshot, registry, pools);
     const tcp = new Map<string, TcpTarget>();

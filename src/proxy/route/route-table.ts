@@ -8,6 +8,7 @@ import { compose, type Handler, type Layer } from '../message.js';
 import { requestHeaderModifier, responseHeaderModifier } from '../filters/header-modifier.js';
 import { redirectHandler } from '../filters/redirect.js';
 import { requestTimeout } from '../filters/request-timeout.js';
+import { retryLayer, type RetryResult } from '../filters/retry.js';
 import { urlRewrite } from '../filters/url-rewrite.js';
 import type { ClusterRuntime } from '../upstream/cluster.js';
 import { buildMatcher, needsQuery, pathPart, type Matcher } from './match.js';
@@ -25,8 +26,12 @@ interface BuiltHost {
   readonly needsQuery: boolean;
 }
 
+/** Counts a retry outcome (`weft_retries_total`). */
+export type RetryReport = (destination: string, result: RetryResult) => void;
+const noReport: RetryReport = () => {};
+
 /** Builds the handler of one route: its filters around its action. */
-export function buildRouteHandler(route: Route, clusters: ReadonlyMap<string, ClusterRuntime>): Handler {
+export function buildRouteHandler(route: Route, clusters: ReadonlyMap<string, ClusterRuntime>, onRetry: RetryReport = noReport): Handler {
   const layers: Layer[] = [];
   if (route.timeouts.requestMs > 0) layers.push(requestTimeout(route.timeouts.requestMs));
   if (route.responseFilters.length > 0) layers.push(responseHeaderModifier(route.responseFilters));
@@ -36,7 +41,7 @@ export function buildRouteHandler(route: Route, clusters: ReadonlyMap<string, Cl
   const terminal =
     route.action.type === 'redirect'
       ? redirectHandler(route.action.redirect)
-      : weightedBackends(route.action.backends, clusters, route.timeouts.backendRequestMs, route.name);
+      : weightedBackends(route.action.backends, clusters, route.timeouts.backendRequestMs, route.name, route.retry === undefined ? null : (c) => retryLayer(route.retry!, c.retryBudget, { destination: `${c.config.service}.${c.config.namespace}`, report: onRetry }));
   return compose(layers, terminal);
 }
 
@@ -53,6 +58,7 @@ function weightedBackends(
   clusters: ReadonlyMap<string, ClusterRuntime>,
   backendTimeoutMs: number,
   routeName: string,
+  retry: ((c: ClusterRuntime) => Layer) | null,
 ): Handler {
   const live = backends.filter((b) => b.weight > 0);
   if (live.length === 0) return invalidBackend(`route ${routeName} has no backend with a weight above 0`);
@@ -60,7 +66,8 @@ function weightedBackends(
     if (b.cluster === null) return invalidBackend(`route ${routeName} refers to a backend that does not exist`);
     const c = clusters.get(b.cluster);
     if (c === undefined) return invalidBackend(`route ${routeName} refers to unknown cluster ${b.cluster}`);
-    return c.handler(backendTimeoutMs);
+    // Retries stay with the backend picked first (as Envoy's weighted clusters), each try a fresh endpoint pick.
+    return retry === null ? c.handler(backendTimeoutMs) : retry(c)(c.handler(backendTimeoutMs));
   });
   if (handlers.length === 1) return handlers[0]!;
   const cumulative: number[] = [];
@@ -80,11 +87,11 @@ export class RouteTable {
   /** By virtual host name (`service.namespace:port`). */
   private readonly byName = new Map<string, BuiltHost>();
 
-  constructor(virtualHosts: readonly VirtualHost[], clusters: ReadonlyMap<string, ClusterRuntime>) {
+  constructor(virtualHosts: readonly VirtualHost[], clusters: ReadonlyMap<string, ClusterRuntime>, onRetry: RetryReport = noReport) {
     for (const vh of virtualHosts) {
       const host: BuiltHost = {
         destination: `${vh.service}.${vh.namespace}`,
-        routes: vh.routes.map((r) => ({ name: r.name, matcher: buildMatcher(r.match), handler: buildRouteHandler(r, clusters) })),
+        routes: vh.routes.map((r) => ({ name: r.name, matcher: buildMatcher(r.match), handler: buildRouteHandler(r, clusters, onRetry) })),
         needsQuery: vh.routes.some((r) => needsQuery(r.match)),
       };
       for (const d of vh.domains) if (!this.hosts.has(d)) this.hosts.set(d, host);

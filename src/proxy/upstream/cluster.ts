@@ -8,6 +8,7 @@ import type { UpstreamPool } from './upstream-pool.js';
 import type { Handler } from '../message.js';
 import { balancers, type Picker } from './balancer.js';
 import type { PoolRegistry } from './pools.js';
+import { RetryBudgetBucket } from './retry-budget.js';
 
 /** Header that tells a workload's inbound proxy which app port a request is for. */
 export const APP_PORT_HEADER = 'weft-app-port';
@@ -35,6 +36,7 @@ export class ClusterRuntime {
   readonly config: Cluster;
   readonly endpoints: readonly ClusterEndpoint[];
   readonly pick: Picker<ClusterEndpoint>;
+  private budget: RetryBudgetBucket | null = null;
 
   constructor(config: Cluster, pools: PoolRegistry) {
     this.config = config;
@@ -42,6 +44,11 @@ export class ClusterRuntime {
     const protocol = config.protocol === 'HTTP2' || config.protocol === 'GRPC' ? 'h2' : 'http/1.1';
     this.endpoints = config.endpoints.map((e) => new ClusterEndpoint(e, pools.get(e.address, e.port, config.connectTimeoutMs, e.proxied ? e.identity : null, protocol)));
     this.pick = balancers[config.loadBalancer](this.endpoints);
+  }
+
+  /** The retry budget of this destination, made when a route first retries to it. */
+  get retryBudget(): RetryBudgetBucket {
+    return (this.budget ??= new RetryBudgetBucket(this.config.retryBudget));
   }
 
   /** The terminal handler that sends a request to one of this cluster's endpoints. */
