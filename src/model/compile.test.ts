@@ -212,6 +212,16 @@ describe('BackendPolicy and Mesh defaults', () => {
     assert.deepEqual(budgets(policy('p', { retryBudget: { percent: 0, minRetriesPerSecond: 0 } })), [{ percent: 0, minRetriesPerSecond: 0 }, undefined]);
   });
 
+  test('circuitBreaker: absent unless a policy sets it; unset fields take Envoy\'s 1024; the oldest policy setting it decides', () => {
+    const breakers = (...objs: object[]) => {
+      const s = compile([client, service('echo'), service('other'), ...objs]).snapshot;
+      return ['echo.default:80', 'other.default:80'].map((n) => cluster(s, n).circuitBreaker);
+    };
+    assert.deepEqual(breakers(), [undefined, undefined]);
+    assert.deepEqual(breakers(policy('p', { circuitBreaker: { maxRequests: 5 } })), [{ maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 5, maxRetries: 1024 }, undefined]);
+    assert.deepEqual(breakers(policy('p', { circuitBreaker: { maxConnections: 1, maxPendingRequests: 2, maxRequests: 3, maxRetries: 4 } })), [{ maxConnections: 1, maxPendingRequests: 2, maxRequests: 3, maxRetries: 4 }, undefined]);
+  });
+
   test('a policy in another namespace does not apply; a missing target is reported', () => {
     const { snapshot, errors } = compile([client, service('echo'), policy('p', { connectTimeout: '1s' }, { namespace: 'shop' })]);
     assert.equal(cluster(snapshot, 'echo.default:80').connectTimeoutMs, 5000);

@@ -43,6 +43,7 @@ import type {
   Redirect,
   RequestFilter,
   RetryBudget,
+  CircuitBreakerLimits,
   RetryPolicy,
   Route,
   RouteAction,
@@ -513,6 +514,7 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
   const lb = policies.find((p) => p.spec.loadBalancer)?.spec.loadBalancer?.type;
   const timeout = policies.find((p) => p.spec.connectTimeout)?.spec.connectTimeout ?? ctx.mesh?.spec.defaults?.connectTimeout;
   const budget = policies.find((p) => p.spec.retryBudget)?.spec.retryBudget;
+  const breaker = policies.find((p) => p.spec.circuitBreaker)?.spec.circuitBreaker;
   return {
     name: clusterName(name, namespace, port.port),
     service: name,
@@ -524,6 +526,16 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
     ...(budget === undefined
       ? {}
       : { retryBudget: { percent: budget.percent ?? DEFAULT_RETRY_BUDGET.percent, minRetriesPerSecond: budget.minRetriesPerSecond ?? DEFAULT_RETRY_BUDGET.minRetriesPerSecond } }),
+    ...(breaker === undefined
+      ? {}
+      : {
+          circuitBreaker: {
+            maxConnections: breaker.maxConnections ?? DEFAULT_CIRCUIT_BREAKER.maxConnections,
+            maxPendingRequests: breaker.maxPendingRequests ?? DEFAULT_CIRCUIT_BREAKER.maxPendingRequests,
+            maxRequests: breaker.maxRequests ?? DEFAULT_CIRCUIT_BREAKER.maxRequests,
+            maxRetries: breaker.maxRetries ?? DEFAULT_CIRCUIT_BREAKER.maxRetries,
+          },
+        }),
     endpoints,
   };
 }
@@ -662,6 +674,8 @@ function routeEntries(ctx: Context, hr: HTTPRoute): RouteEntry[] {
 
 /** Retry budget defaults: Linkerd's 20 % of requests plus 10 retries a second. */
 export const DEFAULT_RETRY_BUDGET: RetryBudget = { percent: 20, minRetriesPerSecond: 10 };
+/** Envoy's default circuit-breaker thresholds. */
+export const DEFAULT_CIRCUIT_BREAKER: CircuitBreakerLimits = { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 1024 };
 
 /** A rule's `retry` with Weft's defaults: 1 attempt, 25 ms backoff (Envoy's), connect failures retried. */
 function retryPolicy(r: HTTPRouteRetry): RetryPolicy {

@@ -91,6 +91,11 @@ export interface BackendPolicySpec {
    * `percent`/100 of a retry, plus `minRetriesPerSecond` always allowed. Defaults 20 and 10.
    */
   retryBudget?: { percent?: number; minRetriesPerSecond?: number };
+  /**
+   * Circuit breaking (Envoy's thresholds): per destination, the most connections, requests waiting
+   * for a connection, requests in flight and retries in flight. Each defaults to 1024.
+   */
+  circuitBreaker?: { maxConnections?: number; maxPendingRequests?: number; maxRequests?: number; maxRetries?: number };
 }
 
 /**

@@ -285,7 +285,17 @@ export interface Cluster {
   connectTimeoutMs: number;
   /** Set when a BackendPolicy sets one; the proxy defaults to 20 % + 10/s. */
   retryBudget?: RetryBudget;
+  /** Set when a BackendPolicy sets one (unset fields filled with 1024); the proxy defaults to 1024 each. */
+  circuitBreaker?: CircuitBreakerLimits;
   endpoints: Endpoint[];
+}
+
+/** Circuit-breaking thresholds of a cluster (Envoy's `thresholds`). */
+export interface CircuitBreakerLimits {
+  maxConnections: number;
+  maxPendingRequests: number;
+  maxRequests: number;
+  maxRetries: number;
 }
 
 export interface Endpoint {

@@ -122,6 +122,14 @@ describe('Weft kinds', () => {
       'spec.retryBudget.percent: must be an integer 0-100',
       'spec.retryBudget.minRetriesPerSecond: must be an integer 0-1000000',
     ]);
+    assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Service', name: 'a' }], circuitBreaker: { maxConnections: 1, maxPendingRequests: 10, maxRequests: 1024, maxRetries: 3 } })), []);
+    assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Service', name: 'a' }], circuitBreaker: { maxConnections: 0, maxPendingRequests: -1, maxRequests: 1.5, maxRetries: '3', maxIdle: 2 } })), [
+      'spec.circuitBreaker.maxIdle: unknown field',
+      'spec.circuitBreaker.maxConnections: must be an integer 1-1000000000',
+      'spec.circuitBreaker.maxPendingRequests: must be an integer 1-1000000000',
+      'spec.circuitBreaker.maxRequests: must be an integer 1-1000000000',
+      'spec.circuitBreaker.maxRetries: must be an integer 1-1000000000',
+    ]);
   });
 });
 

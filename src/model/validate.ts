@@ -229,6 +229,7 @@ const backendPolicySpec = object(
     loadBalancer: object({ type: loadBalancerType }, ['type']),
     connectTimeout: positiveDuration,
     retryBudget: object({ percent: int(0, 100), minRetriesPerSecond: int(0, 1_000_000) }),
+    circuitBreaker: object({ maxConnections: int(1, 1_000_000_000), maxPendingRequests: int(1, 1_000_000_000), maxRequests: int(1, 1_000_000_000), maxRetries: int(1, 1_000_000_000) }),
   },
   ['targetRefs'],
 );

@@ -116,6 +116,11 @@ export class Proxy {
     this.metrics.count(`weft_retries_total{destination_service="${destination}",result="${result}"}`);
   };
 
+  /** `weft_circuit_open_total`, fed by the clusters' circuit breakers. */
+  private readonly countCircuitOpen = (destination: string, limit: string): void => {
+    this.metrics.count(`weft_circuit_open_total{destination_service="${destination}",limit="${limit}"}`);
+  };
+
   constructor(opts: ProxyOptions) {
     this.opts = opts;
     const identity = opts.identity ?? null;
@@ -169,7 +174,7 @@ export class Proxy {
     for (const t of snapshot.tcpServices) {
       for (const b of t.backends) if (b.cluster !== null && !clusters.has(b.cluster)) throw new Error(`TCP service ${t.name} sends to cluster ${b.cluster}, which the configuration does not define`);
     }
-    const next = new Runtime(snapshot, this.pools, this.countRetry);
+    const next = new Runtime(snapshot, this.pools, this.countRetry, this.countCircuitOpen);
     const tunnels = new InboundTunnels(snapshot.inbound, buildAuthorizer(snapshot.inbound.authorization));
     this.runtime = next;
     this.tunnels = tunnels;
@@ -413,6 +418,8 @@ export class Proxy {
     for (const c of this.runtime?.clusters.values() ?? []) {
       for (const e of c.endpoints) out.push(`weft_upstream_requests_active{cluster="${c.config.name}",endpoint="${e.pool.key}"} ${e.pool.active}`);
     }
+    out.push('# TYPE weft_cluster_requests_active gauge');
+    for (const c of this.runtime?.clusters.values() ?? []) out.push(`weft_cluster_requests_active{cluster="${c.config.name}"} ${c.breaker.requests}`);
     const left = this.opts.identity?.secondsLeft() ?? null;
     if (left !== null) out.push('# HELP weft_certificate_expiry_seconds Seconds until this proxy\'s certificate expires.', '# TYPE weft_certificate_expiry_seconds gauge', `weft_certificate_expiry_seconds ${left.toFixed(0)}`);
     out.push('# TYPE weft_downstream_connections_active gauge', `weft_downstream_connections_active{protocol="http"} ${this.httpConns.size}`, `weft_downstream_connections_active{protocol="tcp"} ${this.tcpConns.size}`);

@@ -10,6 +10,7 @@ import type { UpstreamPool } from './upstream/upstream-pool.js';
 import { RouteTable, type RetryReport } from './route/route-table.js';
 import { ConnectTable } from './route/connect-table.js';
 import { APP_PORT_HEADER, ClusterRuntime } from './upstream/cluster.js';
+import type { BreakerReport } from './upstream/breaker.js';
 import type { PoolRegistry } from './upstream/pools.js';
 import { buildAuthorizer } from './authz/authorize.js';
 
@@ -40,12 +41,12 @@ export class Runtime {
   /** Every pool this runtime uses, so older ones can be closed. */
   readonly pools: ReadonlySet<UpstreamPool>;
 
-  constructor(snapshot: ProxySnapshot, registry: PoolRegistry, onRetry?: RetryReport) {
+  constructor(snapshot: ProxySnapshot, registry: PoolRegistry, onRetry?: RetryReport, onBreakerOpen?: BreakerReport) {
     this.snapshot = snapshot;
     const clusters = new Map<string, ClusterRuntime>();
     const pools = new Set<UpstreamPool>();
     for (const c of snapshot.clusters) {
-      const rt = new ClusterRuntime(c, registry);
+      const rt = new ClusterRuntime(c, registry, onBreakerOpen);
       clusters.set(c.name, rt);
       for (const e of rt.endpoints) pools.add(e.pool);
     }

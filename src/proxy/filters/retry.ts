@@ -12,6 +12,7 @@ import type { RetryPolicy } from '../../model/snapshot.js';
 import { Body } from '../body.js';
 import type { Handler, Layer, ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
 import type { RetryBudgetBucket } from '../upstream/retry-budget.js';
+import type { CircuitBreaker } from '../upstream/breaker.js';
 
 /** The most request body bytes kept for a replay. */
 export const MAX_REPLAY_BYTES = 64 * 1024;
@@ -19,13 +20,19 @@ export const MAX_REPLAY_BYTES = 64 * 1024;
 /** RFC 9110 9.2.2. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
-export type RetryResult = 'retried' | 'budget_exhausted' | 'attempts_exhausted';
+export type RetryResult = 'retried' | 'budget_exhausted' | 'attempts_exhausted' | 'circuit_open';
 
 export interface RetryDeps {
   /** The `destination_service` label: the backend Service whose budget the retries draw on. */
   destination: string;
   /** Counts an outcome: `weft_retries_total{destination_service,result}`. */
   report: (destination: string, result: RetryResult) => void;
+  /**
+   * The destination cluster's circuit breaker: a retry is sent only while fewer than its
+   * `maxRetries` retries are in flight (from the decision to retry until that try's response head
+   * or failure); otherwise it is not sent and counted `result="circuit_open"`.
+   */
+  breaker?: CircuitBreaker;
   /** Waits before a retry; resolves early (to false) when the exchange is given up. Tests replace it. */
   sleep?: (ms: number, ctx: RequestContext) => Promise<void>;
   random?: () => number;
@@ -132,6 +139,7 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudgetBucket, deps:
   const sleep = deps.sleep ?? abortableSleep;
   const random = deps.random ?? Math.random;
   const report = (result: RetryResult): void => deps.report(deps.destination, result);
+  const breaker = deps.breaker ?? null;
   const { attempts, backoffMs, onConnectFailure, allowNonIdempotent } = policy;
 
   const retriableError = (err: unknown): boolean =>
@@ -145,6 +153,8 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudgetBucket, deps:
       const headers = req.headers.slice();
       const replay = req.body === null ? null : new ReplayBody(req.body);
       let body = replay === null ? null : replay.first();
+      /** True while this exchange holds one of the breaker's retry slots. */
+      let holding = false;
       try {
         for (let retry = 0; ; retry++) {
           let res: ProxyResponse | null = null;
@@ -154,15 +164,30 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudgetBucket, deps:
           } catch (err) {
             error = err;
           }
+          if (holding) {
+            holding = false;
+            breaker!.releaseRetry();
+          }
           const retriable = res !== null ? codes.has(res.status) && res.upgraded === undefined : retriableError(error);
           let again = retriable && ctx.aborted === null && (replay === null || replay.replayable);
           if (again && retry >= attempts) {
             report('attempts_exhausted');
             again = false;
           }
+          if (again && breaker !== null) {
+            if (breaker.admitRetry()) holding = true;
+            else {
+              report('circuit_open');
+              again = false;
+            }
+          }
           if (again && !budget.withdraw()) {
             report('budget_exhausted');
             again = false;
+          }
+          if (!again && holding) {
+            holding = false;
+            breaker!.releaseRetry();
           }
           if (!again) {
             if (res !== null) return res;
@@ -175,6 +200,7 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudgetBucket, deps:
           body = replay === null ? null : replay.again();
         }
       } finally {
+        if (holding) breaker!.releaseRetry();
         replay?.release();
       }
     };

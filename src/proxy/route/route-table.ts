@@ -41,7 +41,7 @@ export function buildRouteHandler(route: Route, clusters: ReadonlyMap<string, Cl
   const terminal =
     route.action.type === 'redirect'
       ? redirectHandler(route.action.redirect)
-      : weightedBackends(route.action.backends, clusters, route.timeouts.backendRequestMs, route.name, route.retry === undefined ? null : (c) => retryLayer(route.retry!, c.retryBudget, { destination: `${c.config.service}.${c.config.namespace}`, report: onRetry }));
+      : weightedBackends(route.action.backends, clusters, route.timeouts.backendRequestMs, route.name, route.retry === undefined ? null : (c) => retryLayer(route.retry!, c.retryBudget, { destination: `${c.config.service}.${c.config.namespace}`, report: onRetry, breaker: c.breaker }));
   return compose(layers, terminal);
 }
 

@@ -5,10 +5,11 @@
 import { MeshError } from '../../core/errors.js';
 import type { Cluster, Endpoint } from '../../model/snapshot.js';
 import type { UpstreamPool } from './upstream-pool.js';
-import type { Handler } from '../message.js';
+import type { Handler, ProxyResponse } from '../message.js';
 import { balancers, type Picker } from './balancer.js';
 import type { PoolRegistry } from './pools.js';
 import { RetryBudgetBucket } from './retry-budget.js';
+import { CircuitBreaker, type BreakerReport } from './breaker.js';
 
 /** Header that tells a workload's inbound proxy which app port a request is for. */
 export const APP_PORT_HEADER = 'weft-app-port';
@@ -37,9 +38,26 @@ export class ClusterRuntime {
   readonly endpoints: readonly ClusterEndpoint[];
   readonly pick: Picker<ClusterEndpoint>;
   private budget: RetryBudgetBucket | null = null;
+  /** The circuit breaker of this destination, shared by all its endpoints' pools (per configuration). */
+  readonly breaker: CircuitBreaker;
+  /** Releases the request slot when a try's response is done (prebuilt: nothing allocated per request). */
+  private readonly settle: (res: ProxyResponse) => ProxyResponse;
+  private readonly fail: (err: unknown) => never;
 
-  constructor(config: Cluster, pools: PoolRegistry) {
+  constructor(config: Cluster, pools: PoolRegistry, onBreakerOpen?: BreakerReport) {
     this.config = config;
+    const breaker = (this.breaker = new CircuitBreaker(config.name, `${config.service}.${config.namespace}`, config.circuitBreaker, onBreakerOpen));
+    const release = breaker.releaseRequest;
+    this.settle = (res) => {
+      if (res.upgraded !== undefined) res.upgraded.socket.once('close', release);
+      else if (res.body === null) release();
+      else res.body.onSettled(release);
+      return res;
+    };
+    this.fail = (err) => {
+      release();
+      throw err;
+    };
     // HTTP/2 and gRPC services are reached over HTTP/2 (to their proxies, or to the apps themselves).
     const protocol = config.protocol === 'HTTP2' || config.protocol === 'GRPC' ? 'h2' : 'http/1.1';
     this.endpoints = config.endpoints.map((e) => new ClusterEndpoint(e, pools.get(e.address, e.port, config.connectTimeoutMs, e.proxied ? e.identity : null, protocol)));
@@ -54,11 +72,21 @@ export class ClusterRuntime {
   /** The terminal handler that sends a request to one of this cluster's endpoints. */
   handler(backendTimeoutMs: number): Handler {
     const name = this.config.name;
+    const { breaker, settle, fail } = this;
     return (req, ctx) => {
       const ep = this.pick();
       if (ep === null) return Promise.reject(new MeshError('NO_HEALTHY_UPSTREAM', `no healthy endpoint in cluster ${name}`));
+      const open = breaker.admitRequest();
+      if (open !== null) return Promise.reject(open);
       if (ep.appPortHeader !== null) req.headers.push(APP_PORT_HEADER, ep.appPortHeader);
-      return ep.pool.request(req, ctx, backendTimeoutMs);
+      let sent: Promise<ProxyResponse>;
+      try {
+        sent = ep.pool.request(req, ctx, backendTimeoutMs);
+      } catch (err) {
+        breaker.releaseRequest();
+        throw err;
+      }
+      return sent.then(settle, fail);
     };
   }
 }

@@ -1,0 +1,63 @@
+/**
+ * Circuit breaking per destination (Envoy's thresholds): counters shared by every endpoint of one
+ * cluster within one configuration, checked synchronously when a request is dispatched. A request
+ * over `maxRequests` is answered `CIRCUIT_OPEN` at once; a retry over `maxRetries` is not sent.
+ * Made at config time; the hot path allocates nothing.
+ */
+import { MeshError } from '../../core/errors.js';
+import { DEFAULT_CIRCUIT_BREAKER } from '../../model/compile.js';
+import type { CircuitBreakerLimits } from '../../model/snapshot.js';
+
+/** Which limit overflowed: the `limit` label of `weft_circuit_open_total`. */
+export type BreakerLimit = 'requests' | 'retries' | 'connections' | 'pending';
+
+/** Counts an overflow: `weft_circuit_open_total{destination_service,limit}`. */
+export type BreakerReport = (destination: string, limit: BreakerLimit) => void;
+
+export class CircuitBreaker {
+  readonly limits: CircuitBreakerLimits;
+  /** The cluster, named in the error. */
+  private readonly cluster: string;
+  /** `service.namespace`, the metric label. */
+  private readonly destination: string;
+  private readonly report: BreakerReport;
+  /** Requests (tries) in flight, from dispatch until the response body settles or the try fails. */
+  requests = 0;
+  /** Retries in flight, from the decision to retry until that try's response head (or failure). */
+  retries = 0;
+  /** Releases one request slot; one function for all requests (no per-request closure). */
+  readonly releaseRequest = (): void => {
+    this.requests--;
+  };
+
+  constructor(cluster: string, destination: string, limits: CircuitBreakerLimits = DEFAULT_CIRCUIT_BREAKER, report: BreakerReport = () => {}) {
+    this.cluster = cluster;
+    this.destination = destination;
+    this.limits = limits;
+    this.report = report;
+  }
+
+  /** Takes a request slot; null when taken, or the CIRCUIT_OPEN error to answer when the breaker is full. */
+  admitRequest(): MeshError | null {
+    if (this.requests >= this.limits.maxRequests) {
+      this.report(this.destination, 'requests');
+      return new MeshError('CIRCUIT_OPEN', `circuit breaker of cluster ${this.cluster} is open: ${this.requests} requests in flight, maxRequests is ${this.limits.maxRequests}`);
+    }
+    this.requests++;
+    return null;
+  }
+
+  /** Takes a retry slot; false (and counted) when `maxRetries` retries are already in flight. */
+  admitRetry(): boolean {
+    if (this.retries >= this.limits.maxRetries) {
+      this.report(this.destination, 'retries');
+      return false;
+    }
+    this.retries++;
+    return true;
+  }
+
+  releaseRetry(): void {
+    this.retries--;
+  }
+}
