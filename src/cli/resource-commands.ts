@@ -20,6 +20,7 @@ for (const [kind, aliases] of Object.entries({
   TCPRoute: ['tcproute', 'tcproutes'],
   BackendPolicy: ['backendpolicy', 'backendpolicies'],
   AuthorizationPolicy: ['authorizationpolicy', 'authorizationpolicies', 'authz'],
+  HTTPFault: ['httpfault', 'httpfaults', 'fault', 'faults'],
 })) {
   KINDS[kind.toLowerCase()] = kind;
   for (const a of aliases) KINDS[a] = kind;

@@ -22,6 +22,7 @@ export type MeshErrorCode =
   | 'EXPECTATION_FAILED'
   | 'NOT_IMPLEMENTED'
   | 'VERSION_NOT_SUPPORTED'
+  | 'FAULT_INJECTED'
   | 'INTERNAL_ERROR';
 
 /** HTTP status for each mesh error code. */
@@ -44,6 +45,8 @@ export const meshErrorStatus: Readonly<Record<MeshErrorCode, number>> = {
   EXPECTATION_FAILED: 417,
   NOT_IMPLEMENTED: 501,
   VERSION_NOT_SUPPORTED: 505,
+  /** The default only: an injected abort answers the HTTPFault's `httpStatus`. */
+  FAULT_INJECTED: 503,
   INTERNAL_ERROR: 500,
 };
 
@@ -52,11 +55,12 @@ export class MeshError extends Error {
   readonly code: MeshErrorCode;
   readonly status: number;
 
-  constructor(code: MeshErrorCode, message: string, options?: { cause?: unknown }) {
+  /** `status` overrides the code's own (an injected fault answers the status it was configured with). */
+  constructor(code: MeshErrorCode, message: string, options?: { cause?: unknown; status?: number }) {
     super(message, options);
     this.name = 'MeshError';
     this.code = code;
-    this.status = meshErrorStatus[code];
+    this.status = options?.status ?? meshErrorStatus[code];
   }
 }
 

@@ -1096,3 +1096,22 @@ describe('a workload that declares the services it calls (spec.calls)', () => {
     );
   });
 });
+
+describe('HTTPFault', () => {
+  const fault = (name: string, spec: object) => ({ apiVersion: W, kind: 'HTTPFault', metadata: { name }, spec });
+  const ext = (name: string) => ({ type: 'ExtensionRef', extensionRef: { group: 'weft.dev', kind: 'HTTPFault', name } });
+  const echo = service('echo');
+  test('an ExtensionRef compiles to a Fault request filter in declared order, defaults applied', () => {
+    const hdr = { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'X-A', value: '1' }] } };
+    const { snapshot, errors } = compile([client, echo, fault('slow', { delay: { fixedDelay: '1s500ms' }, abort: { httpStatus: 418, percentage: 2.5 } }), onEcho([{ filters: [ext('slow'), hdr], backendRefs: [{ name: 'echo', port: 80 }] }])]);
+    assert.deepEqual(errors, []);
+    const filters = vhost(snapshot, 'echo.default:80').routes[0]!.requestFilters;
+    assert.deepEqual(filters[0], { type: 'Fault', ref: 'default/slow', fault: { delay: { ms: 1500, percentage: 100 }, abort: { status: 418, percentage: 2.5 } } });
+    assert.equal(filters[1]!.type, 'RequestHeaderModifier');
+  });
+  test('a missing HTTPFault is reported on the filter, and the filter stays (unresolved: the rule answers 500)', () => {
+    const { snapshot, errors } = compile([client, echo, fault('other', { abort: { httpStatus: 503 } }), onEcho([{ filters: [ext('gone')], backendRefs: [{ name: 'echo', port: 80 }] }])]);
+    assert.deepEqual(errors, ['test.yaml:7 HTTPRoute/r: spec.rules[0].filters[0].extensionRef: HTTPFault gone not found; the rule answers 500 until it exists']);
+    assert.deepEqual(vhost(snapshot, 'echo.default:80').routes[0]!.requestFilters, [{ type: 'Fault', ref: 'default/gone', fault: null }]);
+  });
+});

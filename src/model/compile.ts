@@ -15,6 +15,7 @@ import type {
   GRPCRoute,
   GRPCRouteFilter,
   GRPCRouteMatch,
+  HTTPFault,
   HTTPHeaderFilter,
   HTTPPathModifier,
   HTTPRoute,
@@ -36,6 +37,7 @@ import type {
   AuthorizationRuleConfig,
   Cluster,
   Endpoint,
+  FaultConfig,
   HeaderModifier,
   LoadBalancerType,
   PathRewrite,
@@ -96,6 +98,8 @@ interface Context {
   tcpRoutes: TCPRoute[];
   policies: BackendPolicy[];
   authorizationPolicies: AuthorizationPolicy[];
+  /** HTTPFaults by `namespace/name`. */
+  faults: Map<string, HTTPFault>;
   mesh: Mesh | undefined;
   trustDomain: string;
   sourceOf: (r: Resource) => SourceInfo | undefined;
@@ -366,6 +370,7 @@ function index(resources: Resource[], clientNamespace: string, source: Context['
     tcpRoutes: of('TCPRoute').sort(byAgeThenName),
     policies: of('BackendPolicy').sort(byAgeThenName),
     authorizationPolicies: of('AuthorizationPolicy').sort(byAgeThenName),
+    faults: new Map(of('HTTPFault').map((f) => [key(f.metadata.namespace, f.metadata.name), f])),
     mesh,
     trustDomain: mesh?.spec.trustDomain ?? DEFAULT_TRUST_DOMAIN,
     sourceOf: source,
@@ -647,16 +652,21 @@ function routeEntries(ctx: Context, hr: HTTPRoute): RouteEntry[] {
       backendRequestMs: parseDuration(rule.timeouts?.backendRequest ?? '0s'),
     };
     const retry = rule.retry === undefined ? undefined : retryPolicy(rule.retry);
+    const faults = new Map<number, Extract<RequestFilter, { type: 'Fault' }>>();
+    (rule.filters ?? []).forEach((f, k) => {
+      if (f.type === 'ExtensionRef') faults.set(k, faultFilter(ctx, hr, f.extensionRef.name, `spec.rules[${i}].filters[${k}].extensionRef`));
+    });
     const matches = rule.matches === undefined || rule.matches.length === 0 ? [undefined] : rule.matches;
     return matches.map((m, j) => {
       const match = routeMatch(m);
       const requestFilters: RequestFilter[] = [];
       const responseFilters: HeaderModifier[] = [];
-      for (const f of rule.filters ?? []) {
+      (rule.filters ?? []).forEach((f, k) => {
         if (f.type === 'RequestHeaderModifier') requestFilters.push({ type: f.type, modifier: headerModifier(f.requestHeaderModifier) });
         else if (f.type === 'ResponseHeaderModifier') responseFilters.push(headerModifier(f.responseHeaderModifier));
         else if (f.type === 'URLRewrite') requestFilters.push({ type: f.type, hostname: f.urlRewrite.hostname ?? null, path: pathRewrite(f.urlRewrite.path, match) });
-      }
+        else if (f.type === 'ExtensionRef') requestFilters.push(faults.get(k)!);
+      });
       const route: Route = {
         name: `${namespace}/${name}/rule/${i}/match/${j}`,
         routeRef: key(namespace, name),
@@ -670,6 +680,26 @@ function routeEntries(ctx: Context, hr: HTTPRoute): RouteEntry[] {
       return { route, created, rule: i, match: j };
     });
   });
+}
+
+/**
+ * An ExtensionRef filter, resolved to the HTTPFault it names in the route's namespace. One that does
+ * not exist is reported, and (Gateway API: a filter that cannot be applied must not be skipped) the
+ * rule answers 500 INVALID_BACKEND.
+ */
+function faultFilter(ctx: Context, hr: HTTPRoute, name: string, path: string): Extract<RequestFilter, { type: 'Fault' }> {
+  const ref = key(hr.metadata.namespace, name);
+  const f = ctx.faults.get(ref);
+  if (f === undefined) {
+    report(ctx, hr, path, `HTTPFault ${display(hr.metadata.namespace, name)} not found; the rule answers 500 until it exists`);
+    return { type: 'Fault', ref, fault: null };
+  }
+  const { delay, abort } = f.spec;
+  const fault: FaultConfig = {
+    delay: delay === undefined ? null : { ms: parseDuration(delay.fixedDelay), percentage: delay.percentage ?? 100 },
+    abort: abort === undefined ? null : { status: abort.httpStatus, percentage: abort.percentage ?? 100 },
+  };
+  return { type: 'Fault', ref, fault };
 }
 
 /** Retry budget defaults: Linkerd's 20 % of requests plus 10 retries a second. */

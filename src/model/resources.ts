@@ -217,7 +217,15 @@ export type HTTPRouteFilter =
   | { type: 'RequestHeaderModifier'; requestHeaderModifier: HTTPHeaderFilter }
   | { type: 'ResponseHeaderModifier'; responseHeaderModifier: HTTPHeaderFilter }
   | { type: 'URLRewrite'; urlRewrite: { hostname?: string; path?: HTTPPathModifier } }
-  | { type: 'RequestRedirect'; requestRedirect: HTTPRequestRedirect };
+  | { type: 'RequestRedirect'; requestRedirect: HTTPRequestRedirect }
+  /** Gateway API custom filter: Weft knows one, `weft.dev` `HTTPFault`, named in the route's namespace. */
+  | { type: 'ExtensionRef'; extensionRef: LocalObjectReference };
+/** Gateway API LocalObjectReference, as an ExtensionRef filter names its extension. */
+export interface LocalObjectReference {
+  group: 'weft.dev';
+  kind: 'HTTPFault';
+  name: string;
+}
 export interface HTTPHeaderFilter {
   set?: Array<{ name: string; value: string }>;
   add?: Array<{ name: string; value: string }>;
@@ -309,5 +317,17 @@ export interface AppSpec {
   calls?: string[];
 }
 
+/**
+ * Fault injection for the HTTPRoute rules whose `ExtensionRef` filter names it: a delay, an abort,
+ * or both, each for a percentage of requests. See docs/resources.md#httpfault.
+ */
+export type HTTPFault = KubeObject<WeftApiVersion, 'HTTPFault', HTTPFaultSpec>;
+export interface HTTPFaultSpec {
+  /** Hold the request `fixedDelay` before it goes on. */
+  delay?: { fixedDelay: Duration; /** 0-100, fractions allowed; 100 by default. */ percentage?: number };
+  /** Answer at once with `httpStatus` (and `weft-error: FAULT_INJECTED`) instead of forwarding. */
+  abort?: { httpStatus: number; /** 0-100, fractions allowed; 100 by default. */ percentage?: number };
+}
+
 /** Any resource Weft reads. */
-export type Resource = Mesh | Service | Workload | BackendPolicy | AuthorizationPolicy | HTTPRoute | GRPCRoute | TCPRoute | App;
+export type Resource = Mesh | Service | Workload | BackendPolicy | AuthorizationPolicy | HTTPRoute | GRPCRoute | TCPRoute | App | HTTPFault;

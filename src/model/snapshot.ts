@@ -149,7 +149,7 @@ export interface Route {
   /** HTTPRoute or GRPCRoute `namespace/name`, or `default` for the implicit route to the service itself. */
   routeRef: string;
   match: RouteMatch;
-  /** Request filters in declared order (header modifiers, URL rewrite). */
+  /** Request filters in declared order (header modifiers, URL rewrite, faults). */
   requestFilters: RequestFilter[];
   /** Response header modifiers in declared order. */
   responseFilters: HeaderModifier[];
@@ -211,7 +211,17 @@ export interface QueryParamMatch {
 
 export type RequestFilter =
   | { type: 'RequestHeaderModifier'; modifier: HeaderModifier }
-  | { type: 'URLRewrite'; hostname: string | null; path: PathRewrite | null };
+  | { type: 'URLRewrite'; hostname: string | null; path: PathRewrite | null }
+  /** An ExtensionRef to an HTTPFault; `fault` null when it named none that exists (requests get 500 INVALID_BACKEND). */
+  | { type: 'Fault'; ref: string; fault: FaultConfig | null };
+
+/** An HTTPFault, resolved. */
+export interface FaultConfig {
+  /** Hold requests `ms` milliseconds, `percentage` (0-100) of them. */
+  delay: { ms: number; percentage: number } | null;
+  /** Answer `status` at once, for `percentage` (0-100) of requests. */
+  abort: { status: number; percentage: number } | null;
+}
 
 export type PathRewrite =
   | { type: 'ReplaceFullPath'; value: string }

@@ -36,7 +36,7 @@ describe('resource shape', () => {
       'status: unknown field',
       'apiVersion: must be one of "weft.dev/v1alpha1", "gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1", "gateway.networking.k8s.io/v1alpha2"',
     ]);
-    assert.deepEqual(problems(res(W, 'HTTPRoute', {})), ['kind: unknown kind for weft.dev/v1alpha1; must be one of "Mesh", "Service", "Workload", "BackendPolicy", "AuthorizationPolicy", "App"']);
+    assert.deepEqual(problems(res(W, 'HTTPRoute', {})), ['kind: unknown kind for weft.dev/v1alpha1; must be one of "Mesh", "Service", "Workload", "BackendPolicy", "AuthorizationPolicy", "App", "HTTPFault"']);
     assert.deepEqual(problems(res('gateway.networking.k8s.io/v1alpha2', 'HTTPRoute', {})), ['kind: unknown kind for gateway.networking.k8s.io/v1alpha2; must be one of "TCPRoute", "GRPCRoute"']);
   });
 
@@ -317,7 +317,7 @@ describe('HTTPRoute', () => {
     assert.deepEqual(problems(rule({ filters: [{ type: 'URLRewrite' }, { type: 'RequestHeaderModifier', requestHeaderModifier: {}, urlRewrite: {} }, { type: 'RequestMirror' }] })), [
       'spec.rules[0].filters[0].urlRewrite: required when type is URLRewrite',
       'spec.rules[0].filters[1].urlRewrite: must not be set when type is RequestHeaderModifier',
-      'spec.rules[0].filters[2].type: must be one of "RequestHeaderModifier", "ResponseHeaderModifier", "URLRewrite", "RequestRedirect"',
+      'spec.rules[0].filters[2].type: must be one of "RequestHeaderModifier", "ResponseHeaderModifier", "URLRewrite", "RequestRedirect", "ExtensionRef"',
     ]);
   });
 
@@ -524,6 +524,36 @@ describe('GRPCRoute', () => {
     assert.deepEqual(problems(grpc({ parentRefs: [{ kind: 'Gateway', name: 'g' }], hostnames: ['Bad_Host'] })), [
       'spec.parentRefs[0].kind: must be "Service"',
       'spec.hostnames[0]: must be a lowercase RFC 1123 hostname, optionally starting with "*."',
+    ]);
+  });
+});
+
+describe('HTTPFault', () => {
+  const fault = (spec: unknown) => res(W, 'HTTPFault', spec);
+  test('valid faults', () => {
+    assert.deepEqual(problems(fault({ delay: { fixedDelay: '200ms', percentage: 12.5 } })), []);
+    assert.deepEqual(problems(fault({ abort: { httpStatus: 503 } })), []);
+    assert.deepEqual(problems(fault({ delay: { fixedDelay: '1s' }, abort: { httpStatus: 200, percentage: 0 } })), []);
+  });
+  test('field paths of every problem', () => {
+    assert.deepEqual(problems(fault({})), ['spec: must set delay or abort (or both)']);
+    assert.deepEqual(problems(fault({ delay: { percentage: 101 }, abort: { httpStatus: 600, percentage: -1, code: 1 } })), [
+      'spec.delay.fixedDelay: required',
+      'spec.delay.percentage: must be a number 0-100',
+      'spec.abort.code: unknown field',
+      'spec.abort.httpStatus: must be an integer 200-599',
+      'spec.abort.percentage: must be a number 0-100',
+    ]);
+    assert.deepEqual(problems(fault({ delay: { fixedDelay: '0s' } })), ['spec.delay.fixedDelay: must be greater than 0']);
+  });
+  test('ExtensionRef filters on HTTPRoute rules', () => {
+    const ref = (name: string, extra: object = {}) => ({ type: 'ExtensionRef', extensionRef: { group: 'weft.dev', kind: 'HTTPFault', name, ...extra } });
+    assert.deepEqual(problems(rule({ filters: [ref('a'), ref('b')] })), []);
+    assert.deepEqual(problems(rule({ filters: [ref('a'), ref('a'), { type: 'ExtensionRef' }, ref('c', { group: 'x', kind: 'Other' })] })), [
+      'spec.rules[0].filters[2].extensionRef: required when type is ExtensionRef',
+      'spec.rules[0].filters[3].extensionRef.group: must be "weft.dev"',
+      'spec.rules[0].filters[3].extensionRef.kind: must be "HTTPFault"',
+      'spec.rules[0].filters[1].extensionRef.name: duplicate "a"',
     ]);
   });
 });

@@ -330,7 +330,9 @@ const FILTER_FIELDS = {
   ResponseHeaderModifier: 'responseHeaderModifier',
   URLRewrite: 'urlRewrite',
   RequestRedirect: 'requestRedirect',
+  ExtensionRef: 'extensionRef',
 };
+const extensionRef = object({ group: oneOf('weft.dev'), kind: oneOf('HTTPFault'), name: dnsLabel }, ['group', 'kind', 'name']);
 const filter = object(
   {
     type: oneOf(...Object.keys(FILTER_FIELDS)),
@@ -344,6 +346,7 @@ const filter = object(
       port,
       statusCode: (v, path, errs) => (v === 301 || v === 302 ? undefined : fail(errs, path, 'must be 301 or 302')),
     }),
+    extensionRef,
   },
   ['type'],
   tagged(FILTER_FIELDS),
@@ -367,7 +370,9 @@ const retry = object({ codes: list(int(400, 599)), attempts: int(0, 10), backoff
 
 const ruleChecks: CrossCheck = (o, path, errs) => {
   const types = items(o.filters).map((f) => field(f, 'type'));
-  noDuplicates(o.filters, `${path}.filters`, (f) => field(f, 'type'), 'type', errs);
+  // ExtensionRef filters may repeat (Gateway API); the same HTTPFault twice may not.
+  noDuplicates(o.filters, `${path}.filters`, (f) => (field(f, 'type') === 'ExtensionRef' ? undefined : field(f, 'type')), 'type', errs);
+  noDuplicates(o.filters, `${path}.filters`, (f) => field(field(f, 'extensionRef'), 'name'), 'extensionRef.name', errs);
   const redirect = types.includes('RequestRedirect');
   if (redirect && types.includes('URLRewrite')) fail(errs, `${path}.filters`, 'must not have both RequestRedirect and URLRewrite');
   if (redirect && items(o.backendRefs).length > 0) fail(errs, `${path}.backendRefs`, 'must be empty when the rule has a RequestRedirect filter');
@@ -455,6 +460,21 @@ const grpcRule = object({
 });
 const grpcRouteSpec = object({ parentRefs: list(parentRef, 1), hostnames: list(wildcardHostname), rules: list(grpcRule) }, ['parentRefs']);
 
+// HTTPFault: delay and/or abort, each for a percentage of requests.
+const percentage: Check = (v, path, errs) => {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 100) fail(errs, path, 'must be a number 0-100');
+};
+const httpFaultSpec = object(
+  {
+    delay: object({ fixedDelay: positiveDuration, percentage }, ['fixedDelay']),
+    abort: object({ httpStatus: int(200, 599), percentage }, ['httpStatus']),
+  },
+  [],
+  (o, path, errs) => {
+    if (absent(o.delay) && absent(o.abort)) fail(errs, path, 'must set delay or abort (or both)');
+  },
+);
+
 const tcpRouteSpec = object(
   { parentRefs: list(parentRef, 1), rules: list(object({ backendRefs: list(object(backendRefFields, ['name', 'port']), 1) }, ['backendRefs']), 1) },
   ['parentRefs', 'rules'],
@@ -475,7 +495,7 @@ const appSpec = object(
 );
 
 const SPECS: Record<string, Record<string, Check>> = {
-  [WEFT_V1ALPHA1]: { Mesh: meshSpec, Service: serviceSpec, Workload: workloadSpec, BackendPolicy: backendPolicySpec, AuthorizationPolicy: authorizationPolicySpec, App: appSpec },
+  [WEFT_V1ALPHA1]: { Mesh: meshSpec, Service: serviceSpec, Workload: workloadSpec, BackendPolicy: backendPolicySpec, AuthorizationPolicy: authorizationPolicySpec, App: appSpec, HTTPFault: httpFaultSpec },
   [GATEWAY_V1]: { HTTPRoute: httpRouteSpec, GRPCRoute: grpcRouteSpec },
   [GATEWAY_V1BETA1]: { HTTPRoute: httpRouteSpec },
   // GRPCRoute was v1alpha2 until Gateway API 1.1; the schema is the same.

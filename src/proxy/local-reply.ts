@@ -52,6 +52,7 @@ export const GRPC_STATUS: Readonly<Record<MeshErrorCode, number>> = {
   EXPECTATION_FAILED: 13,
   NOT_IMPLEMENTED: 12,
   VERSION_NOT_SUPPORTED: 12,
+  FAULT_INJECTED: 14, // UNAVAILABLE: an injected abort looks like an unavailable upstream
   INTERNAL_ERROR: 13,
 };
 

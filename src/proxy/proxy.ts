@@ -116,6 +116,11 @@ export class Proxy {
     this.metrics.count(`weft_retries_total{destination_service="${destination}",result="${result}"}`);
   };
 
+  /** `weft_faults_injected_total`, fed by the routes' fault layers. */
+  private readonly countFault = (route: string, kind: string): void => {
+    this.metrics.count(`weft_faults_injected_total{route="${route}",kind="${kind}"}`);
+  };
+
   /** `weft_circuit_open_total`, fed by the clusters' circuit breakers. */
   private readonly countCircuitOpen = (destination: string, limit: string): void => {
     this.metrics.count(`weft_circuit_open_total{destination_service="${destination}",limit="${limit}"}`);
@@ -174,7 +179,7 @@ export class Proxy {
     for (const t of snapshot.tcpServices) {
       for (const b of t.backends) if (b.cluster !== null && !clusters.has(b.cluster)) throw new Error(`TCP service ${t.name} sends to cluster ${b.cluster}, which the configuration does not define`);
     }
-    const next = new Runtime(snapshot, this.pools, this.countRetry, this.countCircuitOpen);
+    const next = new Runtime(snapshot, this.pools, this.countRetry, this.countCircuitOpen, this.countFault);
     const tunnels = new InboundTunnels(snapshot.inbound, buildAuthorizer(snapshot.inbound.authorization));
     this.runtime = next;
     this.tunnels = tunnels;

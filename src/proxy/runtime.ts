@@ -8,6 +8,7 @@ import type { ProxySnapshot, TcpService } from '../model/snapshot.js';
 import { getHeader, removeHeader, type Handler } from './message.js';
 import type { UpstreamPool } from './upstream/upstream-pool.js';
 import { RouteTable, type RetryReport } from './route/route-table.js';
+import type { FaultReport } from './filters/fault.js';
 import { ConnectTable } from './route/connect-table.js';
 import { APP_PORT_HEADER, ClusterRuntime } from './upstream/cluster.js';
 import type { BreakerReport } from './upstream/breaker.js';
@@ -41,7 +42,7 @@ export class Runtime {
   /** Every pool this runtime uses, so older ones can be closed. */
   readonly pools: ReadonlySet<UpstreamPool>;
 
-  constructor(snapshot: ProxySnapshot, registry: PoolRegistry, onRetry?: RetryReport, onBreakerOpen?: BreakerReport) {
+  constructor(snapshot: ProxySnapshot, registry: PoolRegistry, onRetry?: RetryReport, onBreakerOpen?: BreakerReport, onFault?: FaultReport) {
     this.snapshot = snapshot;
     const clusters = new Map<string, ClusterRuntime>();
     const pools = new Set<UpstreamPool>();
@@ -51,7 +52,7 @@ export class Runtime {
       for (const e of rt.endpoints) pools.add(e.pool);
     }
     this.clusters = clusters;
-    const routes = new RouteTable(snapshot.virtualHosts, clusters, onRetry);
+    const routes = new RouteTable(snapshot.virtualHosts, clusters, onRetry, onFault);
     this.outbound = routes.handler;
     this.inbound = inboundHandler(snapshot, registry, pools);
     const tcp = new Map<string, TcpTarget>();

@@ -10,6 +10,7 @@ import { redirectHandler } from '../filters/redirect.js';
 import { requestTimeout } from '../filters/request-timeout.js';
 import { retryLayer, type RetryResult } from '../filters/retry.js';
 import { urlRewrite } from '../filters/url-rewrite.js';
+import { faultLayer, unresolvedFault, type FaultReport } from '../filters/fault.js';
 import type { ClusterRuntime } from '../upstream/cluster.js';
 import { buildMatcher, needsQuery, pathPart, type Matcher } from './match.js';
 
@@ -29,14 +30,17 @@ interface BuiltHost {
 /** Counts a retry outcome (`weft_retries_total`). */
 export type RetryReport = (destination: string, result: RetryResult) => void;
 const noReport: RetryReport = () => {};
+const noFaultReport: FaultReport = () => {};
 
 /** Builds the handler of one route: its filters around its action. */
-export function buildRouteHandler(route: Route, clusters: ReadonlyMap<string, ClusterRuntime>, onRetry: RetryReport = noReport): Handler {
+export function buildRouteHandler(route: Route, clusters: ReadonlyMap<string, ClusterRuntime>, onRetry: RetryReport = noReport, onFault: FaultReport = noFaultReport): Handler {
   const layers: Layer[] = [];
   if (route.timeouts.requestMs > 0) layers.push(requestTimeout(route.timeouts.requestMs));
   if (route.responseFilters.length > 0) layers.push(responseHeaderModifier(route.responseFilters));
   for (const f of route.requestFilters) {
-    layers.push(f.type === 'RequestHeaderModifier' ? requestHeaderModifier(f.modifier) : urlRewrite(f.hostname, f.path));
+    if (f.type === 'RequestHeaderModifier') layers.push(requestHeaderModifier(f.modifier));
+    else if (f.type === 'URLRewrite') layers.push(urlRewrite(f.hostname, f.path));
+    else layers.push(f.fault === null ? unresolvedFault(f.ref, route.name) : faultLayer(f.fault, { route: route.name, report: onFault }));
   }
   const terminal =
     route.action.type === 'redirect'
@@ -87,11 +91,11 @@ export class RouteTable {
   /** By virtual host name (`service.namespace:port`). */
   private readonly byName = new Map<string, BuiltHost>();
 
-  constructor(virtualHosts: readonly VirtualHost[], clusters: ReadonlyMap<string, ClusterRuntime>, onRetry: RetryReport = noReport) {
+  constructor(virtualHosts: readonly VirtualHost[], clusters: ReadonlyMap<string, ClusterRuntime>, onRetry: RetryReport = noReport, onFault: FaultReport = noFaultReport) {
     for (const vh of virtualHosts) {
       const host: BuiltHost = {
         destination: `${vh.service}.${vh.namespace}`,
-        routes: vh.routes.map((r) => ({ name: r.name, matcher: buildMatcher(r.match), handler: buildRouteHandler(r, clusters, onRetry) })),
+        routes: vh.routes.map((r) => ({ name: r.name, matcher: buildMatcher(r.match), handler: buildRouteHandler(r, clusters, onRetry, onFault) })),
         needsQuery: vh.routes.some((r) => needsQuery(r.match)),
       };
       for (const d of vh.domains) if (!this.hosts.has(d)) this.hosts.set(d, host);
