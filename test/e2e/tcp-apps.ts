@@ -1,6 +1,7 @@
 // Shared pieces of the TCP e2e tests: apps that count the connections they accept, a bounded TCP
 // exchange, and certificates from a control plane's own root for hand-made mTLS callers.
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import assert from 'node:assert/strict';
+import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -86,4 +87,20 @@ export function issue(cp: RunningControl, sa: string): { cert: string; key: stri
     notAfter: new Date(now + 3600_000),
   });
   return { cert: leaf.pem, key: keyToPem(key) };
+}
+
+/**
+ * Through a tunnel to an `echo` app (`echoPort`) 4 MiB come back intact and the end is passed back;
+ * to a `report` app (`reportPort`) the caller's half-close arrives, so it answers with the byte count.
+ */
+export async function assertRoundTrip(echoPort: number, reportPort: number): Promise<void> {
+  const big = randomBytes(4 * 1024 * 1024);
+  const r = await tcpExchange(echoPort, big, 20_000);
+  assert.equal(r.error, null);
+  assert.equal(r.ended, true);
+  assert.equal(r.data.length, big.length);
+  assert.ok(r.data.equals(big), '4 MiB came back intact');
+  const h = await tcpExchange(reportPort, 'x'.repeat(100_000), 5000);
+  assert.equal(h.data.toString(), 'got 100000 bytes');
+  assert.equal(h.ended, true);
 }

@@ -3,9 +3,8 @@
 // the caller's SPIFFE ID and port before the app ever sees it, and relays only to its own app ports.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { ID, counter, issue, startTcpApp, tcpExchange } from './tcp-apps.js';
+import { ID, assertRoundTrip, counter, issue, startTcpApp, tcpExchange } from './tcp-apps.js';
 import { eventually, rawExchange, runWeft, startControl, startProxyWith, type RunningControl, type RunningProxy, joinToken as token, applyYaml as apply, proxyMetrics as metrics } from './harness.js';
 
 
@@ -105,17 +104,7 @@ spec: { address: 127.0.0.1, ports: { sql: ${sql.port} }, serviceAccount: other, 
   });
 
   test('bytes round-trip through the tunnel: 4 MiB intact, and a half-close carried end to end', async () => {
-    const big = randomBytes(4 * 1024 * 1024);
-    const r = await tcpExchange(port(client, 9000), big, 20_000);
-    assert.equal(r.error, null);
-    assert.equal(r.ended, true);
-    assert.equal(r.data.length, big.length);
-    assert.ok(r.data.equals(big), '4 MiB came back intact');
-
-    // The report app answers only once it sees the caller's half-close.
-    const h = await tcpExchange(port(client, 9001), 'x'.repeat(100_000), 5000);
-    assert.equal(h.data.toString(), 'got 100000 bytes');
-    assert.equal(h.ended, true);
+    await assertRoundTrip(port(client, 9000), port(client, 9001));
   });
 
   test('the traffic is mutual TLS with the exact peer identity, and a plaintext CONNECT to a STRICT inbound is refused', async () => {

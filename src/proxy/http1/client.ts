@@ -3,6 +3,7 @@
  * one exchange at a time. A connection returns to the pool only when both the request and the
  * response were complete and the server did not ask to close.
  */
+import { hostPort } from '../upstream/upstream-pool.js';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type SecureContext } from 'node:tls';
 import { expectSpiffeId } from '../tls/peer-identity.js';
@@ -51,7 +52,7 @@ export class Http1Pool {
   constructor(host: string, port: number, opts: PoolOptions) {
     this.host = host;
     this.port = port;
-    this.key = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    this.key = hostPort(host, port);
     this.opts = opts;
   }
 

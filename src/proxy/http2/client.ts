@@ -5,6 +5,7 @@
  * or fail with it. Under the `h2` peer transport the session to another proxy also carries HTTP/1.1
  * requests (as streams) and TCP tunnels (as CONNECT streams, RFC 9113 8.5).
  */
+import { hostPort } from '../upstream/upstream-pool.js';
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 import { connect as h2Connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
@@ -45,7 +46,7 @@ export class Http2Pool {
   constructor(host: string, port: number, opts: Http2PoolOptions) {
     this.host = host;
     this.port = port;
-    this.key = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    this.key = hostPort(host, port);
     this.opts = opts;
   }
 

@@ -7,6 +7,7 @@
  * inbound's refusal (DENIED, MTLS_REQUIRED, …), read from its `weft-error` header and body so the
  * caller can count and report it.
  */
+import { hostPort, type UpstreamPool } from '../upstream/upstream-pool.js';
 import { Socket, connect } from 'node:net';
 import { constants, type ClientHttp2Stream, type Http2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext } from 'node:tls';
@@ -14,7 +15,6 @@ import { expectSpiffeId } from '../tls/peer-identity.js';
 import { MeshError, meshErrorStatus, type MeshErrorCode } from '../../core/errors.js';
 import type { Endpoint } from '../../model/snapshot.js';
 import { ParseError, findHeadEnd, parseResponseHead } from '../http1/parse.js';
-import type { UpstreamPool } from '../upstream/upstream-pool.js';
 import type { Http2Pool } from '../http2/client.js';
 import { joinSockets } from './join.js';
 
@@ -100,7 +100,7 @@ const MAX_SESSIONS = 1024;
 
 /** The `host:port` a CONNECT names, with brackets around an IPv6 address. */
 export function tunnelTarget(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+  return hostPort(address, port);
 }
 
 /** Opens tunnels to proxied endpoints; owns the TLS sessions kept per endpoint, across configurations. */

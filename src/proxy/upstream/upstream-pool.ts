@@ -29,3 +29,8 @@ export interface UpstreamPool {
 
 /** How a proxy talks to other proxies: HTTP/1.1 pooled connections, or one multiplexed HTTP/2 session per endpoint. */
 export type PeerTransport = 'http1' | 'h2';
+
+/** `host:port`, with brackets around an IPv6 address: a pool's key, a CONNECT target. */
+export function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
