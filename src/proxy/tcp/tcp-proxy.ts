@@ -70,7 +70,7 @@ export function forwardTcp(
     refuseTunnel(client, e);
   };
   const cluster = pick();
-  const ep = cluster?.pick() ?? null;
+  const ep = cluster?.pick(null, client.remoteAddress ?? '') ?? null;
   if (cluster === null || ep === null) {
     const message = `no healthy endpoint for ${service}`;
     fwd.report({ service, transport: null, endpoint: '', errorCode: 'NO_HEALTHY_UPSTREAM', message });

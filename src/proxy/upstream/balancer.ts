@@ -4,6 +4,7 @@
  * configuration, never mutated.
  */
 import type { LoadBalancerType } from '../../model/snapshot.js';
+import type { ProxyRequest } from '../message.js';
 
 /** What a balancer needs of an endpoint: its load. */
 export interface Balanced {
@@ -11,8 +12,11 @@ export interface Balanced {
   readonly active: number;
 }
 
-/** Picks an endpoint for one request, or null when there is none. */
-export type Picker<E> = () => E | null;
+/**
+ * Picks an endpoint for one request (or one TCP connection: `req` null), or null when there is none.
+ * Hashing balancers key on the request's headers or the client's address.
+ */
+export type Picker<E> = (req: ProxyRequest | null, clientAddress: string) => E | null;
 
 /** Builds a picker over a fixed set of endpoints. */
 export type BalancerFactory = <E extends Balanced>(endpoints: readonly E[]) => Picker<E>;

@@ -5,8 +5,9 @@
 import { MeshError } from '../../core/errors.js';
 import type { Cluster, Endpoint } from '../../model/snapshot.js';
 import type { UpstreamPool } from './upstream-pool.js';
-import type { Handler, ProxyResponse } from '../message.js';
-import { balancers, type Picker } from './balancer.js';
+import type { Handler, ProxyRequest, ProxyResponse } from '../message.js';
+import type { Picker } from './balancer.js';
+import { buildPicker } from './endpoint-set.js';
 import type { PoolRegistry } from './pools.js';
 import { RetryBudgetBucket } from './retry-budget.js';
 import { CircuitBreaker, type BreakerReport } from './breaker.js';
@@ -27,6 +28,12 @@ export class ClusterEndpoint {
     this.appPortHeader = endpoint.proxied ? String(endpoint.appPort) : null;
   }
 
+  /**
+   * False while outlier detection has ejected this endpoint or active health checks fail it. Whoever
+   * changes it calls the cluster's `refresh()`.
+   */
+  healthy = true;
+
   get active(): number {
     return this.pool.active;
   }
@@ -36,7 +43,8 @@ export class ClusterEndpoint {
 export class ClusterRuntime {
   readonly config: Cluster;
   readonly endpoints: readonly ClusterEndpoint[];
-  readonly pick: Picker<ClusterEndpoint>;
+  /** Rebuilt by `refresh()` when an endpoint's health changes; never mutated. */
+  private picker: Picker<ClusterEndpoint>;
   private budget: RetryBudgetBucket | null = null;
   /** The circuit breaker of this destination, shared by all its endpoints' pools (per configuration). */
   readonly breaker: CircuitBreaker;
@@ -61,7 +69,17 @@ export class ClusterRuntime {
     // HTTP/2 and gRPC services are reached over HTTP/2 (to their proxies, or to the apps themselves).
     const protocol = config.protocol === 'HTTP2' || config.protocol === 'GRPC' ? 'h2' : 'http/1.1';
     this.endpoints = config.endpoints.map((e) => new ClusterEndpoint(e, pools.get(e.address, e.port, config.connectTimeoutMs, e.proxied ? e.identity : null, protocol)));
-    this.pick = balancers[config.loadBalancer](this.endpoints);
+    this.picker = buildPicker(config, this.endpoints);
+  }
+
+  /** Picks an endpoint for a request (`req` null for a TCP connection), or null when there is none. */
+  pick(req: ProxyRequest | null, clientAddress: string): ClusterEndpoint | null {
+    return this.picker(req, clientAddress);
+  }
+
+  /** Builds the picker again from the endpoints' current health. */
+  refresh(): void {
+    this.picker = buildPicker(this.config, this.endpoints);
   }
 
   /** The retry budget of this destination, made when a route first retries to it. */
@@ -74,7 +92,7 @@ export class ClusterRuntime {
     const name = this.config.name;
     const { breaker, settle, fail } = this;
     return (req, ctx) => {
-      const ep = this.pick();
+      const ep = this.picker(req, ctx.clientAddress);
       if (ep === null) return Promise.reject(new MeshError('NO_HEALTHY_UPSTREAM', `no healthy endpoint in cluster ${name}`));
       const open = breaker.admitRequest();
       if (open !== null) return Promise.reject(open);
