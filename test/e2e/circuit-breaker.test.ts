@@ -10,20 +10,27 @@ import { meshYaml, proxyMetrics, startProxy, tempFile, type RunningProxy } from 
 /** How long the upstream takes to answer. */
 const SLOW_MS = 1500;
 
-async function startSlow(): Promise<{ port: number; hits: () => number; close(): Promise<void> }> {
+async function startSlow(delayMs = SLOW_MS): Promise<{ port: number; hits: () => number; mostConnections: () => number; close(): Promise<void> }> {
   let hits = 0;
+  let open = 0;
+  let most = 0;
   const server: Server = createServer((req, res) => {
     hits++;
     req.resume();
     setTimeout(() => {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('slow ok');
-    }, SLOW_MS);
+    }, delayMs);
+  });
+  server.on('connection', (socket) => {
+    most = Math.max(most, ++open);
+    socket.once('close', () => open--);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as AddressInfo).port,
     hits: () => hits,
+    mostConnections: () => most,
     close: () => new Promise((r) => {
       server.closeAllConnections();
       server.close(() => r());
@@ -38,10 +45,10 @@ interface Answer {
   ms: number;
 }
 
-function send(port: number, path = '/'): Promise<Answer> {
+function send(port: number, path = '/', host = 'echo'): Promise<Answer> {
   const start = performance.now();
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { host: 'echo' } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { host } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c));
@@ -60,21 +67,56 @@ kind: BackendPolicy
 metadata: { name: small-breaker }
 spec:
   targetRefs: [{ kind: Service, name: echo-v1 }]
-  circuitBreaker: { maxRequests: 5 }`;
+  circuitBreaker: { maxRequests: 5 }
+---
+apiVersion: weft.dev/v1alpha1
+kind: BackendPolicy
+metadata: { name: few-connections }
+spec:
+  targetRefs: [{ kind: Service, name: echo-v2 }]
+  circuitBreaker: { maxConnections: 2, maxPendingRequests: 3 }`;
+
+/** How long echo-v2's upstream takes to answer. */
+const V2_MS = 400;
 
 describe('circuit breaker', () => {
   let slow: Awaited<ReturnType<typeof startSlow>>;
+  let slowV2: Awaited<ReturnType<typeof startSlow>>;
   let proxy: RunningProxy;
 
   before(async () => {
     slow = await startSlow();
-    const file = tempFile('mesh.yaml', meshYaml({ v1: slow.port, v2: slow.port, tcp: 1 }, rules, breaker));
+    slowV2 = await startSlow(V2_MS);
+    const file = tempFile('mesh.yaml', meshYaml({ v1: slow.port, v2: slowV2.port, tcp: 1 }, rules, breaker));
     proxy = await startProxy(file, 'client-1');
   });
 
   after(async () => {
     await proxy?.stop();
     await slow?.close();
+    await slowV2?.close();
+  });
+
+  test('maxConnections 2, maxPendingRequests 3: of 10 concurrent requests 2 go at once, 3 wait for those connections, 5 overflow with CIRCUIT_OPEN', async () => {
+    const answers = await Promise.all(Array.from({ length: 10 }, () => send(proxy.outbound, '/', 'echo-v2')));
+    const ok = answers.filter((a) => a.status === 200).sort((a, b) => a.ms - b.ms);
+    const open = answers.filter((a) => a.status === 503);
+    console.log(`# maxConnections 2 / maxPending 3: ${ok.length} ok in ${ok.map((a) => Math.round(a.ms)).join(',')} ms; ${open.length} CIRCUIT_OPEN; upstream saw at most ${slowV2.mostConnections()} connections`);
+    assert.equal(ok.length, 5, JSON.stringify(answers));
+    assert.equal(open.length, 5, JSON.stringify(answers));
+    for (const a of open) {
+      assert.equal(a.error, 'CIRCUIT_OPEN');
+      assert.match(JSON.parse(a.body).message as string, /maxPendingRequests is 3/);
+      assert.ok(a.ms < V2_MS / 2, `an overflow is answered at once (${a.ms} ms)`);
+    }
+    assert.equal(slowV2.mostConnections(), 2, 'never more than maxConnections connections to the cluster');
+    // Two rounds went at once; the three that waited needed two more rounds on the same two connections.
+    assert.ok(ok[1]!.ms < 2 * V2_MS, `the first two did not wait (${ok[1]!.ms} ms)`);
+    assert.ok(ok[2]!.ms >= 2 * V2_MS - 50, `the third waited for a connection (${ok[2]!.ms} ms)`);
+    assert.ok(ok[4]!.ms >= 3 * V2_MS - 50, `the fifth waited two rounds (${ok[4]!.ms} ms)`);
+    assert.equal(slowV2.hits(), 5);
+    const metrics = await proxyMetrics(proxy);
+    assert.match(metrics, /weft_circuit_open_total\{destination_service="echo-v2.default",limit="pending"\} 5\n/);
   });
 
   test('20 concurrent requests, maxRequests 5: 15 overflow at once with 503 CIRCUIT_OPEN, 5 get the 200; then requests pass again', async () => {

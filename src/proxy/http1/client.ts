@@ -3,7 +3,7 @@
  * one exchange at a time. A connection returns to the pool only when both the request and the
  * response were complete and the server did not ask to close.
  */
-import { hostPort } from '../upstream/upstream-pool.js';
+import { hostPort, type ConnectionLimit, type ConnectionWaiter } from '../upstream/upstream-pool.js';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type SecureContext } from 'node:tls';
 import { expectSpiffeId } from '../tls/peer-identity.js';
@@ -48,6 +48,14 @@ export class Http1Pool {
   /** Exchanges started, and connect failures, since the pool was made. */
   total = 0;
   connectFailures = 0;
+  /** Connections open or opening, until their socket closes: what `maxConnections` counts. */
+  connections = 0;
+  /** The circuit breaker of the cluster that uses this pool, or null: set by the cluster. */
+  connectionLimit: ConnectionLimit | null = null;
+  private readonly onConnectionClose = (): void => {
+    this.connections--;
+    this.connectionLimit?.connectionClosed();
+  };
 
   constructor(host: string, port: number, opts: PoolOptions) {
     this.host = host;
@@ -84,7 +92,27 @@ export class Http1Pool {
           if (!(err instanceof StaleConnection)) throw err;
         }
       }
-      const conn = await this.open();
+      const limit = this.connectionLimit;
+      let conn: UpstreamConnection;
+      if (limit !== null && !limit.mayOpen()) {
+        const handed = await this.waitForConnection(limit, ctx, timeoutMs);
+        if (handed !== null) {
+          if (ctx.aborted !== null) {
+            this.release(handed);
+            throw ctx.aborted;
+          }
+          try {
+            return await handed.exchange(req, ctx, timeoutMs, done, true);
+          } catch (err) {
+            if (!(err instanceof StaleConnection)) throw err;
+          }
+          conn = await this.open(false);
+        } else {
+          conn = await this.open(true);
+        }
+      } else {
+        conn = await this.open(false);
+      }
       if (ctx.aborted !== null) {
         // Gave up while connecting (a timeout, or the client left): keep the connection, send nothing.
         this.release(conn);
@@ -100,10 +128,57 @@ export class Http1Pool {
   /** The last TLS session with this endpoint, for resumption (a 1-RTT handshake without signatures). */
   private tlsSession: Buffer | undefined;
 
-  private open(): Promise<UpstreamConnection> {
+  /**
+   * Waits, under the cluster's `maxConnections`, until a connection of this pool is released to this
+   * request (resolves with it) or one may be opened (resolves null, with the connection counted
+   * already). Refused at once with CIRCUIT_OPEN when `maxPendingRequests` already wait.
+   */
+  private waitForConnection(limit: ConnectionLimit, ctx: RequestContext, timeoutMs: number): Promise<UpstreamConnection | null> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        return true;
+      };
+      const waiter: Http1Waiter = {
+        pool: this,
+        open: () => {
+          if (!settle()) return;
+          this.connections++;
+          resolve(null);
+        },
+        take: (conn) => {
+          if (settle()) resolve(conn);
+          else this.release(conn);
+        },
+      };
+      const refused = limit.wait(waiter);
+      if (refused !== null) {
+        reject(refused);
+        return;
+      }
+      const giveUp = (err: Error): void => {
+        if (!settle()) return;
+        limit.withdraw(waiter);
+        reject(err);
+      };
+      if (timeoutMs > 0) {
+        timer = setTimeout(() => giveUp(new MeshError('UPSTREAM_TIMEOUT', `no connection to ${this.key} within ${timeoutMs} ms: the cluster's maxConnections are all busy`)), timeoutMs);
+      }
+      ctx.abortHandlers.push(giveUp);
+    });
+  }
+
+  /** Opens a connection; `counted` when a waiting request already counted it against `maxConnections`. */
+  private open(counted: boolean): Promise<UpstreamConnection> {
+    if (!counted) this.connections++;
     const context = this.opts.tls?.context() ?? null;
     if (context === null) {
       const socket = connect({ host: this.host, port: this.port, noDelay: true });
+      socket.once('close', this.onConnectionClose);
       return this.established(socket, 'connect', (err) => new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} failed: ${err.code ?? err.message}`));
     }
     const expected = this.opts.tls!.peerIdentity;
@@ -116,6 +191,7 @@ export class Http1Pool {
       // The peer is named by its SPIFFE ID, not by a host name.
       checkServerIdentity: expectSpiffeId(expected, (presented) => (wrongPeer = presented)),
     });
+    socket.once('close', this.onConnectionClose);
     socket.setNoDelay(true);
     socket.on('session', (s: Buffer) => {
       this.tlsSession = s;
@@ -153,6 +229,12 @@ export class Http1Pool {
 
   /** Called by a connection whose exchange ended cleanly. */
   release(conn: UpstreamConnection): void {
+    const waiter = this.closed ? null : (this.connectionLimit?.takeWaiter(this) ?? null);
+    if (waiter !== null) {
+      conn.idleSince(0);
+      (waiter as Http1Waiter).take(conn);
+      return;
+    }
     if (this.closed || this.idle.length >= this.opts.maxIdle) {
       conn.destroy();
       return;
@@ -172,6 +254,11 @@ export class Http1Pool {
     this.closed = true;
     for (const c of this.idle.splice(0)) c.destroy();
   }
+}
+
+/** A request of an Http1Pool waiting for a connection: it takes a released one, or opens one. */
+interface Http1Waiter extends ConnectionWaiter {
+  take(conn: UpstreamConnection): void;
 }
 
 const enum Phase {

@@ -7,6 +7,7 @@
 import { MeshError } from '../../core/errors.js';
 import { DEFAULT_CIRCUIT_BREAKER } from '../../model/compile.js';
 import type { CircuitBreakerLimits } from '../../model/snapshot.js';
+import type { ConnectionLimit, ConnectionWaiter, UpstreamPool } from './upstream-pool.js';
 
 /** Which limit overflowed: the `limit` label of `weft_circuit_open_total`. */
 export type BreakerLimit = 'requests' | 'retries' | 'connections' | 'pending';
@@ -14,7 +15,7 @@ export type BreakerLimit = 'requests' | 'retries' | 'connections' | 'pending';
 /** Counts an overflow: `weft_circuit_open_total{destination_service,limit}`. */
 export type BreakerReport = (destination: string, limit: BreakerLimit) => void;
 
-export class CircuitBreaker {
+export class CircuitBreaker implements ConnectionLimit {
   readonly limits: CircuitBreakerLimits;
   /** The cluster, named in the error. */
   private readonly cluster: string;
@@ -25,6 +26,10 @@ export class CircuitBreaker {
   requests = 0;
   /** Retries in flight, from the decision to retry until that try's response head (or failure). */
   retries = 0;
+  /** The pools of the cluster's endpoints, whose connections count against `maxConnections` (set by the cluster). */
+  pools: readonly UpstreamPool[] = [];
+  /** Requests waiting for a connection, oldest first. */
+  private readonly pending: ConnectionWaiter[] = [];
   /** Releases one request slot; one function for all requests (no per-request closure). */
   readonly releaseRequest = (): void => {
     this.requests--;
@@ -59,5 +64,47 @@ export class CircuitBreaker {
 
   releaseRetry(): void {
     this.retries--;
+  }
+
+  /** Connections open or opening to the cluster's endpoints. */
+  get connections(): number {
+    let n = 0;
+    for (const p of this.pools) n += p.connections ?? 0;
+    return n;
+  }
+
+  mayOpen(): boolean {
+    return this.connections < this.limits.maxConnections;
+  }
+
+  wait(waiter: ConnectionWaiter): MeshError | null {
+    if (this.pending.length >= this.limits.maxPendingRequests) {
+      this.report(this.destination, 'pending');
+      return new MeshError(
+        'CIRCUIT_OPEN',
+        `circuit breaker of cluster ${this.cluster} is open: ${this.limits.maxConnections} connections busy and ${this.pending.length} requests waiting for one, maxPendingRequests is ${this.limits.maxPendingRequests}`,
+      );
+    }
+    this.pending.push(waiter);
+    return null;
+  }
+
+  withdraw(waiter: ConnectionWaiter): void {
+    const i = this.pending.indexOf(waiter);
+    if (i !== -1) this.pending.splice(i, 1);
+  }
+
+  takeWaiter(pool: UpstreamPool): ConnectionWaiter | null {
+    const i = this.pending.findIndex((w) => w.pool === pool);
+    return i === -1 ? null : this.pending.splice(i, 1)[0]!;
+  }
+
+  connectionClosed(): void {
+    while (this.pending.length > 0 && this.mayOpen()) this.pending.shift()!.open();
+  }
+
+  /** Requests waiting for a connection. */
+  get pendingRequests(): number {
+    return this.pending.length;
   }
 }

@@ -70,6 +70,9 @@ export class ClusterRuntime {
     const protocol = config.protocol === 'HTTP2' || config.protocol === 'GRPC' ? 'h2' : 'http/1.1';
     this.endpoints = config.endpoints.map((e) => new ClusterEndpoint(e, pools.get(e.address, e.port, config.connectTimeoutMs, e.proxied ? e.identity : null, protocol)));
     this.picker = buildPicker(config, this.endpoints);
+    // maxConnections and maxPendingRequests: the HTTP/1.1 pools of this cluster's endpoints consult the breaker.
+    breaker.pools = this.endpoints.map((e) => e.pool);
+    for (const p of breaker.pools) if ('connectionLimit' in p) p.connectionLimit = breaker;
   }
 
   /** Picks an endpoint for a request (`req` null for a TCP connection), or null when there is none. */

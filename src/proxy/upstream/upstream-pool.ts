@@ -1,4 +1,5 @@
 /** What the rest of the proxy sees of a pool of connections to one endpoint, whatever its protocol. */
+import type { MeshError } from '../../core/errors.js';
 import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
 import type { Http2Pool } from '../http2/client.js';
 
@@ -25,6 +26,35 @@ export interface UpstreamPool {
    * pools of proxied endpoints under the `h2` peer transport, while this proxy speaks mTLS.
    */
   tunnelPool?(): Http2Pool | null;
+  /** Connections open or opening (HTTP/1.1 pools), counted against `maxConnections`. */
+  readonly connections?: number;
+  /** The cluster's connection limit (circuit breaker), set by the cluster that uses this pool. */
+  connectionLimit?: ConnectionLimit | null;
+}
+
+/**
+ * `maxConnections` and `maxPendingRequests` of a cluster (Envoy's thresholds), shared by the
+ * HTTP/1.1 pools of its endpoints: a request that finds no idle connection and may not open one
+ * waits for one, and waits only while fewer than `maxPendingRequests` already do.
+ */
+export interface ConnectionLimit {
+  /** Whether one more connection may be opened to the cluster. */
+  mayOpen(): boolean;
+  /** Queues a request until a connection frees up; the CIRCUIT_OPEN error to answer when the queue is full. */
+  wait(waiter: ConnectionWaiter): MeshError | null;
+  /** Takes a request out of the queue (it gave up). */
+  withdraw(waiter: ConnectionWaiter): void;
+  /** The oldest request of `pool` that waits, taken out of the queue: it gets the connection `pool` just released. */
+  takeWaiter(pool: UpstreamPool): ConnectionWaiter | null;
+  /** A connection of the cluster closed: the oldest waiting request may open one (its `open()` is called). */
+  connectionClosed(): void;
+}
+
+/** A request waiting for a connection (see ConnectionLimit). */
+export interface ConnectionWaiter {
+  readonly pool: UpstreamPool;
+  /** Called when this request may open a connection. */
+  open(): void;
 }
 
 /** How a proxy talks to other proxies: HTTP/1.1 pooled connections, or one multiplexed HTTP/2 session per endpoint. */
