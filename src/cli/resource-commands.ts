@@ -21,6 +21,7 @@ for (const [kind, aliases] of Object.entries({
   BackendPolicy: ['backendpolicy', 'backendpolicies'],
   AuthorizationPolicy: ['authorizationpolicy', 'authorizationpolicies', 'authz'],
   HTTPFault: ['httpfault', 'httpfaults', 'fault', 'faults'],
+  RateLimitPolicy: ['ratelimitpolicy', 'ratelimitpolicies', 'ratelimit', 'ratelimits'],
 })) {
   KINDS[kind.toLowerCase()] = kind;
   for (const a of aliases) KINDS[a] = kind;
@@ -104,6 +105,7 @@ function summary(r: Stored): string {
       return `parents ${parents}  rules ${(s.rules ?? []).length}  backends ${[...new Set(backends)].join(',') || '-'}`;
     }
     case 'BackendPolicy':
+    case 'RateLimitPolicy':
       return `targets ${(s.targetRefs as Array<{ name: string }>).map((t) => t.name).join(',')}`;
     default:
       return '';
@@ -125,7 +127,7 @@ export const getCommand: Command = {
     output: { type: 'string', short: 'o' },
   },
   help: `Kinds: mesh, services (svc), workloads (wl), httproutes (routes), grpcroutes, tcproutes, backendpolicies,
-authorizationpolicies (authz), or "all";
+authorizationpolicies (authz), ratelimitpolicies (ratelimits), or "all";
 and "certificates" (the CA's roots and every proxy's certificate: identity, serial, expiry).
 Without -n, lists every namespace. A resource with problems shows STATUS Problems; "-o yaml" shows why.`,
   run: async (v, args) => {
@@ -229,10 +231,12 @@ function identityCell(p: ProxyStatus): string {
 
 export const proxyConfigCommand: Command = {
   summary: "a proxy's routes, clusters or endpoints",
-  usage: 'weft proxy-config <[namespace/]workload> routes|clusters|endpoints|all [-o table|json]',
+  usage: 'weft proxy-config <[namespace/]workload> routes|clusters|endpoints|all [-o table|json] [--admin HOST:PORT]',
   positionals: true,
-  options: { output: { type: 'string', short: 'o' } },
-  help: 'Shows the configuration the control plane holds for a proxy (what it sends it); see proxy-status for whether the proxy has it.',
+  options: { output: { type: 'string', short: 'o' }, admin: { type: 'string' } },
+  help: `Shows the configuration the control plane holds for a proxy (what it sends it); see proxy-status for whether the proxy has it.
+--admin HOST:PORT (the proxy's admin address, e.g. 127.0.0.1:15000) adds each endpoint's live health
+from its /clusters: HEALTHY, EJECTED (until when, by outlier detection) or FAILING_HEALTH_CHECKS.`,
   run: async (v, args) => {
     if (args.length !== 2) throw new UsageError('give a proxy and one of routes, clusters, endpoints, all');
     const o = output(v, ['table', 'json']);
@@ -260,16 +264,52 @@ export const proxyConfigCommand: Command = {
       parts.push(table(['VIRTUAL HOST', 'ROUTE', 'MATCH', 'BACKENDS'], rows));
     }
     if (what === 'clusters' || what === 'all') {
-      parts.push(table(['CLUSTER', 'PROTOCOL', 'LOAD BALANCER', 'CONNECT TIMEOUT', 'ENDPOINTS'], snapshot.clusters.map((c) => [c.name, c.protocol, c.loadBalancer, `${c.connectTimeoutMs}ms`, String(c.endpoints.length)])));
+      parts.push(table(['CLUSTER', 'PROTOCOL', 'LOAD BALANCER', 'CONNECT TIMEOUT', 'ENDPOINTS', 'OUTLIER DETECTION', 'HEALTH CHECK'], snapshot.clusters.map((c) => [c.name, c.protocol, c.loadBalancer, `${c.connectTimeoutMs}ms`, String(c.endpoints.length), outlierCell(c), healthCheckCell(c)])));
     }
     if (what === 'endpoints' || what === 'all') {
-      const rows = snapshot.clusters.flatMap((c) => c.endpoints.map((e) => [c.name, `${e.address}:${e.port}`, e.workload, e.proxied ? `yes (app port ${e.appPort})` : 'no']));
-      parts.push(rows.length === 0 ? 'no endpoints' : table(['CLUSTER', 'ENDPOINT', 'WORKLOAD', 'PROXIED'], rows));
+      const live = v.admin === undefined ? null : await liveHealth(v.admin as string);
+      const rows = snapshot.clusters.flatMap((c) =>
+        c.endpoints.map((e) => {
+          const row = [c.name, `${e.address}:${e.port}`, e.workload, e.proxied ? `yes (app port ${e.appPort})` : 'no'];
+          if (live !== null) row.push(live.get(`${c.name} ${e.workload}`) ?? '(not in the proxy)');
+          return row;
+        }),
+      );
+      parts.push(rows.length === 0 ? 'no endpoints' : table(['CLUSTER', 'ENDPOINT', 'WORKLOAD', 'PROXIED', ...(live === null ? [] : ['HEALTH'])], rows));
     }
     console.log(parts.join('\n\n'));
     return 0;
   },
 };
+
+/** A cluster's outlier detection in short: its consecutive thresholds and base ejection time. */
+function outlierCell(c: ProxySnapshot['clusters'][number]): string {
+  const o = c.outlierDetection;
+  if (o === undefined) return '-';
+  const parts = [o.consecutive5xx > 0 ? `5xx×${o.consecutive5xx}` : '', o.consecutiveGatewayErrors > 0 ? `gateway×${o.consecutiveGatewayErrors}` : '', o.consecutiveConnectFailures > 0 ? `connect×${o.consecutiveConnectFailures}` : '', o.successRate !== null ? 'success rate' : ''];
+  return `${parts.filter((p) => p !== '').join(' ') || 'none'}, eject ${o.baseEjectionTimeMs}ms, max ${o.maxEjectionPercent}%`;
+}
+
+/** A cluster's active health check in short. */
+function healthCheckCell(c: ProxySnapshot['clusters'][number]): string {
+  const h = c.healthCheck;
+  if (h === undefined) return '-';
+  return `${h.probe.type === 'http' ? `http ${h.probe.path}` : 'tcp'} every ${h.intervalMs}ms`;
+}
+
+/** Each endpoint's health from a proxy's admin `/clusters`, by `<cluster> <workload>`. */
+async function liveHealth(admin: string): Promise<Map<string, string>> {
+  const url = `http://${admin}/clusters`;
+  let clusters: Array<{ name: string; endpoints: Array<{ workload: string; health: string; ejectedUntil?: string | null }> }>;
+  try {
+    clusters = (await (await fetch(url)).json()) as typeof clusters;
+  } catch (err) {
+    throw new UsageError(`--admin: cannot read ${url}: ${(err as Error).message}`);
+  }
+  const out = new Map<string, string>();
+  for (const c of clusters) for (const e of c.endpoints) out.set(`${c.name} ${e.workload}`, e.ejectedUntil != null ? `${e.health} until ${e.ejectedUntil}` : e.health);
+  return out;
+}
 
 interface Problems {
   resources: Array<{ key: string; errors: ApiResourceError[] }>;

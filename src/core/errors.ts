@@ -17,12 +17,14 @@ export type MeshErrorCode =
   | 'UPSTREAM_CONNECT_FAILURE'
   | 'UPSTREAM_TLS_FAILURE'
   | 'UPSTREAM_TIMEOUT'
+  | 'STREAM_IDLE_TIMEOUT'
   | 'UPSTREAM_RESET'
   | 'UPSTREAM_PROTOCOL_ERROR'
   | 'EXPECTATION_FAILED'
   | 'NOT_IMPLEMENTED'
   | 'VERSION_NOT_SUPPORTED'
   | 'FAULT_INJECTED'
+  | 'RATE_LIMITED'
   | 'INTERNAL_ERROR';
 
 /** HTTP status for each mesh error code. */
@@ -40,6 +42,7 @@ export const meshErrorStatus: Readonly<Record<MeshErrorCode, number>> = {
   UPSTREAM_CONNECT_FAILURE: 503,
   UPSTREAM_TLS_FAILURE: 503,
   UPSTREAM_TIMEOUT: 504,
+  STREAM_IDLE_TIMEOUT: 504,
   UPSTREAM_RESET: 502,
   UPSTREAM_PROTOCOL_ERROR: 502,
   EXPECTATION_FAILED: 417,
@@ -47,6 +50,7 @@ export const meshErrorStatus: Readonly<Record<MeshErrorCode, number>> = {
   VERSION_NOT_SUPPORTED: 505,
   /** The default only: an injected abort answers the HTTPFault's `httpStatus`. */
   FAULT_INJECTED: 503,
+  RATE_LIMITED: 429,
   INTERNAL_ERROR: 500,
 };
 
@@ -54,13 +58,16 @@ export const meshErrorStatus: Readonly<Record<MeshErrorCode, number>> = {
 export class MeshError extends Error {
   readonly code: MeshErrorCode;
   readonly status: number;
+  /** Whole seconds the caller should wait before trying again (`retry-after`), when the mesh knows. */
+  readonly retryAfter: number | undefined;
 
   /** `status` overrides the code's own (an injected fault answers the status it was configured with). */
-  constructor(code: MeshErrorCode, message: string, options?: { cause?: unknown; status?: number }) {
+  constructor(code: MeshErrorCode, message: string, options?: { cause?: unknown; status?: number; retryAfter?: number }) {
     super(message, options);
     this.name = 'MeshError';
     this.code = code;
     this.status = options?.status ?? meshErrorStatus[code];
+    this.retryAfter = options?.retryAfter;
   }
 }
 

@@ -222,10 +222,76 @@ describe('BackendPolicy and Mesh defaults', () => {
     assert.deepEqual(breakers(policy('p', { circuitBreaker: { maxConnections: 1, maxPendingRequests: 2, maxRequests: 3, maxRetries: 4 } })), [{ maxConnections: 1, maxPendingRequests: 2, maxRequests: 3, maxRetries: 4 }, undefined]);
   });
 
+  test('outlierDetection: absent unless a policy sets it; Envoy\'s defaults; the oldest policy setting it decides', () => {
+    const outliers = (...objs: object[]) => {
+      const s = compile([client, service('echo'), service('other'), ...objs]).snapshot;
+      return ['echo.default:80', 'other.default:80'].map((n) => cluster(s, n).outlierDetection);
+    };
+    assert.deepEqual(outliers(), [undefined, undefined]);
+    const defaults = { consecutive5xx: 5, consecutiveGatewayErrors: 0, consecutiveConnectFailures: 5, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionTimeMs: 300_000, maxEjectionPercent: 10, successRate: null };
+    assert.deepEqual(outliers(policy('p', { outlierDetection: {} })), [defaults, undefined]);
+    assert.deepEqual(outliers(policy('p', { outlierDetection: { consecutive5xx: 3, baseEjectionTime: '1s', maxEjectionPercent: 50, successRate: { requestVolume: 20 } } })), [
+      { ...defaults, consecutive5xx: 3, baseEjectionTimeMs: 1000, maxEjectionPercent: 50, successRate: { minimumHosts: 5, requestVolume: 20, stdevFactor: 1900 } },
+      undefined,
+    ]);
+    assert.equal(outliers(policy('p', { outlierDetection: { baseEjectionTime: '10m' } }))[0]!.maxEjectionTimeMs, 600_000, 'an unset cap is never below the base');
+    const older = policy('z', { outlierDetection: { consecutive5xx: 7 } }, { creationTimestamp: '2024-01-01T00:00:00Z' });
+    const newer = policy('a', { outlierDetection: { consecutive5xx: 2 }, connectTimeout: '1s' }, { creationTimestamp: '2024-06-01T00:00:00Z' });
+    assert.equal(outliers(newer, older)[0]!.consecutive5xx, 7);
+  });
+
+  test('healthCheck: absent unless a policy sets it; defaults 5s / 1s / 1 / 2', () => {
+    const checks = (...objs: object[]) => {
+      const s = compile([client, service('echo'), service('other'), ...objs]).snapshot;
+      return ['echo.default:80', 'other.default:80'].map((n) => cluster(s, n).healthCheck);
+    };
+    assert.deepEqual(checks(), [undefined, undefined]);
+    assert.deepEqual(checks(policy('p', { healthCheck: { tcp: {} } })), [{ probe: { type: 'tcp' }, intervalMs: 5000, timeoutMs: 1000, healthyThreshold: 1, unhealthyThreshold: 2 }, undefined]);
+    assert.deepEqual(checks(policy('p', { healthCheck: { http: { path: '/healthz', expectedStatuses: [204] }, interval: '1s', timeout: '200ms', healthyThreshold: 2, unhealthyThreshold: 3 } })), [
+      { probe: { type: 'http', path: '/healthz', expectedStatuses: [204] }, intervalMs: 1000, timeoutMs: 200, healthyThreshold: 2, unhealthyThreshold: 3 },
+      undefined,
+    ]);
+  });
+
   test('a policy in another namespace does not apply; a missing target is reported', () => {
     const { snapshot, errors } = compile([client, service('echo'), policy('p', { connectTimeout: '1s' }, { namespace: 'shop' })]);
     assert.equal(cluster(snapshot, 'echo.default:80').connectTimeoutMs, 5000);
     assert.deepEqual(errors, ['test.yaml:5 BackendPolicy/shop/p: spec.targetRefs[0]: Service shop/echo not found']);
+  });
+});
+
+describe('load balancing', () => {
+  const policy = (spec: object, name = 'p') => ({ apiVersion: W, kind: 'BackendPolicy', metadata: { name }, spec: { targetRefs: [{ kind: 'Service', name: 'echo' }], ...spec } });
+  const echo = (...objs: object[]) => cluster(compile([client, service('echo'), workload('echo-1', { app: 'echo' }), ...objs]).snapshot, 'echo.default:80');
+  const lbOf = (c: ReturnType<typeof echo>) => ({ loadBalancer: c.loadBalancer, ewmaDecayMs: c.ewmaDecayMs, hash: c.hash, locality: c.locality });
+
+  test('each balancer with its options, defaults filled in; other types carry none', () => {
+    assert.deepEqual(lbOf(echo(policy({ loadBalancer: { type: 'PeakEWMA' } }))), { loadBalancer: 'PeakEWMA', ewmaDecayMs: 10_000, hash: undefined, locality: undefined });
+    assert.deepEqual(lbOf(echo(policy({ loadBalancer: { type: 'PeakEWMA', decay: '2s' } }))).ewmaDecayMs, 2000);
+    assert.deepEqual(echo(policy({ loadBalancer: { type: 'RingHash', hashOn: { header: { name: 'X-User' } } } })).hash, { on: { header: { name: 'x-user' } }, size: 1024 });
+    assert.deepEqual(echo(policy({ loadBalancer: { type: 'RingHash', minimumRingSize: 64, hashOn: { sourceAddress: true } } })).hash, { on: { sourceAddress: true }, size: 64 });
+    assert.deepEqual(echo(policy({ loadBalancer: { type: 'Maglev', hashOn: { cookie: { name: 'sid' } } } })).hash, { on: { cookie: { name: 'sid' } }, size: 65537 });
+    assert.deepEqual(lbOf(echo(policy({ loadBalancer: { type: 'RoundRobin' } }))), { loadBalancer: 'RoundRobin', ewmaDecayMs: undefined, hash: undefined, locality: undefined });
+  });
+
+  test('a Mesh default PeakEWMA gets the default decay', () => {
+    const mesh = { apiVersion: W, kind: 'Mesh', metadata: { name: 'mesh' }, spec: { defaults: { loadBalancer: 'PeakEWMA' } } };
+    assert.deepEqual(lbOf(echo(mesh)), { loadBalancer: 'PeakEWMA', ewmaDecayMs: 10_000, hash: undefined, locality: undefined });
+  });
+
+  test('locality as a BackendPolicy sets it (absent otherwise: the proxy decides from its own labels)', () => {
+    assert.deepEqual(echo(policy({ locality: { enabled: false } })).locality, { enabled: false, overprovisioningFactor: 140 });
+    assert.deepEqual(echo(policy({ locality: { overprovisioningFactor: 200 } })).locality, { enabled: true, overprovisioningFactor: 200 });
+  });
+
+  test('Workload weight and topology labels reach the endpoints; the own workload keeps its labels', () => {
+    const zone = { 'topology.kubernetes.io/region': 'r1', 'topology.kubernetes.io/zone': 'a' };
+    const { snapshot } = compile([workload('client', { app: 'client', ...zone }), service('echo'), workload('echo-1', { app: 'echo', ...zone }, { weight: 3 }), workload('echo-2', { app: 'echo' }, { address: '10.0.0.2' })]);
+    assert.deepEqual(cluster(snapshot, 'echo.default:80').endpoints.map((e) => [e.workload, e.weight, e.labels['topology.kubernetes.io/zone']]), [
+      ['default/echo-1', 3, 'a'],
+      ['default/echo-2', undefined, undefined],
+    ]);
+    assert.equal(snapshot.workload.labels['topology.kubernetes.io/zone'], 'a');
   });
 });
 
@@ -818,7 +884,7 @@ describe('GRPCRoute', () => {
     assert.deepEqual(routeNames(tie.snapshot, HOST), ['default/a/rule/0/match/0']);
   });
 
-  test('an invalid backend gives a null cluster and is reported; RequestMirror and backend filters are reported and ignored', () => {
+  test('an invalid backend gives a null cluster and is reported; a RequestMirror to a missing Service mirrors nothing; backend filters are reported and ignored', () => {
     const rule = {
       filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'shadow', port: 9000 } } }],
       backendRefs: [
@@ -830,10 +896,9 @@ describe('GRPCRoute', () => {
     const { snapshot, errors } = compile([client, catalog(), onCatalog([rule])]);
     const [route] = vhost(snapshot, HOST).routes;
     assert.deepEqual(route!.action, { type: 'forward', backends: [{ cluster: 'catalog.default:9000', weight: 3 }, { cluster: null, weight: 1 }, { cluster: null, weight: 1 }] });
-    assert.deepEqual([route!.requestFilters, route!.responseFilters], [[], []]);
+    assert.deepEqual([route!.requestFilters, route!.responseFilters], [[{ type: 'RequestMirror', cluster: null, percent: 100 }], []]);
     assert.deepEqual(errors, [
       'test.yaml:5 GRPCRoute/g: spec.rules[0].filters[0].requestMirror.backendRef: backend Service shadow not found',
-      'test.yaml:5 GRPCRoute/g: spec.rules[0].filters[0]: RequestMirror is not supported yet; the rule applies without mirroring',
       'test.yaml:5 GRPCRoute/g: spec.rules[0].backendRefs[0].filters: not supported yet; ignored',
       'test.yaml:5 GRPCRoute/g: spec.rules[0].backendRefs[1]: backend Service gone not found',
       'test.yaml:5 GRPCRoute/g: spec.rules[0].backendRefs[2].port: backend Service catalog has no port 9999',
@@ -1113,5 +1178,135 @@ describe('HTTPFault', () => {
     const { snapshot, errors } = compile([client, echo, fault('other', { abort: { httpStatus: 503 } }), onEcho([{ filters: [ext('gone')], backendRefs: [{ name: 'echo', port: 80 }] }])]);
     assert.deepEqual(errors, ['test.yaml:7 HTTPRoute/r: spec.rules[0].filters[0].extensionRef: HTTPFault gone not found; the rule answers 500 until it exists']);
     assert.deepEqual(vhost(snapshot, 'echo.default:80').routes[0]!.requestFilters, [{ type: 'Fault', ref: 'default/gone', fault: null }]);
+  });
+});
+
+describe('RateLimitPolicy', () => {
+  const rl = (name: string, spec: object, meta: Meta = {}) => ({
+    apiVersion: W,
+    kind: 'RateLimitPolicy',
+    metadata: { name, ...meta },
+    spec: { targetRefs: [{ kind: 'Service', name: 'reviews' }], ...spec },
+  });
+  const reviews = service('reviews', { ports: [{ name: 'http', port: 80 }, { name: 'admin', port: 81 }] });
+  const reviews1 = workload('reviews-1', { app: 'reviews' }, { ports: { http: 9080, admin: 9090 } });
+  const redisMesh = { apiVersion: W, kind: 'Mesh', metadata: { name: 'mesh' }, spec: { rateLimiting: { redis: { address: '127.0.0.1:6379' } } } };
+
+  test('resolved to app ports, with defaults: key None, burst = requests, FailOpen; the Mesh Redis with a 50 ms timeout', () => {
+    const { snapshot, errors } = compile(
+      [
+        reviews,
+        reviews1,
+        redisMesh,
+        rl('b', { key: { type: 'Header', header: 'X-User' }, global: { requests: 100, per: '1m' }, failureMode: 'FailClosed' }),
+        rl('a', { local: { requests: 10, per: '1s' } }, { creationTimestamp: '2024-01-01T00:00:00Z' }),
+      ],
+      'reviews-1',
+    );
+    assert.deepEqual(errors, []);
+    assert.deepEqual(snapshot.inbound.rateLimits, {
+      redis: { address: '127.0.0.1:6379', timeoutMs: 50 },
+      policies: [
+        { name: 'default/a', appPorts: [9080, 9090], key: { type: 'None' }, local: { requests: 10, perMs: 1000, burst: 10 }, global: null, failureMode: 'FailOpen' },
+        { name: 'default/b', appPorts: [9080, 9090], key: { type: 'Header', header: 'x-user' }, local: null, global: { requests: 100, perMs: 60_000 }, failureMode: 'FailClosed' },
+      ],
+    });
+  });
+
+  test('absent where no policy covers the workload (other Services, other namespaces, no matching ports)', () => {
+    const { snapshot } = compile([reviews, reviews1, service('other'), rl('p', { targetRefs: [{ kind: 'Service', name: 'other' }], local: { requests: 1, per: '1s' } })], 'reviews-1');
+    assert.equal(snapshot.inbound.rateLimits, undefined);
+    assert.equal('rateLimits' in snapshot.inbound, false, 'no field at all, so snapshots without policies do not change');
+    const shop = compile([reviews, reviews1, rl('p', { local: { requests: 1, per: '1s' } }, { namespace: 'shop' })], 'reviews-1');
+    assert.equal(shop.snapshot.inbound.rateLimits, undefined);
+    assert.deepEqual(shop.errors, ['test.yaml:5 RateLimitPolicy/shop/p: spec.targetRefs[0]: Service shop/reviews not found']);
+  });
+
+  test('a global limit without a Redis in the Mesh is reported, naming what happens instead', () => {
+    const { snapshot, errors } = compile([reviews, reviews1, rl('open', { global: { requests: 5, per: '1s' } }), rl('closed', { global: { requests: 5, per: '1s' }, failureMode: 'FailClosed' })], 'reviews-1');
+    assert.deepEqual(errors, [
+      'test.yaml:7 RateLimitPolicy/closed: spec.global: no Redis to count in: set Mesh spec.rateLimiting.redis.address; until then the global limit is refusing every request (failureMode FailClosed)',
+      'test.yaml:5 RateLimitPolicy/open: spec.global: no Redis to count in: set Mesh spec.rateLimiting.redis.address; until then the global limit is not enforced (failureMode FailOpen)',
+    ]);
+    assert.equal(snapshot.inbound.rateLimits?.redis, null);
+    assert.equal(compile([reviews, reviews1, redisMesh, rl('x', { global: { requests: 5, per: '1s' } })], 'reviews-1').errors.length, 0);
+    assert.equal(compile([reviews, reviews1, rl('x', { local: { requests: 5, per: '1s' } })], 'reviews-1').errors.length, 0, 'a local limit needs no Redis');
+  });
+
+  test('the workload index version follows policies and the Mesh Redis', () => {
+    const base = load(reviews, reviews1, rl('p', { local: { requests: 1, per: '1s' } }));
+    const version = prepareWorkloadIndex(base).version;
+    assert.notEqual(prepareWorkloadIndex(load(reviews, reviews1, rl('p', { local: { requests: 2, per: '1s' } }))).version, version, 'a policy change');
+    assert.notEqual(prepareWorkloadIndex([...base, ...load(redisMesh)]).version, version, 'the Mesh Redis');
+    assert.notEqual(prepareWorkloadIndex(load(service('reviews'), reviews1, rl('p', { local: { requests: 1, per: '1s' } }))).version, version, 'a targeted Service change');
+  });
+});
+
+describe('RequestMirror and destination timeouts', () => {
+  const mirror = (m: object) => ({ type: 'RequestMirror', requestMirror: m });
+  const header = { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-a', value: '1' }] } };
+
+  test('HTTPRoute: mirrors resolve to clusters, after the other request filters, in declared order; percent from percent or fraction', () => {
+    const rule = {
+      filters: [mirror({ backendRef: { name: 'shadow', port: 80 }, percent: 50 }), header, mirror({ backendRef: { name: 'other', port: 80 }, fraction: { numerator: 1, denominator: 3 } }), mirror({ backendRef: { name: 'shadow', port: 80 } }), mirror({ backendRef: { name: 'shadow', port: 80 }, fraction: { numerator: 5 } })],
+      backendRefs: [{ name: 'echo', port: 80 }],
+    };
+    const { snapshot, errors } = compile([client, service('echo'), service('shadow'), service('other'), onEcho([rule])]);
+    assert.deepEqual(errors, []);
+    const [route] = vhost(snapshot, 'echo.default:80').routes;
+    assert.deepEqual(route!.requestFilters, [
+      { type: 'RequestHeaderModifier', modifier: { set: [{ name: 'x-a', value: '1' }], add: [], remove: [] } },
+      { type: 'RequestMirror', cluster: 'shadow.default:80', percent: 50 },
+      { type: 'RequestMirror', cluster: 'other.default:80', percent: 100 / 3 },
+      { type: 'RequestMirror', cluster: 'shadow.default:80', percent: 100 },
+      { type: 'RequestMirror', cluster: 'shadow.default:80', percent: 5 },
+    ]);
+  });
+
+  test('a mirror Service outside the caller\'s calls still brings its cluster; a missing one is reported and mirrors nothing', () => {
+    const rule = { filters: [mirror({ backendRef: { name: 'shadow', port: 80 } }), mirror({ backendRef: { name: 'gone', port: 80 } }), mirror({ backendRef: { name: 'shadow', port: 81 } })], backendRefs: [{ name: 'echo', port: 80 }] };
+    const { snapshot, errors } = compile([workload('client', { app: 'client' }, { calls: ['echo'] }), service('echo'), service('shadow'), service('unrelated'), onEcho([rule])]);
+    assert.deepEqual(snapshot.clusters.map((c) => c.name).sort(), ['echo.default:80', 'shadow.default:80']);
+    assert.deepEqual(vhost(snapshot, 'echo.default:80').routes[0]!.requestFilters.map((f) => (f.type === 'RequestMirror' ? f.cluster : f.type)), ['shadow.default:80', null, null]);
+    assert.deepEqual(errors, [
+      'test.yaml:9 HTTPRoute/r: spec.rules[0].filters[1].requestMirror.backendRef: backend Service gone not found',
+      'test.yaml:9 HTTPRoute/r: spec.rules[0].filters[2].requestMirror.backendRef.port: backend Service shadow has no port 81',
+    ]);
+  });
+
+  test('a redirect rule mirrors nothing, and says so', () => {
+    const rule = { filters: [{ type: 'RequestRedirect', requestRedirect: { hostname: 'example.com' } }, mirror({ backendRef: { name: 'shadow', port: 80 } })] };
+    const { snapshot, errors } = compile([client, service('echo'), service('shadow'), onEcho([rule])]);
+    assert.deepEqual(vhost(snapshot, 'echo.default:80').routes[0]!.requestFilters, []);
+    assert.deepEqual(errors, ['test.yaml:7 HTTPRoute/r: spec.rules[0].filters: RequestMirror ignored: a redirected request is answered by the proxy and sent nowhere']);
+  });
+
+  test('GRPCRoute: mirrors compile as for HTTPRoute', () => {
+    const grpc = (name: string) => service(name, { ports: [{ name: 'grpc', port: 9000, protocol: 'GRPC' }] });
+    const route = { apiVersion: GW, kind: 'GRPCRoute', metadata: { name: 'g' }, spec: { parentRefs: [{ kind: 'Service', name: 'catalog' }], rules: [{ filters: [mirror({ backendRef: { name: 'shadow', port: 9000 }, percent: 10 }), header], backendRefs: [{ name: 'catalog', port: 9000 }] }] } };
+    const { snapshot, errors } = compile([client, grpc('catalog'), grpc('shadow'), route]);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(vhost(snapshot, 'catalog.default:9000').routes[0]!.requestFilters.map((f) => f.type), ['RequestHeaderModifier', 'RequestMirror']);
+    assert.deepEqual(vhost(snapshot, 'catalog.default:9000').routes[0]!.requestFilters[1], { type: 'RequestMirror', cluster: 'shadow.default:9000', percent: 10 });
+  });
+
+  test('timeouts: absent unless set; a BackendPolicy per field (the oldest that sets it), else the Mesh defaults; 0s is kept', () => {
+    const policy = (name: string, timeouts: object, created: string) => ({
+      apiVersion: W,
+      kind: 'BackendPolicy',
+      metadata: { name, creationTimestamp: created },
+      spec: { targetRefs: [{ kind: 'Service', name: 'echo' }], timeouts },
+    });
+    const mesh = { apiVersion: W, kind: 'Mesh', metadata: { name: 'mesh' }, spec: { defaults: { timeouts: { idle: '2m', streamIdle: '30s' } } } };
+    const timeouts = (...objs: object[]) => {
+      const s = compile([client, service('echo'), service('other'), ...objs]).snapshot;
+      return ['echo.default:80', 'other.default:80'].map((n) => [cluster(s, n).idleTimeoutMs, cluster(s, n).streamIdleTimeoutMs]);
+    };
+    assert.deepEqual(timeouts(), [[undefined, undefined], [undefined, undefined]]);
+    assert.deepEqual(timeouts(mesh), [[120_000, 30_000], [120_000, 30_000]]);
+    const older = policy('z', { streamIdle: '500ms' }, '2024-01-01T00:00:00Z');
+    const newer = policy('a', { idle: '0s', streamIdle: '9s' }, '2024-06-01T00:00:00Z');
+    assert.deepEqual(timeouts(newer, older), [[0, 500], [undefined, undefined]]);
+    assert.deepEqual(timeouts(mesh, older), [[120_000, 500], [120_000, 30_000]]);
   });
 });

@@ -16,14 +16,19 @@ import type {
   GRPCRouteFilter,
   GRPCRouteMatch,
   HTTPFault,
+  HealthCheckSpec,
   HTTPHeaderFilter,
   HTTPPathModifier,
   HTTPRoute,
+  HTTPRouteFilter,
   HTTPRouteMatch,
   HTTPRouteRetry,
   HTTPRouteRule,
+  LoadBalancerSpec,
   Mesh,
   MtlsMode,
+  OutlierDetectionSpec,
+  RateLimitPolicy,
   Resource,
   Service,
   ServicePort,
@@ -38,10 +43,15 @@ import type {
   Cluster,
   Endpoint,
   FaultConfig,
+  HealthCheck,
+  HashPolicy,
   HeaderModifier,
   LoadBalancerType,
+  OutlierDetection,
   PathRewrite,
   ProxySnapshot,
+  InboundRateLimits,
+  RateLimitPolicyConfig,
   Redirect,
   RequestFilter,
   RetryBudget,
@@ -80,6 +90,13 @@ export interface CompileResult {
 const CLUSTER_DOMAIN = 'cluster.local';
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_LOAD_BALANCER: LoadBalancerType = 'LeastRequest';
+/** Linkerd's and Finagle's peak-EWMA time constant. */
+const DEFAULT_EWMA_DECAY = '10s';
+/** Envoy's defaults: the ring's minimum size, and Maglev's table size (a prime). */
+const DEFAULT_RING_SIZE = 1024;
+const DEFAULT_MAGLEV_TABLE_SIZE = 65537;
+/** Envoy's overprovisioning factor, in percent. */
+const DEFAULT_OVERPROVISIONING_FACTOR = 140;
 const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 const DEFAULT_MTLS_MODE: MtlsMode = 'STRICT';
 const HTTP_LIKE = new Set(['HTTP', 'HTTP2', 'GRPC']);
@@ -98,6 +115,7 @@ interface Context {
   tcpRoutes: TCPRoute[];
   policies: BackendPolicy[];
   authorizationPolicies: AuthorizationPolicy[];
+  rateLimitPolicies: RateLimitPolicy[];
   /** HTTPFaults by `namespace/name`. */
   faults: Map<string, HTTPFault>;
   mesh: Mesh | undefined;
@@ -172,6 +190,10 @@ export interface WorkloadIndex {
   readonly mtlsMode: MtlsMode;
   /** By namespace: each Service some AuthorizationPolicy targets, with those policies. */
   readonly guarded: ReadonlyMap<string, ReadonlyArray<{ service: Service; policies: readonly TargetedPolicy[] }>>;
+  /** By namespace: each Service some RateLimitPolicy targets, with those policies (oldest first). */
+  readonly rateLimited: ReadonlyMap<string, ReadonlyArray<{ service: Service; policies: readonly RateLimitPolicy[] }>>;
+  /** Mesh `spec.rateLimiting.redis`, resolved; null when not set. */
+  readonly rateLimitRedis: InboundRateLimits['redis'];
   /**
    * By namespace, oldest first (then by name): the Services that decide app port protocols — every
    * Service of a namespace where some port is not HTTP. Where all are HTTP, every app port is HTTP
@@ -193,10 +215,12 @@ export function prepareWorkloadIndex(resources: Resource[]): WorkloadIndex {
   const serviceByKey = new Map<string, Service>();
   const meshes: Mesh[] = [];
   const policies: AuthorizationPolicy[] = [];
+  const rateLimitPolicies: RateLimitPolicy[] = [];
   const protocolServices = new Map<string, Service[]>();
   for (const r of resources) {
     if (r.kind === 'Service') serviceByKey.set(key(r.metadata.namespace, r.metadata.name), r);
     else if (r.kind === 'AuthorizationPolicy') policies.push(r);
+    else if (r.kind === 'RateLimitPolicy') rateLimitPolicies.push(r);
     else if (r.kind === 'Mesh') meshes.push(r);
   }
   const mesh = meshes.sort(byAgeThenName)[0];
@@ -215,6 +239,9 @@ export function prepareWorkloadIndex(resources: Resource[]): WorkloadIndex {
     if (!guarded.has(ns)) guarded.set(ns, []);
     guarded.get(ns)!.push({ service, policies: byService.get(service)! });
   }
+  const rateLimited = rateLimitIndex(rateLimitPolicies.sort(byAgeThenName), serviceByKey);
+  const redis = mesh?.spec.rateLimiting?.redis;
+  const rateLimitRedis = redis === undefined ? null : { address: redis.address, timeoutMs: parseDuration(redis.timeout ?? '50ms') };
   for (const ns of namespacesWithProtocols(serviceByKey.values())) protocolServices.set(ns, []);
   for (const svc of [...serviceByKey.values()].sort(byAgeThenName)) protocolServices.get(svc.metadata.namespace)?.push(svc);
   const trustDomain = mesh?.spec.trustDomain ?? DEFAULT_TRUST_DOMAIN;
@@ -226,9 +253,63 @@ export function prepareWorkloadIndex(resources: Resource[]): WorkloadIndex {
     services: [...byService.keys()].sort(byName).map((s) => [s.metadata.namespace, s.metadata.name, s.spec]),
     policies: policies.map((p) => [p.metadata.namespace, p.metadata.name, p.metadata.creationTimestamp ?? null, p.spec]),
     protocols: [...protocolServices.values()].flat().map((s) => [s.metadata.namespace, s.metadata.name, s.metadata.creationTimestamp ?? null, s.spec]),
+    rateLimitRedis,
+    rateLimited: [...rateLimited.values()].flat().map((e) => [e.service.metadata.namespace, e.service.metadata.name, e.service.spec]),
+    rateLimitPolicies: rateLimitPolicies.map((p) => [p.metadata.namespace, p.metadata.name, p.metadata.creationTimestamp ?? null, p.spec]),
   };
   const version = createHash('sha256').update(JSON.stringify(content)).digest('hex').slice(0, 16);
-  return { version, trustDomain, mtlsMode, guarded, protocolServices };
+  return { version, trustDomain, mtlsMode, guarded, protocolServices, rateLimited, rateLimitRedis };
+}
+
+/** The Services RateLimitPolicies target, by namespace, each with its policies (in the order given). */
+function rateLimitIndex(policies: RateLimitPolicy[], serviceByKey: ReadonlyMap<string, Service>): Map<string, Array<{ service: Service; policies: RateLimitPolicy[] }>> {
+  const byService = new Map<Service, RateLimitPolicy[]>();
+  for (const policy of policies) {
+    for (const ref of policy.spec.targetRefs) {
+      const svc = serviceByKey.get(key(policy.metadata.namespace, ref.name));
+      if (svc === undefined) continue;
+      const list = byService.get(svc);
+      if (list === undefined) byService.set(svc, [policy]);
+      else if (!list.includes(policy)) list.push(policy);
+    }
+  }
+  const out = new Map<string, Array<{ service: Service; policies: RateLimitPolicy[] }>>();
+  for (const service of [...byService.keys()].sort(byName)) {
+    const ns = service.metadata.namespace;
+    if (!out.has(ns)) out.set(ns, []);
+    out.get(ns)!.push({ service, policies: byService.get(service)! });
+  }
+  return out;
+}
+
+/** The RateLimitPolicies covering some app port of `self`, oldest first, then by name; undefined when none. */
+function rateLimitsFor(self: Workload, index: WorkloadIndex): InboundRateLimits | undefined {
+  const ports = new Map<RateLimitPolicy, Set<number>>();
+  for (const { service, policies } of index.rateLimited.get(self.metadata.namespace) ?? []) {
+    if (!selects(service, self)) continue;
+    for (const p of policies) {
+      const set = ports.get(p) ?? new Set<number>();
+      for (const port of service.spec.ports) {
+        const app = appPortOf(port, self);
+        if (app !== undefined) set.add(app);
+      }
+      ports.set(p, set);
+    }
+  }
+  const out: RateLimitPolicyConfig[] = [];
+  for (const [policy, appPorts] of [...ports].sort(([a], [b]) => byAgeThenName(a, b))) {
+    if (appPorts.size === 0) continue;
+    const { key: k, local, global, failureMode } = policy.spec;
+    out.push({
+      name: key(policy.metadata.namespace, policy.metadata.name),
+      appPorts: ascending(appPorts),
+      key: k === undefined ? { type: 'None' } : k.type === 'Header' ? { type: 'Header', header: k.header.toLowerCase() } : { type: k.type },
+      local: local === undefined ? null : { requests: local.requests, perMs: parseDuration(local.per), burst: local.burst ?? local.requests },
+      global: global === undefined ? null : { requests: global.requests, perMs: parseDuration(global.per) },
+      failureMode: failureMode ?? 'FailOpen',
+    });
+  }
+  return out.length === 0 ? undefined : { redis: index.rateLimitRedis, policies: out };
 }
 
 /**
@@ -256,8 +337,14 @@ export function compileWorkload(self: Workload, index: WorkloadIndex): Pick<Prox
       defaultPort: defaultPort(ports),
       mtlsMode: index.mtlsMode,
       authorization: { policies: authorizationFor(self, index) },
+      ...rateLimitsField(self, index),
     },
   };
+}
+
+function rateLimitsField(self: Workload, index: WorkloadIndex): { rateLimits?: InboundRateLimits } {
+  const rateLimits = rateLimitsFor(self, index);
+  return rateLimits === undefined ? {} : { rateLimits };
 }
 
 /** Namespaces with a Service port that is not HTTP: only there can app port protocols differ from HTTP, or conflict. */
@@ -370,6 +457,7 @@ function index(resources: Resource[], clientNamespace: string, source: Context['
     tcpRoutes: of('TCPRoute').sort(byAgeThenName),
     policies: of('BackendPolicy').sort(byAgeThenName),
     authorizationPolicies: of('AuthorizationPolicy').sort(byAgeThenName),
+    rateLimitPolicies: of('RateLimitPolicy').sort(byAgeThenName),
     faults: new Map(of('HTTPFault').map((f) => [key(f.metadata.namespace, f.metadata.name), f])),
     mesh,
     trustDomain: mesh?.spec.trustDomain ?? DEFAULT_TRUST_DOMAIN,
@@ -420,13 +508,21 @@ function checkReferences(ctx: Context): void {
       }
     });
   }
-  for (const policy of [...ctx.policies, ...ctx.authorizationPolicies]) {
+  for (const policy of [...ctx.policies, ...ctx.authorizationPolicies, ...ctx.rateLimitPolicies]) {
     const ns = policy.metadata.namespace;
     policy.spec.targetRefs.forEach((ref, i) => {
       if (!ctx.serviceByKey.has(key(ns, ref.name))) report(ctx, policy, `spec.targetRefs[${i}]`, `Service ${display(ns, ref.name)} not found`);
     });
   }
   for (const policy of ctx.authorizationPolicies) checkAuthorizationPorts(ctx, policy);
+  if (ctx.mesh?.spec.rateLimiting === undefined) {
+    for (const policy of ctx.rateLimitPolicies) {
+      if (policy.spec.global === undefined) continue;
+      const mode = policy.spec.failureMode ?? 'FailOpen';
+      const acts = mode === 'FailOpen' ? 'not enforced (failureMode FailOpen)' : 'refusing every request (failureMode FailClosed)';
+      report(ctx, policy, 'spec.global', `no Redis to count in: set Mesh spec.rateLimiting.redis.address; until then the global limit is ${acts}`);
+    }
+  }
 }
 
 /** Reports `to.ports` values that no targeted Service has (a common slip: writing the app port). */
@@ -512,21 +608,28 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
       proxied: inbound !== undefined,
       identity: spiffeId(ctx.trustDomain, w.metadata.namespace, w.spec.serviceAccount ?? 'default'),
       labels: sortedRecord(w.metadata.labels),
+      ...(w.spec.weight === undefined ? {} : { weight: w.spec.weight }),
     });
   }
   // GEP-713: of several policies on one Service, the oldest that sets a field decides it.
   const policies = ctx.policies.filter((p) => p.metadata.namespace === namespace && p.spec.targetRefs.some((t) => t.name === name));
-  const lb = policies.find((p) => p.spec.loadBalancer)?.spec.loadBalancer?.type;
+  const lb = policies.find((p) => p.spec.loadBalancer)?.spec.loadBalancer;
+  const locality = policies.find((p) => p.spec.locality)?.spec.locality;
   const timeout = policies.find((p) => p.spec.connectTimeout)?.spec.connectTimeout ?? ctx.mesh?.spec.defaults?.connectTimeout;
   const budget = policies.find((p) => p.spec.retryBudget)?.spec.retryBudget;
   const breaker = policies.find((p) => p.spec.circuitBreaker)?.spec.circuitBreaker;
+  const idle = policies.find((p) => p.spec.timeouts?.idle)?.spec.timeouts?.idle ?? ctx.mesh?.spec.defaults?.timeouts?.idle;
+  const streamIdle = policies.find((p) => p.spec.timeouts?.streamIdle)?.spec.timeouts?.streamIdle ?? ctx.mesh?.spec.defaults?.timeouts?.streamIdle;
+  const outlier = policies.find((p) => p.spec.outlierDetection)?.spec.outlierDetection;
+  const check = policies.find((p) => p.spec.healthCheck)?.spec.healthCheck;
   return {
     name: clusterName(name, namespace, port.port),
     service: name,
     namespace,
     port: port.port,
     protocol: port.protocol ?? 'HTTP',
-    loadBalancer: lb ?? ctx.mesh?.spec.defaults?.loadBalancer ?? DEFAULT_LOAD_BALANCER,
+    ...loadBalancer(lb, ctx.mesh?.spec.defaults?.loadBalancer),
+    ...(locality === undefined ? {} : { locality: { enabled: locality.enabled ?? true, overprovisioningFactor: locality.overprovisioningFactor ?? DEFAULT_OVERPROVISIONING_FACTOR } }),
     connectTimeoutMs: timeout === undefined ? DEFAULT_CONNECT_TIMEOUT_MS : parseDuration(timeout),
     ...(budget === undefined
       ? {}
@@ -541,8 +644,29 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
             maxRetries: breaker.maxRetries ?? DEFAULT_CIRCUIT_BREAKER.maxRetries,
           },
         }),
+    ...(idle === undefined ? {} : { idleTimeoutMs: parseDuration(idle) }),
+    ...(streamIdle === undefined ? {} : { streamIdleTimeoutMs: parseDuration(streamIdle) }),
+    ...(outlier === undefined ? {} : { outlierDetection: outlierDetection(outlier) }),
+    ...(check === undefined ? {} : { healthCheck: healthCheck(check) }),
     endpoints,
   };
+}
+
+/** A cluster's balancer and its options, defaults filled in: the policy's, else the Mesh default type's. */
+function loadBalancer(lb: LoadBalancerSpec | undefined, meshDefault: LoadBalancerType | undefined): Pick<Cluster, 'loadBalancer' | 'ewmaDecayMs' | 'hash'> {
+  const type = lb?.type ?? meshDefault ?? DEFAULT_LOAD_BALANCER;
+  if (type === 'PeakEWMA') return { loadBalancer: type, ewmaDecayMs: parseDuration(lb?.decay ?? DEFAULT_EWMA_DECAY) };
+  // Validation requires hashOn with these types (and refuses them as a Mesh default).
+  if (type === 'RingHash' && lb?.hashOn !== undefined) return { loadBalancer: type, hash: { on: hashPolicy(lb.hashOn), size: lb.minimumRingSize ?? DEFAULT_RING_SIZE } };
+  if (type === 'Maglev' && lb?.hashOn !== undefined) return { loadBalancer: type, hash: { on: hashPolicy(lb.hashOn), size: lb.tableSize ?? DEFAULT_MAGLEV_TABLE_SIZE } };
+  return { loadBalancer: type === 'RingHash' || type === 'Maglev' ? DEFAULT_LOAD_BALANCER : type };
+}
+
+/** A hash policy with header names lowercased, as the proxy matches them. */
+function hashPolicy(on: HashPolicy): HashPolicy {
+  if (on.header !== undefined) return { header: { name: on.header.name.toLowerCase() } };
+  if (on.cookie !== undefined) return { cookie: { name: on.cookie.name } };
+  return { sourceAddress: true };
 }
 
 function virtualHost(ctx: Context, svc: Service, port: ServicePort, httpPorts: number): VirtualHost {
@@ -656,6 +780,8 @@ function routeEntries(ctx: Context, hr: HTTPRoute): RouteEntry[] {
     (rule.filters ?? []).forEach((f, k) => {
       if (f.type === 'ExtensionRef') faults.set(k, faultFilter(ctx, hr, f.extensionRef.name, `spec.rules[${i}].filters[${k}].extensionRef`));
     });
+    const mirrors = mirrorFilters(ctx, hr, rule.filters, i);
+    if (mirrors.length > 0 && action.type === 'redirect') report(ctx, hr, `spec.rules[${i}].filters`, 'RequestMirror ignored: a redirected request is answered by the proxy and sent nowhere');
     const matches = rule.matches === undefined || rule.matches.length === 0 ? [undefined] : rule.matches;
     return matches.map((m, j) => {
       const match = routeMatch(m);
@@ -667,6 +793,7 @@ function routeEntries(ctx: Context, hr: HTTPRoute): RouteEntry[] {
         else if (f.type === 'URLRewrite') requestFilters.push({ type: f.type, hostname: f.urlRewrite.hostname ?? null, path: pathRewrite(f.urlRewrite.path, match) });
         else if (f.type === 'ExtensionRef') requestFilters.push(faults.get(k)!);
       });
+      if (action.type === 'forward') requestFilters.push(...mirrors.map((m) => ({ ...m })));
       const route: Route = {
         name: `${namespace}/${name}/rule/${i}/match/${j}`,
         routeRef: key(namespace, name),
@@ -702,10 +829,58 @@ function faultFilter(ctx: Context, hr: HTTPRoute, name: string, path: string): E
   return { type: 'Fault', ref, fault };
 }
 
+/**
+ * A rule's RequestMirror filters, resolved to clusters (an unresolved backendRef is reported and
+ * mirrors nothing), in declared order: they run after the rule's other request filters.
+ */
+function mirrorFilters(ctx: Context, owner: HTTPRoute | GRPCRoute, filters: ReadonlyArray<HTTPRouteFilter | GRPCRouteFilter> | undefined, i: number): Array<Extract<RequestFilter, { type: 'RequestMirror' }>> {
+  const out: Array<Extract<RequestFilter, { type: 'RequestMirror' }>> = [];
+  (filters ?? []).forEach((f, k) => {
+    if (f.type !== 'RequestMirror') return;
+    const { backendRef, percent, fraction } = f.requestMirror;
+    const { cluster } = backend(ctx, owner, { ...backendRef, weight: 1 }, `spec.rules[${i}].filters[${k}].requestMirror.backendRef`);
+    const share = percent ?? (fraction === undefined ? 100 : (100 * fraction.numerator) / (fraction.denominator ?? 100));
+    out.push({ type: 'RequestMirror', cluster, percent: share });
+  });
+  return out;
+}
+
 /** Retry budget defaults: Linkerd's 20 % of requests plus 10 retries a second. */
 export const DEFAULT_RETRY_BUDGET: RetryBudget = { percent: 20, minRetriesPerSecond: 10 };
+/** Idle upstream connections close after this unless a BackendPolicy or the Mesh says otherwise. */
+export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS = 60_000;
+/** Envoy's default stream idle timeout (5 min), unless a BackendPolicy or the Mesh says otherwise. */
+export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 300_000;
 /** Envoy's default circuit-breaker thresholds. */
 export const DEFAULT_CIRCUIT_BREAKER: CircuitBreakerLimits = { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 1024 };
+
+/** `outlierDetection` with Envoy's defaults (gateway errors off, as Envoy's enforcement of them is 0 %). */
+export function outlierDetection(o: OutlierDetectionSpec): OutlierDetection {
+  const ms = (d: string | undefined, dflt: number): number => (d === undefined ? dflt : parseDuration(d));
+  const sr = o.successRate;
+  return {
+    consecutive5xx: o.consecutive5xx ?? 5,
+    consecutiveGatewayErrors: o.consecutiveGatewayErrors ?? 0,
+    consecutiveConnectFailures: o.consecutiveConnectFailures ?? 5,
+    intervalMs: ms(o.interval, 10_000),
+    baseEjectionTimeMs: ms(o.baseEjectionTime, 30_000),
+    // An unset cap never undercuts a longer base time.
+    maxEjectionTimeMs: ms(o.maxEjectionTime, Math.max(300_000, ms(o.baseEjectionTime, 30_000))),
+    maxEjectionPercent: o.maxEjectionPercent ?? 10,
+    successRate: sr === undefined ? null : { minimumHosts: sr.minimumHosts ?? 5, requestVolume: sr.requestVolume ?? 100, stdevFactor: sr.stdevFactor ?? 1900 },
+  };
+}
+
+/** `healthCheck` with its defaults: every 5s, 1s timeout, in after 1 pass, out after 2 failures. */
+export function healthCheck(h: HealthCheckSpec): HealthCheck {
+  return {
+    probe: h.http !== undefined ? { type: 'http', path: h.http.path, expectedStatuses: h.http.expectedStatuses ?? [] } : { type: 'tcp' },
+    intervalMs: h.interval === undefined ? 5000 : parseDuration(h.interval),
+    timeoutMs: h.timeout === undefined ? 1000 : parseDuration(h.timeout),
+    healthyThreshold: h.healthyThreshold ?? 1,
+    unhealthyThreshold: h.unhealthyThreshold ?? 2,
+  };
+}
 
 /** A rule's `retry` with Weft's defaults: 1 attempt, 25 ms backoff (Envoy's), connect failures retried. */
 function retryPolicy(r: HTTPRouteRetry): RetryPolicy {
@@ -812,11 +987,11 @@ function grpcRouteEntries(ctx: Context, gr: GRPCRoute): GrpcRouteEntry[] {
   return (gr.spec.rules ?? []).flatMap((rule, i) => {
     const requestFilters: RequestFilter[] = [];
     const responseFilters: HeaderModifier[] = [];
-    (rule.filters ?? []).forEach((f, k) => {
+    (rule.filters ?? []).forEach((f) => {
       if (f.type === 'RequestHeaderModifier') requestFilters.push({ type: f.type, modifier: headerModifier(f.requestHeaderModifier) });
       else if (f.type === 'ResponseHeaderModifier') responseFilters.push(headerModifier(f.responseHeaderModifier));
-      else reportMirror(ctx, gr, f, `spec.rules[${i}].filters[${k}]`);
     });
+    requestFilters.push(...mirrorFilters(ctx, gr, rule.filters, i));
     const backendRefs = rule.backendRefs ?? [];
     backendRefs.forEach((ref, k) => {
       if (ref.filters !== undefined && ref.filters.length > 0) report(ctx, gr, `spec.rules[${i}].backendRefs[${k}].filters`, 'not supported yet; ignored');
@@ -850,12 +1025,6 @@ function grpcRouteEntries(ctx: Context, gr: GRPCRoute): GrpcRouteEntry[] {
       };
     });
   });
-}
-
-function reportMirror(ctx: Context, gr: GRPCRoute, f: Extract<GRPCRouteFilter, { type: 'RequestMirror' }>, path: string): void {
-  const ref = f.requestMirror.backendRef;
-  backend(ctx, gr, ref, `${path}.requestMirror.backendRef`); // a missing mirror backend is worth knowing about too
-  report(ctx, gr, path, 'RequestMirror is not supported yet; the rule applies without mirroring');
 }
 
 /**

@@ -3,7 +3,7 @@
  * carry `metadata.namespace` and `metadata.labels` filled in; spec defaults are applied by the compiler,
  * so a resource reads back as it was written.
  */
-import type { AppProtocol, LoadBalancerType } from './snapshot.js';
+import type { AppProtocol, HashPolicy, LoadBalancerType } from './snapshot.js';
 
 /** A Gateway API duration (GEP-2257): `^([0-9]{1,5}(h|m|s|ms)){1,4}$`, e.g. `1m30s`; `0s` means none. */
 export type Duration = string;
@@ -44,7 +44,9 @@ export interface MeshSpec {
   trustDomain?: string;
   mtls?: { mode: MtlsMode };
   certificateLifetime?: Duration;
-  defaults?: { connectTimeout?: Duration; loadBalancer?: LoadBalancerType };
+  defaults?: { connectTimeout?: Duration; loadBalancer?: LoadBalancerType; /** For every destination without a BackendPolicy `timeouts` field. */ timeouts?: BackendTimeouts };
+  /** Where RateLimitPolicies' `global` limits are counted; see docs/resources.md#ratelimitpolicy. */
+  rateLimiting?: { redis: { /** `host:port` (`[v6]:port`). */ address: string; /** Longest wait for Redis before `failureMode` applies; 50ms by default. */ timeout?: Duration } };
 }
 
 /** A logical service: named ports over the workloads its selector matches. */
@@ -78,13 +80,33 @@ export interface WorkloadSpec {
   proxy?: { inboundPort: number };
   /** Services this workload calls (`name`, `namespace/name`, `namespace/*`); its proxy learns only those. Absent: all. */
   calls?: string[];
+  /** Relative share of traffic this workload's endpoints take from load balancers, 1-128; 1 by default. */
+  weight?: number;
+}
+
+/** A BackendPolicy's balancer; see docs/resources.md#load-balancing. */
+export interface LoadBalancerSpec {
+  type: LoadBalancerType;
+  /** PeakEWMA only: the time constant of the latency average; 10s by default. */
+  decay?: Duration;
+  /** RingHash only: the least number of entries on the ring; 1024 by default. */
+  minimumRingSize?: number;
+  /** Maglev only: the lookup table size, a prime; 65537 by default. */
+  tableSize?: number;
+  /** RingHash and Maglev (required there): the request's key. */
+  hashOn?: HashPolicy;
 }
 
 /** Per-destination settings for the Services it targets. */
 export type BackendPolicy = KubeObject<WeftApiVersion, 'BackendPolicy', BackendPolicySpec>;
 export interface BackendPolicySpec {
   targetRefs: Array<{ group?: ''; kind: 'Service'; name: string }>;
-  loadBalancer?: { type: LoadBalancerType };
+  loadBalancer?: LoadBalancerSpec;
+  /**
+   * Locality-aware routing: prefer endpoints in the caller's zone, then region, failing over as their
+   * health drops. On by default when the calling workload has a topology zone or region label.
+   */
+  locality?: { enabled?: boolean; overprovisioningFactor?: number };
   connectTimeout?: Duration;
   /**
    * Caps the retries sent to the targeted Services (Linkerd/Finagle style): each request deposits
@@ -96,6 +118,56 @@ export interface BackendPolicySpec {
    * for a connection, requests in flight and retries in flight. Each defaults to 1024.
    */
   circuitBreaker?: { maxConnections?: number; maxPendingRequests?: number; maxRequests?: number; maxRetries?: number };
+  /** Idle and stream-idle timeouts towards the targeted Services. See docs/resources.md#timeouts. */
+  timeouts?: BackendTimeouts;
+  /**
+   * Passive health (Envoy's outlier detection): an endpoint that fails too often in a row, or (with
+   * `successRate`) much more often than its peers, is ejected for a while. See
+   * docs/resources.md#outlier-detection for the defaults.
+   */
+  outlierDetection?: OutlierDetectionSpec;
+  /** Active health checks: each proxy probes the endpoints it sends to. See docs/resources.md#health-checks. */
+  healthCheck?: HealthCheckSpec;
+}
+export interface OutlierDetectionSpec {
+  /** 5xx answers and mesh upstream errors in a row that eject; default 5, 0 turns it off. */
+  consecutive5xx?: number;
+  /** 502, 503, 504 and mesh upstream errors (connect, reset, timeout) in a row that eject; default 0 (off). */
+  consecutiveGatewayErrors?: number;
+  /** Connect failures in a row (HTTP and TCP) that eject; default 5, 0 turns it off. */
+  consecutiveConnectFailures?: number;
+  /** How often success rates are compared and ejection counts decay; default 10s. */
+  interval?: Duration;
+  /** An ejection lasts this times the endpoint's number of ejections; default 30s. */
+  baseEjectionTime?: Duration;
+  /** The longest one ejection lasts; default 300s. */
+  maxEjectionTime?: Duration;
+  /** The most endpoints ejected at once, in % (always at least one); default 10. */
+  maxEjectionPercent?: number;
+  /** Success-rate ejection, off unless set (Envoy's fields; `stdevFactor` in thousandths: 1900 is 1.9). */
+  successRate?: { minimumHosts?: number; requestVolume?: number; stdevFactor?: number };
+}
+export interface HealthCheckSpec {
+  /** An HTTP GET of `path`; healthy when the status is one of `expectedStatuses` (default 200-299). */
+  http?: { path: string; expectedStatuses?: number[] };
+  /** A connection (through the endpoint's proxy, a tunnel) that opens. */
+  tcp?: Record<string, never>;
+  /** Between checks of one endpoint, jittered by up to 10 %; default 5s. */
+  interval?: Duration;
+  /** A check that takes longer fails; default 1s. */
+  timeout?: Duration;
+  /** Checks passed in a row that bring a failing endpoint back; default 1. */
+  healthyThreshold?: number;
+  /** Checks failed in a row that take an endpoint out; default 2. */
+  unhealthyThreshold?: number;
+}
+
+/** Timeouts of a destination (Envoy's cluster `idle_timeout` and route `idle_timeout`); `0s` turns one off. */
+export interface BackendTimeouts {
+  /** An upstream connection with no request in flight is closed after this; default 60s. */
+  idle?: Duration;
+  /** A request or response that makes no progress (no byte either way) for this long is cut; default 5m. */
+  streamIdle?: Duration;
 }
 
 /**
@@ -144,6 +216,27 @@ export interface AuthorizationCondition {
   /** Matches when the header is absent or no value matches any of these patterns. */
   notValues?: string[];
 }
+
+/**
+ * Request rate limits for the Services it targets, enforced by the inbound side of the proxies
+ * beside their workloads, after authorization: a token bucket per proxy (`local`) and/or a count
+ * shared by every proxy through Redis (`global`). See docs/resources.md#ratelimitpolicy.
+ */
+export type RateLimitPolicy = KubeObject<WeftApiVersion, 'RateLimitPolicy', RateLimitPolicySpec>;
+export interface RateLimitPolicySpec {
+  /** Services in the policy's own namespace. */
+  targetRefs: Array<{ group?: ''; kind: 'Service'; name: string }>;
+  /** What separates buckets; absent: one bucket for all callers. */
+  key?: RateLimitKey;
+  /** A token bucket in each proxy: `requests` every `per`, up to `burst` at once (`requests` by default). */
+  local?: { requests: number; per: Duration; burst?: number };
+  /** A fixed window shared by every proxy through the Mesh's Redis: `requests` per `per`. */
+  global?: { requests: number; per: Duration };
+  /** When Redis is unreachable, slow or not configured: `FailOpen` (default) lets requests through. */
+  failureMode?: 'FailOpen' | 'FailClosed';
+}
+/** `SourceIdentity`: the caller's SPIFFE ID (one bucket for callers without one); `Header`: a request header's value; `ClientAddress`: the peer address. */
+export type RateLimitKey = { type: 'SourceIdentity' } | { type: 'ClientAddress' } | { type: 'Header'; header: string };
 
 export const GATEWAY_V1 = 'gateway.networking.k8s.io/v1';
 export const GATEWAY_V1BETA1 = 'gateway.networking.k8s.io/v1beta1';
@@ -219,7 +312,9 @@ export type HTTPRouteFilter =
   | { type: 'URLRewrite'; urlRewrite: { hostname?: string; path?: HTTPPathModifier } }
   | { type: 'RequestRedirect'; requestRedirect: HTTPRequestRedirect }
   /** Gateway API custom filter: Weft knows one, `weft.dev` `HTTPFault`, named in the route's namespace. */
-  | { type: 'ExtensionRef'; extensionRef: LocalObjectReference };
+  | { type: 'ExtensionRef'; extensionRef: LocalObjectReference }
+  /** A copy of (a share of) the requests to another Service, fire and forget; may repeat. */
+  | { type: 'RequestMirror'; requestMirror: HTTPRequestMirror };
 /** Gateway API LocalObjectReference, as an ExtensionRef filter names its extension. */
 export interface LocalObjectReference {
   group: 'weft.dev';
@@ -280,12 +375,14 @@ export interface GRPCMethodMatch {
 export type GRPCRouteFilter =
   | { type: 'RequestHeaderModifier'; requestHeaderModifier: HTTPHeaderFilter }
   | { type: 'ResponseHeaderModifier'; responseHeaderModifier: HTTPHeaderFilter }
-  /** Accepted and reported: mirroring is not supported yet, so the rule applies without it. */
+  /** A copy of (a share of) the calls to another Service, fire and forget; may repeat. */
   | { type: 'RequestMirror'; requestMirror: HTTPRequestMirror };
+/** Gateway API HTTPRequestMirrorFilter (GEP-3171 adds `percent` and `fraction`); neither: every request. */
 export interface HTTPRequestMirror {
   backendRef: { group?: ''; kind?: 'Service'; name: string; namespace?: string; port: number };
   /** 0-100; not together with `fraction`. */
   percent?: number;
+  /** `numerator`/`denominator` of requests; `denominator` 100 by default. */
   fraction?: { numerator: number; denominator?: number };
 }
 export interface GRPCBackendRef extends BackendRef {
@@ -330,4 +427,4 @@ export interface HTTPFaultSpec {
 }
 
 /** Any resource Weft reads. */
-export type Resource = Mesh | Service | Workload | BackendPolicy | AuthorizationPolicy | HTTPRoute | GRPCRoute | TCPRoute | App | HTTPFault;
+export type Resource = Mesh | Service | Workload | BackendPolicy | AuthorizationPolicy | RateLimitPolicy | HTTPRoute | GRPCRoute | TCPRoute | App | HTTPFault;

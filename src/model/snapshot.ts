@@ -57,6 +57,34 @@ export interface InboundConfig {
   mtlsMode: 'STRICT' | 'PERMISSIVE' | 'DISABLED';
   /** Who may call this workload's app ports. */
   authorization: InboundAuthorization;
+  /** The RateLimitPolicies covering some app port; absent when none does. */
+  rateLimits?: InboundRateLimits;
+}
+
+/**
+ * The RateLimitPolicies that cover this workload, resolved to its app ports. Every policy covering a
+ * request's app port applies, in order; the first that refuses answers 429 RATE_LIMITED.
+ */
+export interface InboundRateLimits {
+  /** Mesh `spec.rateLimiting.redis`; null when not configured (a `global` limit then acts as its `failureMode`). */
+  redis: { address: string; timeoutMs: number } | null;
+  /** Oldest first, then by `namespace/name`. */
+  policies: RateLimitPolicyConfig[];
+}
+
+/** One RateLimitPolicy as it applies to this workload. */
+export interface RateLimitPolicyConfig {
+  /** `namespace/name` of the RateLimitPolicy. */
+  name: string;
+  /** The app ports it covers, ascending. */
+  appPorts: number[];
+  /** `None`: one bucket for every caller. `header` is lowercase. */
+  key: { type: 'None' } | { type: 'SourceIdentity' } | { type: 'ClientAddress' } | { type: 'Header'; header: string };
+  /** Token bucket: `requests` tokens every `perMs`, holding at most `burst`. */
+  local: { requests: number; perMs: number; burst: number } | null;
+  /** Fixed window in Redis: `requests` per `perMs`, shared by every proxy. */
+  global: { requests: number; perMs: number } | null;
+  failureMode: 'FailOpen' | 'FailClosed';
 }
 
 /**
@@ -149,7 +177,7 @@ export interface Route {
   /** HTTPRoute or GRPCRoute `namespace/name`, or `default` for the implicit route to the service itself. */
   routeRef: string;
   match: RouteMatch;
-  /** Request filters in declared order (header modifiers, URL rewrite, faults). */
+  /** Request filters in declared order (header modifiers, URL rewrite, faults, mirrors). */
   requestFilters: RequestFilter[];
   /** Response header modifiers in declared order. */
   responseFilters: HeaderModifier[];
@@ -213,7 +241,14 @@ export type RequestFilter =
   | { type: 'RequestHeaderModifier'; modifier: HeaderModifier }
   | { type: 'URLRewrite'; hostname: string | null; path: PathRewrite | null }
   /** An ExtensionRef to an HTTPFault; `fault` null when it named none that exists (requests get 500 INVALID_BACKEND). */
-  | { type: 'Fault'; ref: string; fault: FaultConfig | null };
+  | { type: 'Fault'; ref: string; fault: FaultConfig | null }
+  /**
+   * A RequestMirror: a copy of `percent` (0-100, fractions allowed) of the requests goes to `cluster`,
+   * with `-shadow` appended to the authority's host; the answer is discarded. Mirrors run after the
+   * rule's other request filters, in declared order. `cluster` null: its backendRef did not resolve
+   * (reported), nothing is mirrored.
+   */
+  | { type: 'RequestMirror'; cluster: string | null; percent: number };
 
 /** An HTTPFault, resolved. */
 export interface FaultConfig {
@@ -281,7 +316,36 @@ export interface TcpService {
   virtualHost?: string;
 }
 
-export type LoadBalancerType = 'RoundRobin' | 'LeastRequest';
+/**
+ * How a cluster picks an endpoint: RoundRobin (weighted), LeastRequest (power of two choices on
+ * requests in flight per weight), PeakEWMA (power of two choices on latency × load), RingHash and
+ * Maglev (consistent hashing on `Cluster.hash`).
+ */
+export type LoadBalancerType = 'RoundRobin' | 'LeastRequest' | 'PeakEWMA' | 'RingHash' | 'Maglev';
+
+/** What a hashing balancer keys a request on: exactly one member is set. */
+export interface HashPolicy {
+  /** The first value of this request header. */
+  header?: { name: string };
+  /** The value of this cookie. */
+  cookie?: { name: string };
+  /** The client's address (the only key a TCP connection has). */
+  sourceAddress?: true;
+}
+
+/** A hashing balancer's settings (RingHash, Maglev). */
+export interface HashBalancing {
+  on: HashPolicy;
+  /** RingHash: the least number of entries on the ring (1024 by default). Maglev: the table size, a prime (65537 by default). */
+  size: number;
+}
+
+/** Locality-aware routing as a BackendPolicy sets it. */
+export interface LocalityPolicy {
+  enabled: boolean;
+  /** Percent: a locality tier takes traffic in proportion to its healthy fraction × this / 100 (140 by default). */
+  overprovisioningFactor: number;
+}
 
 /** A set of endpoints of one (service, port), and how to reach them. */
 export interface Cluster {
@@ -292,12 +356,52 @@ export interface Cluster {
   port: number;
   protocol: AppProtocol;
   loadBalancer: LoadBalancerType;
+  /** PeakEWMA only: the time constant of the latency average, in milliseconds. */
+  ewmaDecayMs?: number;
+  /** RingHash and Maglev only: what requests hash on, and the ring or table size. */
+  hash?: HashBalancing;
+  /**
+   * Set when a BackendPolicy sets it. Absent, locality-aware routing is on (factor 140) whenever the
+   * proxy's own workload has a `topology.kubernetes.io/zone` or `/region` label.
+   */
+  locality?: LocalityPolicy;
   connectTimeoutMs: number;
   /** Set when a BackendPolicy sets one; the proxy defaults to 20 % + 10/s. */
   retryBudget?: RetryBudget;
   /** Set when a BackendPolicy sets one (unset fields filled with 1024); the proxy defaults to 1024 each. */
   circuitBreaker?: CircuitBreakerLimits;
+  /** Idle upstream connections close after this (0: never); set when a BackendPolicy or the Mesh sets it, the proxy defaults to 60 s. */
+  idleTimeoutMs?: number;
+  /** An exchange with no progress either way for this long is cut (0: never); set when a BackendPolicy or the Mesh sets it, the proxy defaults to 5 min. */
+  streamIdleTimeoutMs?: number;
+  /** Set when a BackendPolicy sets `outlierDetection`, every default filled in; absent: no ejection. */
+  outlierDetection?: OutlierDetection;
+  /** Set when a BackendPolicy sets `healthCheck`, every default filled in; absent: no active checks. */
+  healthCheck?: HealthCheck;
   endpoints: Endpoint[];
+}
+
+/** Outlier detection of a cluster (Envoy's); a threshold of 0 is off. Times in ms. */
+export interface OutlierDetection {
+  consecutive5xx: number;
+  consecutiveGatewayErrors: number;
+  consecutiveConnectFailures: number;
+  intervalMs: number;
+  baseEjectionTimeMs: number;
+  maxEjectionTimeMs: number;
+  maxEjectionPercent: number;
+  /** Success-rate ejection, or null; `stdevFactor` in thousandths (1900 is 1.9 standard deviations). */
+  successRate: { minimumHosts: number; requestVolume: number; stdevFactor: number } | null;
+}
+
+/** Active health checking of a cluster's endpoints. Times in ms. */
+export interface HealthCheck {
+  /** An HTTP GET of `path` expecting one of `expectedStatuses` (empty: any 2xx), or a TCP connect. */
+  probe: { type: 'http'; path: string; expectedStatuses: number[] } | { type: 'tcp' };
+  intervalMs: number;
+  timeoutMs: number;
+  healthyThreshold: number;
+  unhealthyThreshold: number;
 }
 
 /** Circuit-breaking thresholds of a cluster (Envoy's `thresholds`). */
@@ -321,4 +425,6 @@ export interface Endpoint {
   /** SPIFFE ID of the workload, which its proxy's certificate must carry. */
   identity: string;
   labels: Record<string, string>;
+  /** Relative share of the cluster's traffic (Workload `spec.weight`, 1-128); absent means 1. */
+  weight?: number;
 }

@@ -36,7 +36,7 @@ describe('resource shape', () => {
       'status: unknown field',
       'apiVersion: must be one of "weft.dev/v1alpha1", "gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1", "gateway.networking.k8s.io/v1alpha2"',
     ]);
-    assert.deepEqual(problems(res(W, 'HTTPRoute', {})), ['kind: unknown kind for weft.dev/v1alpha1; must be one of "Mesh", "Service", "Workload", "BackendPolicy", "AuthorizationPolicy", "App", "HTTPFault"']);
+    assert.deepEqual(problems(res(W, 'HTTPRoute', {})), ['kind: unknown kind for weft.dev/v1alpha1; must be one of "Mesh", "Service", "Workload", "BackendPolicy", "AuthorizationPolicy", "RateLimitPolicy", "App", "HTTPFault"']);
     assert.deepEqual(problems(res('gateway.networking.k8s.io/v1alpha2', 'HTTPRoute', {})), ['kind: unknown kind for gateway.networking.k8s.io/v1alpha2; must be one of "TCPRoute", "GRPCRoute"']);
   });
 
@@ -62,6 +62,55 @@ describe('resource shape', () => {
   });
 });
 
+describe('load balancing', () => {
+  const policy = (spec: object) => res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Service', name: 'a' }], ...spec });
+  const lb = (loadBalancer: object) => problems(policy({ loadBalancer }));
+
+  test('valid balancers, hash policies, locality and weights', () => {
+    assert.deepEqual(lb({ type: 'PeakEWMA', decay: '5s' }), []);
+    assert.deepEqual(lb({ type: 'RingHash', minimumRingSize: 4096, hashOn: { header: { name: 'X-User' } } }), []);
+    assert.deepEqual(lb({ type: 'Maglev', tableSize: 65537, hashOn: { cookie: { name: 'session' } } }), []);
+    assert.deepEqual(lb({ type: 'Maglev', hashOn: { sourceAddress: true } }), []);
+    assert.deepEqual(problems(policy({ locality: { enabled: false, overprovisioningFactor: 200 } })), []);
+    assert.deepEqual(problems(workload({ weight: 128 })), []);
+    assert.deepEqual(problems(res(W, 'Mesh', { defaults: { loadBalancer: 'PeakEWMA' } })), []);
+  });
+
+  test('options of another balancer type, hashOn missing or wrong, bad sizes', () => {
+    assert.deepEqual(lb({ type: 'LeastRequest', hashOn: { header: { name: 'x' } }, decay: '1s', tableSize: 65537 }), [
+      'spec.loadBalancer.decay: must not be set when type is LeastRequest (only for PeakEWMA)',
+      'spec.loadBalancer.tableSize: must not be set when type is LeastRequest (only for Maglev)',
+      'spec.loadBalancer.hashOn: must not be set when type is LeastRequest (only for RingHash and Maglev)',
+    ]);
+    assert.deepEqual(lb({ type: 'RingHash', tableSize: 65537 }), [
+      'spec.loadBalancer.tableSize: must not be set when type is RingHash (only for Maglev)',
+      'spec.loadBalancer.hashOn: required when type is RingHash',
+    ]);
+    assert.deepEqual(lb({ type: 'Maglev', tableSize: 65536, hashOn: {} }), ['spec.loadBalancer.tableSize: must be a prime number 2-5000011 (like 65537)', 'spec.loadBalancer.hashOn: must set one of header, cookie, sourceAddress']);
+    assert.deepEqual(lb({ type: 'RingHash', minimumRingSize: 0, hashOn: { header: { name: 'x y' }, sourceAddress: true } }), [
+      'spec.loadBalancer.minimumRingSize: must be an integer 1-8388608',
+      'spec.loadBalancer.hashOn.header.name: must be a valid HTTP header name (an RFC 7230 token)',
+      'spec.loadBalancer.hashOn.sourceAddress: must not be set together with header',
+    ]);
+    // Cookie generation (Envoy's `ttl`) is not supported, so `ttl` is refused rather than ignored.
+    assert.deepEqual(lb({ type: 'Maglev', hashOn: { cookie: { ttl: '1h' } } }), ['spec.loadBalancer.hashOn.cookie.ttl: unknown field', 'spec.loadBalancer.hashOn.cookie.name: required']);
+    assert.deepEqual(lb({ type: 'Maglev', hashOn: { sourceAddress: false } }), ['spec.loadBalancer.hashOn.sourceAddress: must be true (leave it out otherwise)']);
+    assert.deepEqual(lb({ type: 'PeakEWMA', decay: '0s' }), ['spec.loadBalancer.decay: must be greater than 0']);
+  });
+
+  test('Mesh defaults name no hashing balancer; locality and weight ranges', () => {
+    assert.deepEqual(problems(res(W, 'Mesh', { defaults: { loadBalancer: 'Maglev' } })), [
+      'spec.defaults.loadBalancer: Maglev needs hashOn, which a Mesh default cannot give: set it per Service with a BackendPolicy',
+    ]);
+    assert.deepEqual(problems(policy({ locality: { enabled: 'yes', overprovisioningFactor: 99 } })), [
+      'spec.locality.enabled: must be true or false',
+      'spec.locality.overprovisioningFactor: must be an integer 100-1000',
+    ]);
+    assert.deepEqual(problems(workload({ weight: 0 })), ['spec.weight: must be an integer 1-128']);
+    assert.deepEqual(problems(workload({ weight: 1.5 })), ['spec.weight: must be an integer 1-128']);
+  });
+});
+
 describe('Weft kinds', () => {
   test('Mesh', () => {
     assert.deepEqual(problems(res(W, 'Mesh', { trustDomain: 'Example.org', mtls: { mode: 'strict' }, certificateLifetime: '0s', defaults: { connectTimeout: '2 s', loadBalancer: 'Random' } })), [
@@ -69,7 +118,7 @@ describe('Weft kinds', () => {
       'spec.mtls.mode: must be one of "STRICT", "PERMISSIVE", "DISABLED"',
       'spec.certificateLifetime: must be greater than 0',
       'spec.defaults.connectTimeout: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
-      'spec.defaults.loadBalancer: must be one of "RoundRobin", "LeastRequest"',
+      'spec.defaults.loadBalancer: must be one of "RoundRobin", "LeastRequest", "PeakEWMA"',
     ]);
     assert.deepEqual(problems(res(W, 'Mesh', { mtls: {} })), ['spec.mtls.mode: required']);
   });
@@ -111,9 +160,9 @@ describe('Weft kinds', () => {
 
   test('BackendPolicy', () => {
     assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [] })), ['spec.targetRefs: must have at least 1 item']);
-    assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Deployment', name: 'a' }], loadBalancer: { type: 'Maglev' }, connectTimeout: '1d' })), [
+    assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Deployment', name: 'a' }], loadBalancer: { type: 'Random' }, connectTimeout: '1d' })), [
       'spec.targetRefs[0].kind: must be "Service"',
-      'spec.loadBalancer.type: must be one of "RoundRobin", "LeastRequest"',
+      'spec.loadBalancer.type: must be one of "RoundRobin", "LeastRequest", "PeakEWMA", "RingHash", "Maglev"',
       'spec.connectTimeout: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
     ]);
     assert.deepEqual(problems(res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Service', name: 'a' }], retryBudget: { percent: 20, minRetriesPerSecond: 10 } })), []);
@@ -130,6 +179,39 @@ describe('Weft kinds', () => {
       'spec.circuitBreaker.maxRequests: must be an integer 1-1000000000',
       'spec.circuitBreaker.maxRetries: must be an integer 1-1000000000',
     ]);
+  });
+
+  test('BackendPolicy outlierDetection and healthCheck', () => {
+    const policy = (spec: object) => res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Service', name: 'a' }], ...spec });
+    const od = { consecutive5xx: 3, consecutiveGatewayErrors: 0, consecutiveConnectFailures: 2, interval: '5s', baseEjectionTime: '1s', maxEjectionTime: '1m', maxEjectionPercent: 50, successRate: { minimumHosts: 3, requestVolume: 50, stdevFactor: 1900 } };
+    assert.deepEqual(problems(policy({ outlierDetection: od })), []);
+    assert.deepEqual(problems(policy({ outlierDetection: {} })), []);
+    assert.deepEqual(problems(policy({ outlierDetection: { consecutive5xx: -1, consecutiveGatewayErrors: 1.5, interval: '0s', baseEjectionTime: 'soon', maxEjectionPercent: 101, successRate: { stdevFactor: 0, minimumHosts: 0 }, splitExternal: true } })), [
+      'spec.outlierDetection.splitExternal: unknown field',
+      'spec.outlierDetection.consecutive5xx: must be an integer 0-1000000',
+      'spec.outlierDetection.consecutiveGatewayErrors: must be an integer 0-1000000',
+      'spec.outlierDetection.interval: must be greater than 0',
+      'spec.outlierDetection.baseEjectionTime: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
+      'spec.outlierDetection.maxEjectionPercent: must be an integer 0-100',
+      'spec.outlierDetection.successRate.minimumHosts: must be an integer 1-100000',
+      'spec.outlierDetection.successRate.stdevFactor: must be an integer 1-100000',
+    ]);
+    assert.deepEqual(problems(policy({ outlierDetection: { baseEjectionTime: '1m', maxEjectionTime: '30s' } })), ['spec.outlierDetection.maxEjectionTime: must not be less than baseEjectionTime (1m)']);
+    assert.deepEqual(problems(policy({ healthCheck: { http: { path: '/healthz', expectedStatuses: [200, 204] }, interval: '2s', timeout: '500ms', healthyThreshold: 2, unhealthyThreshold: 3 } })), []);
+    assert.deepEqual(problems(policy({ healthCheck: { tcp: {} } })), []);
+    assert.deepEqual(problems(policy({ healthCheck: { interval: '1s' } })), ['spec.healthCheck: must set exactly one of http and tcp']);
+    assert.deepEqual(problems(policy({ healthCheck: { http: { path: '/h' }, tcp: {} } })), ['spec.healthCheck: must set exactly one of http and tcp']);
+    assert.deepEqual(problems(policy({ healthCheck: { http: { path: 'healthz', expectedStatuses: [99] }, tcp: { port: 1 }, healthyThreshold: 0, unhealthyThreshold: 'two' } })), [
+      'spec.healthCheck.http.path: must start with "/"',
+      'spec.healthCheck.http.expectedStatuses[0]: must be an integer 100-599',
+      'spec.healthCheck.tcp.port: unknown field',
+      'spec.healthCheck.healthyThreshold: must be an integer 1-1000',
+      'spec.healthCheck.unhealthyThreshold: must be an integer 1-1000',
+      'spec.healthCheck: must set exactly one of http and tcp',
+    ]);
+    assert.deepEqual(problems(policy({ healthCheck: { http: {}, expectedStatuses: [] } })), ['spec.healthCheck.expectedStatuses: unknown field', 'spec.healthCheck.http.path: required']);
+    assert.deepEqual(problems(policy({ healthCheck: { tcp: {}, timeout: '6s' } })), ['spec.healthCheck.timeout: must not exceed interval (5s)']);
+    assert.deepEqual(problems(policy({ healthCheck: { tcp: {}, interval: '1s', timeout: '2s' } })), ['spec.healthCheck.timeout: must not exceed interval (1s)']);
   });
 });
 
@@ -317,7 +399,10 @@ describe('HTTPRoute', () => {
     assert.deepEqual(problems(rule({ filters: [{ type: 'URLRewrite' }, { type: 'RequestHeaderModifier', requestHeaderModifier: {}, urlRewrite: {} }, { type: 'RequestMirror' }] })), [
       'spec.rules[0].filters[0].urlRewrite: required when type is URLRewrite',
       'spec.rules[0].filters[1].urlRewrite: must not be set when type is RequestHeaderModifier',
-      'spec.rules[0].filters[2].type: must be one of "RequestHeaderModifier", "ResponseHeaderModifier", "URLRewrite", "RequestRedirect", "ExtensionRef"',
+      'spec.rules[0].filters[2].requestMirror: required when type is RequestMirror',
+    ]);
+    assert.deepEqual(problems(rule({ filters: [{ type: 'Mirror' }] })), [
+      'spec.rules[0].filters[0].type: must be one of "RequestHeaderModifier", "ResponseHeaderModifier", "URLRewrite", "RequestRedirect", "ExtensionRef", "RequestMirror"',
     ]);
   });
 
@@ -507,7 +592,7 @@ describe('GRPCRoute', () => {
     assert.deepEqual(problems(grule({ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'm', port: 1, weight: 1 }, percent: 101, fraction: { numerator: 3, denominator: 2 } } }] })), [
       'spec.rules[0].filters[0].requestMirror.backendRef.weight: unknown field',
       'spec.rules[0].filters[0].requestMirror.percent: must be an integer 0-100',
-      'spec.rules[0].filters[0].requestMirror.fraction.numerator: must not exceed denominator',
+      'spec.rules[0].filters[0].requestMirror.fraction.numerator: must not exceed denominator (2)',
       'spec.rules[0].filters[0].requestMirror.fraction: must not be set together with percent',
     ]);
   });
@@ -555,5 +640,78 @@ describe('HTTPFault', () => {
       'spec.rules[0].filters[3].extensionRef.kind: must be "HTTPFault"',
       'spec.rules[0].filters[1].extensionRef.name: duplicate "a"',
     ]);
+  });
+});
+
+describe('RateLimitPolicy', () => {
+  const rl = (spec: object) => res(W, 'RateLimitPolicy', { targetRefs: [{ kind: 'Service', name: 'a' }], ...spec });
+  test('valid policies', () => {
+    assert.deepEqual(problems(rl({ local: { requests: 10, per: '1s' } })), []);
+    assert.deepEqual(problems(rl({ key: { type: 'Header', header: 'X-User' }, local: { requests: 10, per: '1s', burst: 20 }, global: { requests: 1000, per: '1m' }, failureMode: 'FailClosed' })), []);
+    assert.deepEqual(problems(rl({ key: { type: 'SourceIdentity' }, global: { requests: 5, per: '500ms' } })), []);
+    assert.deepEqual(problems(rl({ key: { type: 'ClientAddress' }, global: { requests: 5, per: '1s' }, failureMode: 'FailOpen' })), []);
+  });
+  test('field paths of every problem', () => {
+    assert.deepEqual(problems(res(W, 'RateLimitPolicy', {})), ['spec.targetRefs: required', 'spec: must set local or global (or both)']);
+    assert.deepEqual(problems(rl({ local: { requests: 0, per: '0s', burst: 1.5 }, global: { per: 'soon' }, failureMode: 'Open', key: { type: 'Cookie' } })), [
+      'spec.key.type: must be one of "SourceIdentity", "Header", "ClientAddress"',
+      'spec.local.requests: must be an integer 1-1000000000',
+      'spec.local.per: must be greater than 0',
+      'spec.local.burst: must be an integer 1-1000000000',
+      'spec.global.requests: required',
+      'spec.global.per: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
+      'spec.failureMode: must be one of "FailOpen", "FailClosed"',
+    ]);
+    assert.deepEqual(problems(rl({ local: { requests: 1, per: '1s' }, key: { type: 'Header' } })), ['spec.key.header: required when type is Header']);
+    assert.deepEqual(problems(rl({ local: { requests: 1, per: '1s' }, key: { type: 'SourceIdentity', header: 'x' } })), ['spec.key.header: must not be set when type is SourceIdentity']);
+    assert.deepEqual(problems(rl({ local: { requests: 1, per: '1s' }, key: { type: 'Header', header: 'bad header' } })), ['spec.key.header: must be a valid HTTP header name (an RFC 7230 token)']);
+    assert.deepEqual(problems(rl({ local: { requests: 1, per: '1s' }, targetRefs: [{ kind: 'Workload', name: 'a' }] })), ['spec.targetRefs[0].kind: must be "Service"']);
+  });
+  test('Mesh rateLimiting.redis', () => {
+    const mesh = (rateLimiting: unknown) => res(W, 'Mesh', { rateLimiting });
+    for (const address of ['127.0.0.1:6379', 'redis.internal:6379', '[::1]:6379']) assert.deepEqual(problems(mesh({ redis: { address, timeout: '50ms' } })), [], address);
+    const bad = 'must be "host:port", like "127.0.0.1:6379", "redis.internal:6379" or "[::1]:6379"';
+    for (const address of ['127.0.0.1', '127.0.0.1:0', 'redis:70000', '::1:6379', 'Redis:6379', '[127.0.0.1]:6379']) {
+      assert.deepEqual(problems(mesh({ redis: { address } })), [`spec.rateLimiting.redis.address: ${bad}`], address);
+    }
+    assert.deepEqual(problems(mesh({})), ['spec.rateLimiting.redis: required']);
+    assert.deepEqual(problems(mesh({ redis: { timeout: '0s' } })), ['spec.rateLimiting.redis.address: required', 'spec.rateLimiting.redis.timeout: must be greater than 0']);
+  });
+});
+
+describe('RequestMirror and timeouts', () => {
+  const mirror = (m: object) => ({ type: 'RequestMirror', requestMirror: m });
+
+  test('HTTPRoute RequestMirror: backendRef required, percent or fraction, may repeat', () => {
+    const a = mirror({ backendRef: { name: 'shadow', port: 80 }, percent: 50 });
+    const b = mirror({ backendRef: { kind: 'Service', name: 'other', namespace: 'b', port: 8080 }, fraction: { numerator: 1, denominator: 3 } });
+    assert.deepEqual(problems(rule({ filters: [a, b, mirror({ backendRef: { name: 'all', port: 80 } })], backendRefs: [{ name: 'a', port: 80 }] })), []);
+    assert.deepEqual(problems(rule({ filters: [mirror({ percent: 10 })] })), ['spec.rules[0].filters[0].requestMirror.backendRef: required']);
+    assert.deepEqual(problems(rule({ filters: [mirror({ backendRef: { name: 'm' }, percent: -1, fraction: { numerator: 1 } })] })), [
+      'spec.rules[0].filters[0].requestMirror.backendRef.port: required',
+      'spec.rules[0].filters[0].requestMirror.percent: must be an integer 0-100',
+      'spec.rules[0].filters[0].requestMirror.fraction: must not be set together with percent',
+    ]);
+    // The denominator is 100 when left out.
+    assert.deepEqual(problems(rule({ filters: [mirror({ backendRef: { name: 'm', port: 1 }, fraction: { numerator: 101 } })] })), [
+      'spec.rules[0].filters[0].requestMirror.fraction.numerator: must not exceed denominator (100)',
+    ]);
+    assert.deepEqual(problems(rule({ filters: [mirror({ backendRef: { name: 'm', port: 1 }, fraction: { numerator: 1, denominator: 0 } })] })), [
+      'spec.rules[0].filters[0].requestMirror.fraction.denominator: must be an integer 1-1000000',
+    ]);
+  });
+
+  test('BackendPolicy timeouts and Mesh defaults.timeouts: idle and streamIdle durations, 0s allowed', () => {
+    const policy = (timeouts: unknown) => res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Service', name: 'a' }], timeouts });
+    assert.deepEqual(problems(policy({ idle: '30s', streamIdle: '1m' })), []);
+    assert.deepEqual(problems(policy({ idle: '0s', streamIdle: '0s' })), []);
+    assert.deepEqual(problems(policy({})), []);
+    assert.deepEqual(problems(policy({ idle: '5', streamIdle: 300, request: '1s' })), [
+      'spec.timeouts.request: unknown field',
+      'spec.timeouts.idle: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
+      'spec.timeouts.streamIdle: must be a string',
+    ]);
+    assert.deepEqual(problems(res(W, 'Mesh', { defaults: { timeouts: { idle: '2m', streamIdle: '10s' } } })), []);
+    assert.deepEqual(problems(res(W, 'Mesh', { defaults: { timeouts: { streamidle: '10s' } } })), ['spec.defaults.timeouts.streamidle: unknown field']);
   });
 });

@@ -197,14 +197,76 @@ const metadata = object(
   ['name'],
 );
 
-const loadBalancerType = oneOf('RoundRobin', 'LeastRequest');
+const LOAD_BALANCERS = ['RoundRobin', 'LeastRequest', 'PeakEWMA', 'RingHash', 'Maglev'];
+const HASH_BALANCERS = ['RingHash', 'Maglev'];
+/** Mesh defaults name no hashing balancer: those need `hashOn`, which is per destination. */
+const defaultLoadBalancerType = text((s) =>
+  HASH_BALANCERS.includes(s)
+    ? `${s} needs hashOn, which a Mesh default cannot give: set it per Service with a BackendPolicy`
+    : LOAD_BALANCERS.includes(s) ? null : mustBe(LOAD_BALANCERS.filter((t) => !HASH_BALANCERS.includes(t))),
+);
+const isPrime = (n: number): boolean => {
+  if (n < 2) return false;
+  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
+  return true;
+};
+const cookieName = text((s) => (s.length <= 256 && HTTP_TOKEN.test(s) ? null : 'must be a cookie name (an RFC 6265 token)'));
+/** What a hashing balancer keys on: Envoy's hash_policy, one member. */
+const hashOn = object(
+  {
+    header: object({ name: headerName }, ['name']),
+    cookie: object({ name: cookieName }, ['name']),
+    sourceAddress: (v, path, errs) => {
+      if (v !== true) fail(errs, path, 'must be true (leave it out otherwise)');
+    },
+  },
+  [],
+  (o, path, errs) => {
+    const set = ['header', 'cookie', 'sourceAddress'].filter((f) => !absent(o[f]));
+    if (set.length === 0) fail(errs, path, 'must set one of header, cookie, sourceAddress');
+    else if (set.length > 1) fail(errs, `${path}.${set[1]}`, `must not be set together with ${set[0]}`);
+  },
+);
+/** Options that only one balancer type reads; setting one for another type is a mistake. */
+const LB_OPTION_TYPES: Record<string, string[]> = { decay: ['PeakEWMA'], minimumRingSize: ['RingHash'], tableSize: ['Maglev'], hashOn: HASH_BALANCERS };
+const loadBalancer = object(
+  {
+    type: oneOf(...LOAD_BALANCERS),
+    decay: positiveDuration,
+    minimumRingSize: int(1, 8_388_608),
+    tableSize: (v, path, errs) => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 2 || v > 5_000_011 || !isPrime(v)) fail(errs, path, 'must be a prime number 2-5000011 (like 65537)');
+    },
+    hashOn,
+  },
+  ['type'],
+  (o, path, errs) => {
+    if (typeof o.type !== 'string' || !LOAD_BALANCERS.includes(o.type)) return;
+    for (const [f, types] of Object.entries(LB_OPTION_TYPES)) {
+      if (!absent(o[f]) && !types.includes(o.type)) fail(errs, joinPath(path, f), `must not be set when type is ${o.type} (only for ${types.join(' and ')})`);
+    }
+    if (HASH_BALANCERS.includes(o.type) && absent(o.hashOn)) fail(errs, joinPath(path, 'hashOn'), `required when type is ${o.type}`);
+  },
+);
+
+// Envoy's cluster idle_timeout and stream idle_timeout; `0s` turns one off.
+const backendTimeouts = object({ idle: duration, streamIdle: duration });
 
 const meshSpec = object({
   trustDomain,
   mtls: object({ mode: oneOf('STRICT', 'PERMISSIVE', 'DISABLED') }, ['mode']),
   certificateLifetime: positiveDuration,
-  defaults: object({ connectTimeout: positiveDuration, loadBalancer: loadBalancerType }),
+  defaults: object({ connectTimeout: positiveDuration, loadBalancer: defaultLoadBalancerType, timeouts: backendTimeouts }),
+  rateLimiting: object({ redis: object({ address: text(redisAddressProblem), timeout: positiveDuration }, ['address']) }, ['redis']),
 });
+
+/** `host:port`, the host an IP literal (IPv6 in brackets) or a hostname. */
+function redisAddressProblem(s: string): string | null {
+  const m = /^(\[([0-9a-fA-F:.]+)\]|[^:\[\]]+):(\d{1,5})$/.exec(s);
+  const host = m === null ? '' : (m[2] ?? m[1]!);
+  const ok = m !== null && Number(m[3]) >= 1 && Number(m[3]) <= 65535 && (m[2] !== undefined ? isIP(host) === 6 : isIP(host) === 4 || isHostname(host));
+  return ok ? null : 'must be "host:port", like "127.0.0.1:6379", "redis.internal:6379" or "[::1]:6379"';
+}
 
 const servicePort = object({ name: portName, port, protocol: oneOf('HTTP', 'HTTP2', 'GRPC', 'TCP'), targetPort }, ['name', 'port']);
 const serviceSpec = object({ selector: labels, ports: list(servicePort, 1) }, ['selector', 'ports'], (o, path, errs) => {
@@ -215,7 +277,7 @@ const serviceSpec = object({ selector: labels, ports: list(servicePort, 1) }, ['
 
 const calls = list(text(callsEntryProblem));
 const workloadSpec = object(
-  { address, ports: record(portNameProblem, port), serviceAccount: hostname, proxy: object({ inboundPort: port }, ['inboundPort']), calls },
+  { address, ports: record(portNameProblem, port), serviceAccount: hostname, proxy: object({ inboundPort: port }, ['inboundPort']), calls, weight: int(1, 128) },
   ['address', 'ports'],
   (o, path, errs) => {
     const inbound = field(o.proxy, 'inboundPort');
@@ -226,13 +288,64 @@ const workloadSpec = object(
 const backendPolicySpec = object(
   {
     targetRefs: list(object({ group: oneOf(''), kind: oneOf('Service'), name: dnsLabel }, ['kind', 'name']), 1),
-    loadBalancer: object({ type: loadBalancerType }, ['type']),
+    loadBalancer,
+    locality: object({
+      enabled: (v, path, errs) => {
+        if (typeof v !== 'boolean') fail(errs, path, 'must be true or false');
+      },
+      overprovisioningFactor: int(100, 1000),
+    }),
     connectTimeout: positiveDuration,
     retryBudget: object({ percent: int(0, 100), minRetriesPerSecond: int(0, 1_000_000) }),
     circuitBreaker: object({ maxConnections: int(1, 1_000_000_000), maxPendingRequests: int(1, 1_000_000_000), maxRequests: int(1, 1_000_000_000), maxRetries: int(1, 1_000_000_000) }),
+    timeouts: backendTimeouts,
+    outlierDetection: object(
+      {
+        consecutive5xx: int(0, 1_000_000),
+        consecutiveGatewayErrors: int(0, 1_000_000),
+        consecutiveConnectFailures: int(0, 1_000_000),
+        interval: positiveDuration,
+        baseEjectionTime: positiveDuration,
+        maxEjectionTime: positiveDuration,
+        maxEjectionPercent: int(0, 100),
+        successRate: object({ minimumHosts: int(1, 100_000), requestVolume: int(1, 1_000_000_000), stdevFactor: int(1, 100_000) }),
+      },
+      [],
+      (o, path, errs) => {
+        if (typeof o.baseEjectionTime !== 'string' || typeof o.maxEjectionTime !== 'string') return;
+        try {
+          if (parseDuration(o.maxEjectionTime) < parseDuration(o.baseEjectionTime)) fail(errs, `${path}.maxEjectionTime`, `must not be less than baseEjectionTime (${o.baseEjectionTime})`);
+        } catch {
+          // Malformed durations are already reported on their own fields.
+        }
+      },
+    ),
+    healthCheck: object(
+      {
+        http: object({ path: httpPath, expectedStatuses: list(int(100, 599), 1) }, ['path']),
+        tcp: object({}),
+        interval: positiveDuration,
+        timeout: positiveDuration,
+        healthyThreshold: int(1, 1000),
+        unhealthyThreshold: int(1, 1000),
+      },
+      [],
+      (o, path, errs) => {
+        if (absent(o.http) === absent(o.tcp)) fail(errs, path, 'must set exactly one of http and tcp');
+        if (typeof o.timeout !== 'string') return;
+        try {
+          const interval = typeof o.interval === 'string' ? parseDuration(o.interval) : DEFAULT_HEALTH_CHECK_INTERVAL_MS;
+          if (parseDuration(o.timeout) > interval) fail(errs, `${path}.timeout`, `must not exceed interval (${typeof o.interval === 'string' ? o.interval : '5s'})`);
+        } catch {
+          // Malformed durations are already reported on their own fields.
+        }
+      },
+    ),
   },
   ['targetRefs'],
 );
+/** The default `healthCheck.interval` (5s), which `timeout` must not exceed. */
+const DEFAULT_HEALTH_CHECK_INTERVAL_MS = 5000;
 
 // AuthorizationPolicy patterns: `*` stands for any run of characters; everything else is literal.
 const glob = (what: string, problem: (s: string) => string | null = () => null): Check =>
@@ -277,6 +390,27 @@ const authorizationPolicySpec = object(
     rules: list(object({ from: list(authzSource, 1), to: list(authzOperation, 1), when: list(authzCondition, 1) })),
   },
   ['targetRefs'],
+);
+
+// RateLimitPolicy: a local token bucket and/or a global fixed window, per key.
+const RATE_LIMIT_KEYS = ['SourceIdentity', 'Header', 'ClientAddress'];
+const rateLimitKey = object({ type: oneOf(...RATE_LIMIT_KEYS), header: headerName }, ['type'], (o, path, errs) => {
+  if (o.type === 'Header' && absent(o.header)) fail(errs, `${path}.header`, 'required when type is Header');
+  if (o.type !== 'Header' && typeof o.type === 'string' && RATE_LIMIT_KEYS.includes(o.type) && !absent(o.header)) fail(errs, `${path}.header`, `must not be set when type is ${o.type}`);
+});
+const requestCount = int(1, 1_000_000_000);
+const rateLimitPolicySpec = object(
+  {
+    targetRefs: list(object({ group: oneOf(''), kind: oneOf('Service'), name: dnsLabel }, ['kind', 'name']), 1),
+    key: rateLimitKey,
+    local: object({ requests: requestCount, per: positiveDuration, burst: requestCount }, ['requests', 'per']),
+    global: object({ requests: requestCount, per: positiveDuration }, ['requests', 'per']),
+    failureMode: oneOf('FailOpen', 'FailClosed'),
+  },
+  ['targetRefs'],
+  (o, path, errs) => {
+    if (absent(o.local) && absent(o.global)) fail(errs, path, 'must set local or global (or both)');
+  },
 );
 
 // --- Gateway API kinds -----------------------------------------------------------------------
@@ -325,12 +459,22 @@ const pathModifier = object(
   ['type'],
   tagged(PATH_MODIFIER_FIELDS),
 );
+// Gateway API HTTPRequestMirrorFilter (HTTPRoute and GRPCRoute); GEP-3171's percent or fraction.
+const mirrorFraction = object({ numerator: int(0, 1_000_000), denominator: int(1, 1_000_000) }, ['numerator'], (o, path, errs) => {
+  const denominator = o.denominator ?? 100;
+  if (typeof o.numerator === 'number' && typeof denominator === 'number' && denominator >= 1 && o.numerator > denominator) fail(errs, `${path}.numerator`, `must not exceed denominator (${denominator})`);
+});
+const { weight: _weight, ...mirrorBackendFields } = backendRefFields;
+const requestMirror = object({ backendRef: object(mirrorBackendFields, ['name', 'port']), percent: int(0, 100), fraction: mirrorFraction }, ['backendRef'], (o, path, errs) => {
+  if (!absent(o.percent) && !absent(o.fraction)) fail(errs, `${path}.fraction`, 'must not be set together with percent');
+});
 const FILTER_FIELDS = {
   RequestHeaderModifier: 'requestHeaderModifier',
   ResponseHeaderModifier: 'responseHeaderModifier',
   URLRewrite: 'urlRewrite',
   RequestRedirect: 'requestRedirect',
   ExtensionRef: 'extensionRef',
+  RequestMirror: 'requestMirror',
 };
 const extensionRef = object({ group: oneOf('weft.dev'), kind: oneOf('HTTPFault'), name: dnsLabel }, ['group', 'kind', 'name']);
 const filter = object(
@@ -347,6 +491,7 @@ const filter = object(
       statusCode: (v, path, errs) => (v === 301 || v === 302 ? undefined : fail(errs, path, 'must be 301 or 302')),
     }),
     extensionRef,
+    requestMirror,
   },
   ['type'],
   tagged(FILTER_FIELDS),
@@ -370,8 +515,8 @@ const retry = object({ codes: list(int(400, 599)), attempts: int(0, 10), backoff
 
 const ruleChecks: CrossCheck = (o, path, errs) => {
   const types = items(o.filters).map((f) => field(f, 'type'));
-  // ExtensionRef filters may repeat (Gateway API); the same HTTPFault twice may not.
-  noDuplicates(o.filters, `${path}.filters`, (f) => (field(f, 'type') === 'ExtensionRef' ? undefined : field(f, 'type')), 'type', errs);
+  // ExtensionRef and RequestMirror filters may repeat (Gateway API); the same HTTPFault twice may not.
+  noDuplicates(o.filters, `${path}.filters`, (f) => (field(f, 'type') === 'ExtensionRef' || field(f, 'type') === 'RequestMirror' ? undefined : field(f, 'type')), 'type', errs);
   noDuplicates(o.filters, `${path}.filters`, (f) => field(field(f, 'extensionRef'), 'name'), 'extensionRef.name', errs);
   const redirect = types.includes('RequestRedirect');
   if (redirect && types.includes('URLRewrite')) fail(errs, `${path}.filters`, 'must not have both RequestRedirect and URLRewrite');
@@ -429,13 +574,6 @@ const grpcMethodMatch = object({ type: oneOf('Exact', 'RegularExpression'), serv
 });
 const grpcRouteMatch = object({ method: grpcMethodMatch, headers: list(valueMatch(headerName)) }, [], (o, path, errs) => {
   noDuplicates(o.headers, `${path}.headers`, lowerName, 'name', errs);
-});
-const mirrorFraction = object({ numerator: int(0, 1_000_000), denominator: int(1, 1_000_000) }, ['numerator'], (o, path, errs) => {
-  if (typeof o.numerator === 'number' && typeof o.denominator === 'number' && o.numerator > o.denominator) fail(errs, `${path}.numerator`, 'must not exceed denominator');
-});
-const { weight: _weight, ...mirrorBackendFields } = backendRefFields;
-const requestMirror = object({ backendRef: object(mirrorBackendFields, ['name', 'port']), percent: int(0, 100), fraction: mirrorFraction }, ['backendRef'], (o, path, errs) => {
-  if (!absent(o.percent) && !absent(o.fraction)) fail(errs, `${path}.fraction`, 'must not be set together with percent');
 });
 const GRPC_FILTER_FIELDS = { RequestHeaderModifier: 'requestHeaderModifier', ResponseHeaderModifier: 'responseHeaderModifier', RequestMirror: 'requestMirror' };
 const grpcFilterType: Check = (v, path, errs) => {
@@ -495,7 +633,7 @@ const appSpec = object(
 );
 
 const SPECS: Record<string, Record<string, Check>> = {
-  [WEFT_V1ALPHA1]: { Mesh: meshSpec, Service: serviceSpec, Workload: workloadSpec, BackendPolicy: backendPolicySpec, AuthorizationPolicy: authorizationPolicySpec, App: appSpec, HTTPFault: httpFaultSpec },
+  [WEFT_V1ALPHA1]: { Mesh: meshSpec, Service: serviceSpec, Workload: workloadSpec, BackendPolicy: backendPolicySpec, AuthorizationPolicy: authorizationPolicySpec, RateLimitPolicy: rateLimitPolicySpec, App: appSpec, HTTPFault: httpFaultSpec },
   [GATEWAY_V1]: { HTTPRoute: httpRouteSpec, GRPCRoute: grpcRouteSpec },
   [GATEWAY_V1BETA1]: { HTTPRoute: httpRouteSpec },
   // GRPCRoute was v1alpha2 until Gateway API 1.1; the schema is the same.

@@ -63,6 +63,14 @@ export class Body {
     return this.ended || this.failure !== null;
   }
 
+  /**
+   * True while the producer is asked to pause because the consumer does not take bytes fast enough:
+   * a body that makes no progress then is held up downstream, not by its producer (stream idle timeouts).
+   */
+  get paused(): boolean {
+    return this.producerPaused;
+  }
+
   /** Calls `fn` once the body has ended or failed. */
   onSettled(fn: () => void): void {
     if (this.done) fn();

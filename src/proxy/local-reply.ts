@@ -16,6 +16,7 @@ export function toMeshError(err: unknown): MeshError {
 export function meshErrorResponse(e: MeshError, requestId: string | null): ProxyResponse {
   const json = Buffer.from(JSON.stringify({ code: e.code, message: e.message }));
   const headers = ['content-type', 'application/json', 'weft-error', e.code];
+  if (e.retryAfter !== undefined) headers.push('retry-after', String(e.retryAfter));
   if (requestId !== null && requestId !== '') headers.push('x-request-id', requestId);
   return { status: e.status, headers, body: Body.of(json) };
 }
@@ -47,12 +48,14 @@ export const GRPC_STATUS: Readonly<Record<MeshErrorCode, number>> = {
   UPSTREAM_CONNECT_FAILURE: 14,
   UPSTREAM_TLS_FAILURE: 14,
   UPSTREAM_TIMEOUT: 4, // DEADLINE_EXCEEDED
+  STREAM_IDLE_TIMEOUT: 4, // DEADLINE_EXCEEDED
   UPSTREAM_RESET: 14,
   UPSTREAM_PROTOCOL_ERROR: 13,
   EXPECTATION_FAILED: 13,
   NOT_IMPLEMENTED: 12,
   VERSION_NOT_SUPPORTED: 12,
   FAULT_INJECTED: 14, // UNAVAILABLE: an injected abort looks like an unavailable upstream
+  RATE_LIMITED: 8, // RESOURCE_EXHAUSTED, as Envoy's rate limit filters answer
   INTERNAL_ERROR: 13,
 };
 

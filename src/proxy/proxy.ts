@@ -25,7 +25,10 @@ import { DETECT_WAIT_MS, detectProtocol } from './listener/detect.js';
 import { buildAuthorizer } from './authz/authorize.js';
 import { meshErrorWire } from './local-reply.js';
 import { PoolRegistry } from './upstream/pools.js';
+import { HealthRegistry } from './upstream/health-registry.js';
+import { RateLimitRegistry } from './ratelimit/inbound-limiter.js';
 import type { PeerTransport } from './upstream/upstream-pool.js';
+import type { ClusterEndpoint } from './upstream/cluster.js';
 import type { WorkloadIdentity } from './tls/workload-identity.js';
 import { uriSans } from '../core/identity/x509.js';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
@@ -110,6 +113,8 @@ export class Proxy {
 
   /** Outbound TCP: tunnels through destination proxies, with the same client certificate as HTTP. */
   private readonly tcpForwarding: TcpForwarding;
+  /** Endpoint health (outlier detection, active checks), kept across configurations. */
+  private readonly health: HealthRegistry;
 
   /** `weft_retries_total`, fed by the routes' retry layers. */
   private readonly countRetry = (destination: string, result: string): void => {
@@ -119,6 +124,17 @@ export class Proxy {
   /** `weft_faults_injected_total`, fed by the routes' fault layers. */
   private readonly countFault = (route: string, kind: string): void => {
     this.metrics.count(`weft_faults_injected_total{route="${route}",kind="${kind}"}`);
+  };
+
+  /** Redis connections and token buckets of the inbound rate limits; `weft_rate_limited_total` and `weft_rate_limit_redis_errors_total`. */
+  private readonly rateLimits = new RateLimitRegistry({
+    limited: (destination, policy, scope) => this.metrics.count(`weft_rate_limited_total{destination_service="${destination}",policy="${policy}",scope="${scope}"}`),
+    redisError: (reason) => this.metrics.count(`weft_rate_limit_redis_errors_total{reason="${reason}"}`),
+  });
+
+  /** `weft_mirrored_requests_total`, fed by the routes' RequestMirror filters. */
+  private readonly countMirror = (route: string, result: string): void => {
+    this.metrics.count(`weft_mirrored_requests_total{route="${route}",result="${result}"}`);
   };
 
   /** `weft_circuit_open_total`, fed by the clusters' circuit breakers. */
@@ -138,6 +154,14 @@ export class Proxy {
         if (o.errorCode !== '') tcpConnectionFailed.publish({ direction: 'outbound', service: o.service, endpoint: o.endpoint, transport: o.transport, code: o.errorCode, message: o.message });
       },
     };
+    this.health = new HealthRegistry(
+      {
+        ejection: (destination, reason, enforced) =>
+          this.metrics.count(`weft_outlier_ejections${enforced ? '' : '_skipped'}_total{destination_service="${destination}",reason="${reason}"}`),
+        check: (destination, passed) => this.metrics.count(`weft_health_checks_total{destination_service="${destination}",result="${passed ? 'success' : 'failure'}"}`),
+      },
+      this.tcpForwarding.dialer,
+    );
     // Connections authenticated with a certificate or root that was just replaced are drained (each
     // finishes its exchange, then closes), so trust follows renewals and rotations, not only new callers.
     if (identity !== null) identity.onChange = () => this.drainTlsBefore(identity.generation);
@@ -179,12 +203,14 @@ export class Proxy {
     for (const t of snapshot.tcpServices) {
       for (const b of t.backends) if (b.cluster !== null && !clusters.has(b.cluster)) throw new Error(`TCP service ${t.name} sends to cluster ${b.cluster}, which the configuration does not define`);
     }
-    const next = new Runtime(snapshot, this.pools, this.countRetry, this.countCircuitOpen, this.countFault);
+    const next = new Runtime(snapshot, this.pools, this.countRetry, this.countCircuitOpen, this.countFault, this.rateLimits, this.countMirror);
     const tunnels = new InboundTunnels(snapshot.inbound, buildAuthorizer(snapshot.inbound.authorization));
     this.runtime = next;
     this.tunnels = tunnels;
+    this.health.apply(next.clusters);
     this.appliedAt = new Date().toISOString();
     this.pools.retainOnly(next.pools);
+    this.rateLimits.retainOnly(next.rateLimiter);
   }
 
   private readonly outbound: Handler = (req, ctx) => (this.runtime === null ? notConfigured(req) : this.runtime.outbound(req, ctx));
@@ -427,8 +453,17 @@ export class Proxy {
     for (const c of this.runtime?.clusters.values() ?? []) out.push(`weft_cluster_requests_active{cluster="${c.config.name}"} ${c.breaker.requests}`);
     const left = this.opts.identity?.secondsLeft() ?? null;
     if (left !== null) out.push('# HELP weft_certificate_expiry_seconds Seconds until this proxy\'s certificate expires.', '# TYPE weft_certificate_expiry_seconds gauge', `weft_certificate_expiry_seconds ${left.toFixed(0)}`);
+    out.push(...this.health.gauges());
+    out.push(...this.rateLimits.gauges());
     out.push('# TYPE weft_downstream_connections_active gauge', `weft_downstream_connections_active{protocol="http"} ${this.httpConns.size}`, `weft_downstream_connections_active{protocol="tcp"} ${this.tcpConns.size}`);
     return out;
+  }
+
+  /** An endpoint's health for `/clusters`: HEALTHY, EJECTED or FAILING_HEALTH_CHECKS, with the details. */
+  private healthOf(cluster: string, e: ClusterEndpoint): object {
+    const v = this.health.view(cluster, e);
+    if (v === null) return { health: 'HEALTHY' };
+    return { health: v.ejectedUntil !== null ? 'EJECTED' : v.failingHealthChecks ? 'FAILING_HEALTH_CHECKS' : 'HEALTHY', ...v };
   }
 
   private clusterState(): unknown {
@@ -440,7 +475,7 @@ export class Proxy {
         workload: e.endpoint.workload,
         address: e.pool.key,
         proxied: e.endpoint.proxied,
-        health: 'HEALTHY',
+        ...this.healthOf(c.config.name, e),
         activeRequests: e.pool.active,
         totalRequests: e.pool.total,
         connectFailures: e.pool.connectFailures,
@@ -470,7 +505,9 @@ export class Proxy {
   /** Closes everything now. */
   async stop(): Promise<void> {
     for (const s of this.servers) s.close();
+    this.health.close();
     this.pools.closeAll();
+    this.rateLimits.close();
     const admin = this.admin;
     this.admin = null;
     if (admin !== null) {

@@ -5,15 +5,17 @@
  */
 import { MeshError } from '../core/errors.js';
 import type { ProxySnapshot, TcpService } from '../model/snapshot.js';
-import { getHeader, removeHeader, type Handler } from './message.js';
+import { getHeader, removeHeader, type Handler, type ProxyRequest } from './message.js';
 import type { UpstreamPool } from './upstream/upstream-pool.js';
 import { RouteTable, type RetryReport } from './route/route-table.js';
 import type { FaultReport } from './filters/fault.js';
+import type { MirrorReport } from './filters/mirror.js';
 import { ConnectTable } from './route/connect-table.js';
 import { APP_PORT_HEADER, ClusterRuntime } from './upstream/cluster.js';
 import type { BreakerReport } from './upstream/breaker.js';
 import type { PoolRegistry } from './upstream/pools.js';
 import { buildAuthorizer } from './authz/authorize.js';
+import { InboundRateLimiter, type RateLimitRegistry } from './ratelimit/inbound-limiter.js';
 
 /** Connect timeout towards the local app. */
 const APP_CONNECT_TIMEOUT_MS = 1000;
@@ -41,20 +43,24 @@ export class Runtime {
   readonly connectTargets: ConnectTable;
   /** Every pool this runtime uses, so older ones can be closed. */
   readonly pools: ReadonlySet<UpstreamPool>;
+  /** The inbound rate limits, or null when no RateLimitPolicy covers this workload (or no registry was given). */
+  readonly rateLimiter: InboundRateLimiter | null;
 
-  constructor(snapshot: ProxySnapshot, registry: PoolRegistry, onRetry?: RetryReport, onBreakerOpen?: BreakerReport, onFault?: FaultReport) {
+  constructor(snapshot: ProxySnapshot, registry: PoolRegistry, onRetry?: RetryReport, onBreakerOpen?: BreakerReport, onFault?: FaultReport, rateLimits?: RateLimitRegistry, onMirror?: MirrorReport) {
     this.snapshot = snapshot;
     const clusters = new Map<string, ClusterRuntime>();
     const pools = new Set<UpstreamPool>();
     for (const c of snapshot.clusters) {
-      const rt = new ClusterRuntime(c, registry, onBreakerOpen);
+      const rt = new ClusterRuntime(c, registry, onBreakerOpen, snapshot.workload.labels);
       clusters.set(c.name, rt);
       for (const e of rt.endpoints) pools.add(e.pool);
     }
     this.clusters = clusters;
-    const routes = new RouteTable(snapshot.virtualHosts, clusters, onRetry, onFault);
+    const routes = new RouteTable(snapshot.virtualHosts, clusters, onRetry, onFault, onMirror);
     this.outbound = routes.handler;
-    this.inbound = inboundHandler(snapshot, registry, pools);
+    const limits = snapshot.inbound.rateLimits;
+    this.rateLimiter = limits === undefined || rateLimits === undefined ? null : new InboundRateLimiter(limits, rateLimits, `${snapshot.workload.name}.${snapshot.workload.namespace}`);
+    this.inbound = inboundHandler(snapshot, registry, pools, this.rateLimiter);
     const tcp = new Map<string, TcpTarget>();
     for (const t of snapshot.tcpServices) {
       const http = t.detect === true && t.virtualHost !== undefined ? routes.hostHandler(t.virtualHost) : null;
@@ -80,7 +86,7 @@ function weightedClusters(t: TcpService, clusters: ReadonlyMap<string, ClusterRu
 }
 
 /** Forwards inbound requests to this workload's app, on the port the caller's proxy named. */
-function inboundHandler(snapshot: ProxySnapshot, registry: PoolRegistry, pools: Set<UpstreamPool>): Handler {
+function inboundHandler(snapshot: ProxySnapshot, registry: PoolRegistry, pools: Set<UpstreamPool>, rateLimiter: InboundRateLimiter | null): Handler {
   const { appAddress, ports, defaultPort } = snapshot.inbound;
   const byPort = new Map<number, UpstreamPool>();
   for (const port of Object.values(ports)) {
@@ -123,8 +129,21 @@ function inboundHandler(snapshot: ProxySnapshot, registry: PoolRegistry, pools: 
         return Promise.reject(new MeshError('DENIED', `${ctx.peerIdentity ?? 'a caller without identity'} may not ${req.method} ${req.path.split('?')[0]} here: denied ${by}`));
       }
     }
-    return pool.request(req, ctx, 0);
+    // Rate limits count only what authorization let through, as at Envoy's and Istio's inbound side.
+    const limited = rateLimiter === null ? null : rateLimiter.check(req, ctx, port!);
+    if (limited === null) return pool.request(req, ctx, 0);
+    if (limited instanceof MeshError) return refuseLimited(req, limited);
+    return limited.then((err) => {
+      if (err !== null) return refuseLimited(req, err);
+      if (ctx.aborted !== null) return refuseLimited(req, ctx.aborted);
+      return pool.request(req, ctx, 0);
+    });
   };
+}
+
+function refuseLimited(req: ProxyRequest, err: Error): Promise<never> {
+  req.body?.abort(err);
+  return Promise.reject(err);
 }
 
 /** Paths that are not in normal form: `/./`, `/../` (or at the end), `//`, `%2e`, `%2f`, `%5c`, `\\`. */

@@ -68,8 +68,11 @@ export class Http1Pool {
     return this.idle.length;
   }
 
-  /** Sends `req` and resolves with the response head; the body streams after. */
-  async request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number): Promise<ProxyResponse> {
+  /**
+   * Sends `req` and resolves with the response head; the body streams after. `streamIdleMs` (0: none)
+   * cuts the exchange when no byte moves either way for that long (STREAM_IDLE_TIMEOUT).
+   */
+  async request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, streamIdleMs = 0): Promise<ProxyResponse> {
     this.active++;
     this.total++;
     let released = false;
@@ -87,7 +90,7 @@ export class Http1Pool {
           throw ctx.aborted;
         }
         try {
-          return await reused.exchange(req, ctx, timeoutMs, done, true);
+          return await reused.exchange(req, ctx, timeoutMs, done, true, streamIdleMs);
         } catch (err) {
           if (!(err instanceof StaleConnection)) throw err;
         }
@@ -102,7 +105,7 @@ export class Http1Pool {
             throw ctx.aborted;
           }
           try {
-            return await handed.exchange(req, ctx, timeoutMs, done, true);
+            return await handed.exchange(req, ctx, timeoutMs, done, true, streamIdleMs);
           } catch (err) {
             if (!(err instanceof StaleConnection)) throw err;
           }
@@ -118,7 +121,7 @@ export class Http1Pool {
         this.release(conn);
         throw ctx.aborted;
       }
-      return await conn.exchange(req, ctx, timeoutMs, done, false);
+      return await conn.exchange(req, ctx, timeoutMs, done, false, streamIdleMs);
     } catch (err) {
       done();
       throw err;
@@ -289,6 +292,14 @@ class UpstreamConnection {
   private untilClose = false;
   private decoder: ChunkedDecoder | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /**
+   * The stream idle timer, kept for the connection's life and refreshed as bytes move (a request that
+   * arrives on a reused connection allocates none); when it fires between exchanges it does nothing.
+   */
+  private streamTimer: NodeJS.Timeout | null = null;
+  private streamTimerMs = 0;
+  /** The stream idle timeout of the exchange in flight (0: none). */
+  private streamIdleMs = 0;
   private onDone: (() => void) | null = null;
   private requestBody: Body | null = null;
   private gen = 0;
@@ -318,6 +329,7 @@ class UpstreamConnection {
   destroy(): void {
     this.phase = Phase.Dead;
     this.clearTimer();
+    if (this.streamTimer !== null) clearTimeout(this.streamTimer);
     this.socket.destroy();
     this.pool.forget(this);
   }
@@ -334,9 +346,10 @@ class UpstreamConnection {
     }
   }
 
-  exchange(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, onDone: () => void, reused: boolean): Promise<ProxyResponse> {
+  exchange(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, onDone: () => void, reused: boolean, streamIdleMs = 0): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
       this.clearTimer();
+      this.armStreamTimer(streamIdleMs);
       this.buf = null;
       this.resolve = resolve;
       this.reject = reject;
@@ -367,6 +380,36 @@ class UpstreamConnection {
     });
   }
 
+  /** Starts (or restarts) the stream idle timer for an exchange; `ms` 0 turns it off. */
+  private armStreamTimer(ms: number): void {
+    this.streamIdleMs = ms;
+    if (ms <= 0) return;
+    if (this.streamTimer !== null && this.streamTimerMs === ms) {
+      this.streamTimer.refresh();
+      return;
+    }
+    if (this.streamTimer !== null) clearTimeout(this.streamTimer);
+    this.streamTimerMs = ms;
+    this.streamTimer = setTimeout(this.onStreamIdle, ms).unref();
+  }
+
+  /** Bytes moved for the exchange in flight. */
+  private progress(): void {
+    if (this.streamIdleMs > 0) this.streamTimer?.refresh();
+  }
+
+  private readonly onStreamIdle = (): void => {
+    if (this.phase !== Phase.Head && this.phase !== Phase.Body) return;
+    if (this.streamIdleMs <= 0) return;
+    // A response held up by a slow client is not the upstream's silence.
+    if (this.body !== null && this.body.paused) {
+      this.streamTimer!.refresh();
+      return;
+    }
+    const what = this.phase === Phase.Head ? 'sent no response' : 'sent no response bytes';
+    this.abort(new MeshError('STREAM_IDLE_TIMEOUT', `upstream ${this.pool.key} ${what} for ${this.streamIdleMs} ms (stream idle timeout)`));
+  };
+
   private writeRequest(req: ProxyRequest): void {
     const socket = this.socket;
     const body = req.body;
@@ -385,6 +428,7 @@ class UpstreamConnection {
       data: (chunk) => {
         if (this.phase === Phase.Dead) return true;
         const ok = chunked ? writeChunk(socket, chunk) : socket.write(chunk);
+        this.progress();
         if (!ok && !waiting) {
           waiting = true;
           socket.once('drain', () => {
@@ -411,6 +455,7 @@ class UpstreamConnection {
   }
 
   private onData(chunk: Buffer): void {
+    this.progress();
     if (this.phase === Phase.Body) {
       this.feedBody(chunk, 0);
       return;
@@ -472,6 +517,8 @@ class UpstreamConnection {
     this.reject = null;
     this.phase = Phase.Dead;
     this.clearTimer();
+    // No longer an HTTP exchange: stream idle does not apply to the upgraded stream.
+    if (this.streamTimer !== null) clearTimeout(this.streamTimer);
     this.ctx = null;
     this.requestBody = null;
     socket.pause();

@@ -55,7 +55,8 @@ export class Http2Pool {
     return this.session !== null && this.active === 0 && this.tunnels === 0 ? 1 : 0;
   }
 
-  async request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number): Promise<ProxyResponse> {
+  /** As Http1Pool.request: `streamIdleMs` (0: none) cuts a stream on which nothing moves for that long. */
+  async request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, streamIdleMs = 0): Promise<ProxyResponse> {
     this.active++;
     this.total++;
     let released = false;
@@ -68,7 +69,7 @@ export class Http2Pool {
     try {
       const session = await this.sessionFor();
       if (ctx.aborted !== null) throw ctx.aborted;
-      return await this.exchange(session, req, ctx, timeoutMs, done);
+      return await this.exchange(session, req, ctx, timeoutMs, done, false, streamIdleMs);
     } catch (err) {
       done();
       req.body?.abort(err as Error);
@@ -147,7 +148,7 @@ export class Http2Pool {
     });
   }
 
-  private exchange(session: ClientHttp2Session, req: ProxyRequest, ctx: RequestContext, timeoutMs: number, done: () => void, retried = false): Promise<ProxyResponse> {
+  private exchange(session: ClientHttp2Session, req: ProxyRequest, ctx: RequestContext, timeoutMs: number, done: () => void, retried = false, streamIdleMs = 0): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
       const head: OutgoingHttpHeaders = toH2Headers(req.headers);
       head[':method'] = req.method;
@@ -167,8 +168,20 @@ export class Http2Pool {
       let answered = false;
       let response: Body | null = null;
       const timer = timeoutMs > 0 ? setTimeout(() => fail(new MeshError('UPSTREAM_TIMEOUT', `no response from ${this.key} within ${timeoutMs} ms`)), timeoutMs) : null;
+      // Stream idle: refreshed whenever a byte moves either way; a response held up by a slow client does not count.
+      const idle =
+        streamIdleMs > 0
+          ? setTimeout(() => {
+              if (response !== null && response.paused) {
+                idle!.refresh();
+                return;
+              }
+              fail(new MeshError('STREAM_IDLE_TIMEOUT', `upstream ${this.key} ${answered ? 'sent no response bytes' : 'sent no response'} for ${streamIdleMs} ms (stream idle timeout)`));
+            }, streamIdleMs)
+          : null;
       const fail = (err: MeshError): void => {
         if (timer !== null) clearTimeout(timer);
+        if (idle !== null) clearTimeout(idle);
         if (!stream.closed) stream.close(CANCEL);
         body?.abort(err);
         if (!answered) {
@@ -195,6 +208,7 @@ export class Http2Pool {
               if (replay.bytes > REPLAY_MAX_BYTES) replay = null;
               else replay.chunks.push(c);
             }
+            idle?.refresh();
             return stream.write(c);
           },
           end: (t) => {
@@ -220,6 +234,7 @@ export class Http2Pool {
       }
       stream.on('response', (h: IncomingHttpHeaders, flags: number) => {
         const status = Number(h[':status']);
+        idle?.refresh();
         if (status < 200) return;
         if (timer !== null) clearTimeout(timer);
         const headers = fromH2Headers(h);
@@ -242,7 +257,12 @@ export class Http2Pool {
         // go to a 'data' listener: so the body is read only from here (until then it waits in the stream).
         const r = response;
         if (r === null) stream.resume();
-        else stream.on('data', (c: Buffer) => r.push(c));
+        else if (idle === null) stream.on('data', (c: Buffer) => r.push(c));
+        else
+          stream.on('data', (c: Buffer) => {
+            idle.refresh();
+            r.push(c);
+          });
       });
       let trailers: string[] | null = null;
       stream.on('trailers', (t: IncomingHttpHeaders) => (trailers = fromH2Headers(t)));
@@ -251,6 +271,7 @@ export class Http2Pool {
       });
       stream.on('close', () => {
         if (timer !== null) clearTimeout(timer);
+        if (idle !== null) clearTimeout(idle);
         if (!answered) {
           answered = true;
           const again = replay;
@@ -262,7 +283,7 @@ export class Http2Pool {
               retryBody.end(again.trailers);
             }
             if (session === this.session) this.session = null;
-            resolve(this.sessionFor().then((s2) => this.exchange(s2, { ...req, body: retryBody }, ctx, timeoutMs, done, true)));
+            resolve(this.sessionFor().then((s2) => this.exchange(s2, { ...req, body: retryBody }, ctx, timeoutMs, done, true, streamIdleMs)));
             return;
           }
           done();

@@ -293,7 +293,7 @@ class StreamReply {
           return;
         }
         // The response was cut: reset the stream so the client can tell it from a complete one.
-        if (!stream.closed) stream.close(e?.code === 'UPSTREAM_TIMEOUT' ? CANCEL : INTERNAL);
+        if (!stream.closed) stream.close(e?.code === 'UPSTREAM_TIMEOUT' || e?.code === 'STREAM_IDLE_TIMEOUT' ? CANCEL : INTERNAL);
       },
     });
   }

@@ -11,6 +11,7 @@ import { requestTimeout } from '../filters/request-timeout.js';
 import { retryLayer, type RetryResult } from '../filters/retry.js';
 import { urlRewrite } from '../filters/url-rewrite.js';
 import { faultLayer, unresolvedFault, type FaultReport } from '../filters/fault.js';
+import { DEFAULT_MIRROR_TIMEOUT_MS, mirrorLayer, type MirrorReport } from '../filters/mirror.js';
 import type { ClusterRuntime } from '../upstream/cluster.js';
 import { buildMatcher, needsQuery, pathPart, type Matcher } from './match.js';
 
@@ -31,16 +32,29 @@ interface BuiltHost {
 export type RetryReport = (destination: string, result: RetryResult) => void;
 const noReport: RetryReport = () => {};
 const noFaultReport: FaultReport = () => {};
+const noMirrorReport: MirrorReport = () => {};
 
 /** Builds the handler of one route: its filters around its action. */
-export function buildRouteHandler(route: Route, clusters: ReadonlyMap<string, ClusterRuntime>, onRetry: RetryReport = noReport, onFault: FaultReport = noFaultReport): Handler {
+export function buildRouteHandler(
+  route: Route,
+  clusters: ReadonlyMap<string, ClusterRuntime>,
+  onRetry: RetryReport = noReport,
+  onFault: FaultReport = noFaultReport,
+  onMirror: MirrorReport = noMirrorReport,
+): Handler {
   const layers: Layer[] = [];
   if (route.timeouts.requestMs > 0) layers.push(requestTimeout(route.timeouts.requestMs));
   if (route.responseFilters.length > 0) layers.push(responseHeaderModifier(route.responseFilters));
   for (const f of route.requestFilters) {
     if (f.type === 'RequestHeaderModifier') layers.push(requestHeaderModifier(f.modifier));
     else if (f.type === 'URLRewrite') layers.push(urlRewrite(f.hostname, f.path));
-    else layers.push(f.fault === null ? unresolvedFault(f.ref, route.name) : faultLayer(f.fault, { route: route.name, report: onFault }));
+    else if (f.type === 'Fault') layers.push(f.fault === null ? unresolvedFault(f.ref, route.name) : faultLayer(f.fault, { route: route.name, report: onFault }));
+    else {
+      // A mirror whose backendRef did not resolve was reported by the compiler; it mirrors nothing.
+      const mirror = f.cluster === null ? undefined : clusters.get(f.cluster);
+      const timeoutMs = route.timeouts.requestMs > 0 ? route.timeouts.requestMs : DEFAULT_MIRROR_TIMEOUT_MS;
+      if (mirror !== undefined) layers.push(mirrorLayer(f.percent, mirror.handler(0), { route: route.name, report: onMirror, timeoutMs }));
+    }
   }
   const terminal =
     route.action.type === 'redirect'
@@ -91,11 +105,17 @@ export class RouteTable {
   /** By virtual host name (`service.namespace:port`). */
   private readonly byName = new Map<string, BuiltHost>();
 
-  constructor(virtualHosts: readonly VirtualHost[], clusters: ReadonlyMap<string, ClusterRuntime>, onRetry: RetryReport = noReport, onFault: FaultReport = noFaultReport) {
+  constructor(
+    virtualHosts: readonly VirtualHost[],
+    clusters: ReadonlyMap<string, ClusterRuntime>,
+    onRetry: RetryReport = noReport,
+    onFault: FaultReport = noFaultReport,
+    onMirror: MirrorReport = noMirrorReport,
+  ) {
     for (const vh of virtualHosts) {
       const host: BuiltHost = {
         destination: `${vh.service}.${vh.namespace}`,
-        routes: vh.routes.map((r) => ({ name: r.name, matcher: buildMatcher(r.match), handler: buildRouteHandler(r, clusters, onRetry, onFault) })),
+        routes: vh.routes.map((r) => ({ name: r.name, matcher: buildMatcher(r.match), handler: buildRouteHandler(r, clusters, onRetry, onFault, onMirror) })),
         needsQuery: vh.routes.some((r) => needsQuery(r.match)),
       };
       for (const d of vh.domains) if (!this.hosts.has(d)) this.hosts.set(d, host);

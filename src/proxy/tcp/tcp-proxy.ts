@@ -108,11 +108,13 @@ export function forwardTcp(
         onEnd?.();
         return;
       }
+      ep.tracker?.failure(err);
       fwd.report({ service, transport, endpoint, errorCode: err.code, message: err.message });
       refuse(err);
       return;
     }
     fwd.report({ service, transport, endpoint, errorCode: '', message: '' });
+    ep.tracker?.connected();
     if (viaConnect !== undefined) {
       // RFC 9110 9.3.6: no Content-Length or Transfer-Encoding in a 2xx to CONNECT.
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');

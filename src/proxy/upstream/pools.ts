@@ -28,31 +28,32 @@ export class PoolRegistry {
 
   /**
    * The pool for an endpoint, made on first use; `peerIdentity` is set for an endpoint behind a proxy
-   * (mTLS), `protocol` says whether it speaks HTTP/1.1 or HTTP/2.
+   * (mTLS), `protocol` says whether it speaks HTTP/1.1 or HTTP/2; `idleTimeoutMs` closes its unused
+   * connections (the registry's default when absent; 0: never).
    */
-  get(host: string, port: number, connectTimeoutMs: number, peerIdentity: string | null = null, protocol: UpstreamProtocol = 'http/1.1'): UpstreamPool {
+  get(host: string, port: number, connectTimeoutMs: number, peerIdentity: string | null = null, protocol: UpstreamProtocol = 'http/1.1', idleTimeoutMs = this.base.idleTimeoutMs): UpstreamPool {
     if (peerIdentity !== null && protocol === 'http/1.1' && this.peerTransport === 'h2') {
-      const key = `${host}|${port}|${connectTimeoutMs}|${peerIdentity}|peer`;
+      const key = `${host}|${port}|${connectTimeoutMs}|${idleTimeoutMs}|${peerIdentity}|peer`;
       let pool = this.pools.get(key);
       if (pool === undefined) {
-        const h2 = this.raw(host, port, connectTimeoutMs, peerIdentity, 'h2') as Http2Pool;
-        const h1 = this.raw(host, port, connectTimeoutMs, peerIdentity, 'http/1.1') as Http1Pool;
+        const h2 = this.raw(host, port, connectTimeoutMs, peerIdentity, 'h2', idleTimeoutMs) as Http2Pool;
+        const h1 = this.raw(host, port, connectTimeoutMs, peerIdentity, 'http/1.1', idleTimeoutMs) as Http1Pool;
         pool = new PeerPool(h2, h1, () => this.clientContext() !== null);
         this.pools.set(key, pool);
       }
       return pool;
     }
-    return this.raw(host, port, connectTimeoutMs, peerIdentity, protocol);
+    return this.raw(host, port, connectTimeoutMs, peerIdentity, protocol, idleTimeoutMs);
   }
 
-  private raw(host: string, port: number, connectTimeoutMs: number, peerIdentity: string | null, protocol: UpstreamProtocol): UpstreamPool {
-    const key = `${host}|${port}|${connectTimeoutMs}|${peerIdentity ?? ''}|${protocol}`;
+  private raw(host: string, port: number, connectTimeoutMs: number, peerIdentity: string | null, protocol: UpstreamProtocol, idleTimeoutMs: number): UpstreamPool {
+    const key = `${host}|${port}|${connectTimeoutMs}|${idleTimeoutMs}|${peerIdentity ?? ''}|${protocol}`;
     let pool = this.pools.get(key);
     if (pool === undefined) {
       const tls = peerIdentity === null ? null : { peerIdentity, context: () => this.clientContext() };
       pool = protocol === 'h2'
-        ? new Http2Pool(host, port, { connectTimeoutMs, idleTimeoutMs: this.base.idleTimeoutMs, tls })
-        : new Http1Pool(host, port, { ...this.base, connectTimeoutMs, tls });
+        ? new Http2Pool(host, port, { connectTimeoutMs, idleTimeoutMs, tls })
+        : new Http1Pool(host, port, { ...this.base, connectTimeoutMs, idleTimeoutMs, tls });
       this.pools.set(key, pool);
     }
     return pool;
@@ -110,7 +111,7 @@ export class PeerPool implements UpstreamPool {
     return this.h1.idleCount + this.h2.idleCount;
   }
 
-  async request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number): Promise<ProxyResponse> {
+  async request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, streamIdleMs = 0): Promise<ProxyResponse> {
     const pool: UpstreamPool = req.upgrade === undefined && this.secure() ? this.h2 : this.h1;
     this.active++;
     this.total++;
@@ -123,7 +124,7 @@ export class PeerPool implements UpstreamPool {
     };
     let res: ProxyResponse;
     try {
-      res = await pool.request(req, ctx, timeoutMs);
+      res = await pool.request(req, ctx, timeoutMs, streamIdleMs);
     } catch (err) {
       release();
       if (err instanceof MeshError && (err.code === 'UPSTREAM_CONNECT_FAILURE' || err.code === 'UPSTREAM_TLS_FAILURE')) this.connectFailures++;

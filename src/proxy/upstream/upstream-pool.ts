@@ -17,8 +17,12 @@ export interface UpstreamPool {
   connectFailures: number;
   /** Idle connections (HTTP/1.1), or an open session with no stream (HTTP/2). */
   readonly idleCount: number;
-  /** Sends `req` and resolves with the response head; the body streams after. */
-  request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number): Promise<ProxyResponse>;
+  /**
+   * Sends `req` and resolves with the response head; the body streams after. `timeoutMs` bounds the
+   * wait for the head; `streamIdleMs` (0 or absent: none) cuts an exchange on which no byte moves
+   * either way for that long, with STREAM_IDLE_TIMEOUT.
+   */
+  request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, streamIdleMs?: number): Promise<ProxyResponse>;
   close(): void;
   /**
    * The multiplexed HTTP/2 session (mTLS, ALPN `h2`) that carries TCP tunnels to this endpoint as
