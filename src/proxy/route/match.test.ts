@@ -43,3 +43,15 @@ test('method, header and query conditions all have to hold', () => {
   assert.equal(run(match, req('/p?debug=on', 'POST', ['x-canary', '1', 'x-user', 'bob'])), false);
   assert.equal(run(match, req('/p?debug=on', 'POST', ['x-user', 'alice'])), false);
 });
+
+test('a header sent several times is matched on its values joined; cookie crumbs with "; " (cookie routing)', () => {
+  const byCookie = m({ headers: [{ name: 'cookie', type: 'RegularExpression', value: '(.*; )?canary=1(;.*)?' }] });
+  assert.equal(run(byCookie, req('/', 'GET', ['cookie', 'session=abc; canary=1'])), true);
+  // HTTP/2 clients may send each cookie as a field of its own.
+  assert.equal(run(byCookie, req('/', 'GET', ['cookie', 'session=abc', 'cookie', 'canary=1', 'cookie', 'theme=dark'])), true);
+  assert.equal(run(byCookie, req('/', 'GET', ['cookie', 'session=abc', 'cookie', 'canary=10'])), false);
+  assert.equal(run(byCookie, req('/', 'GET', [])), false);
+  const exact = m({ headers: [{ name: 'x-env', type: 'Exact', value: 'a, b' }] });
+  assert.equal(run(exact, req('/', 'GET', ['x-env', 'a', 'x-env', 'b'])), true);
+  assert.equal(run(exact, req('/', 'GET', ['x-env', 'a'])), false);
+});

@@ -3,7 +3,7 @@
  * prebuilt predicates, and a route with no header or query conditions costs one path test.
  */
 import type { RouteMatch } from '../../model/snapshot.js';
-import { getHeader, type ProxyRequest } from '../message.js';
+import type { ProxyRequest } from '../message.js';
 
 /** A prebuilt predicate over a request. */
 export type Matcher = (req: ProxyRequest, pathOnly: string, query: URLSearchParams | null) => boolean;
@@ -39,6 +39,21 @@ function valueMatcher(type: 'Exact' | 'RegularExpression', value: string): (v: s
   return (v) => v !== undefined && v !== null && re.test(v);
 }
 
+/**
+ * The value a header match sees: the field's value, or for a field sent several times all of them
+ * joined as RFC 9110 5.3 allows (`, `), and `cookie` crumbs joined with `; ` (RFC 9113 8.2.3), so a
+ * RegularExpression on `cookie` routes by a cookie however the client split them. One field (the
+ * usual case) allocates nothing.
+ */
+export function headerValue(headers: readonly string[], name: string): string | undefined {
+  let out: string | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] !== name) continue;
+    out = out === undefined ? headers[i + 1]! : `${out}${name === 'cookie' ? '; ' : ', '}${headers[i + 1]!}`;
+  }
+  return out;
+}
+
 /** Whether the route needs the parsed query string. */
 export function needsQuery(m: RouteMatch): boolean {
   return m.queryParams.length > 0;
@@ -54,7 +69,7 @@ export function buildMatcher(m: RouteMatch): Matcher {
   return (req, p, query) => {
     if (!path(p)) return false;
     if (method !== null && req.method !== method) return false;
-    for (const h of headers) if (!h.test(getHeader(req.headers, h.name))) return false;
+    for (const h of headers) if (!h.test(headerValue(req.headers, h.name))) return false;
     for (const q of params) if (!q.test(query?.get(q.name))) return false;
     return true;
   };
