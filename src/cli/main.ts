@@ -9,6 +9,7 @@ import { UsageError, version, type Command } from './command.js';
 import { controlCommand } from './control-command.js';
 import { proxyCommand } from './proxy-command.js';
 import { upCommand } from './up.js';
+import { traceCommand } from './trace-command.js';
 import { caCommand, tokenCommand } from './identity-commands.js';
 import { applyCommand, checkCommand, deleteCommand, getCommand, proxyConfigCommand, proxyStatusCommand } from './resource-commands.js';
 
@@ -23,6 +24,7 @@ const commands: Record<string, Command> = {
   'proxy-config': proxyConfigCommand,
   check: checkCommand,
   token: tokenCommand,
+  trace: traceCommand,
   ca: caCommand,
   validate: {
     summary: 'check resource files and print every error',

@@ -189,10 +189,14 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
             }
           : null,
       apply: (s) => proxy.apply(s),
+      // The admin listener is on loopback: Prometheus on this host scrapes it (docs/metrics.md).
+      adminAddress: `127.0.0.1:${ports.admin}`,
       log: (m) => (m.startsWith('connected') ? info(m) : log(m)),
       identity: identity === null ? null : { holder: identity, token: token! },
     });
     client.start();
+    // Spans go to the control plane too (its trace store), over mTLS with this proxy's certificate.
+    if (identity !== null) proxy.telemetry.exportToControlPlane(cp!, identity);
     const probe = appListening
       ? null
       : waitForPorts(v.address as string, Object.values(appPortList), () => {

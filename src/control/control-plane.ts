@@ -8,10 +8,11 @@ import { CertificateAuthority } from './ca/certificate-authority.js';
 import { ControlPlaneCertificate } from './ca/control-plane-certificate.js';
 import { JoinTokens } from './ca/join-tokens.js';
 import { ResourceIndex } from './resource-index.js';
-import { ConfigServer } from './serve/config-server.js';
+import { ConfigServer, PUSH_LATENCY_BUCKETS } from './serve/config-server.js';
 import { ConfigDirSource } from './sources/config-dir.js';
 import { WorkloadRegistry } from './sources/workload-registry.js';
 import { FileStore } from './store/file-store.js';
+import { TraceStore } from './telemetry/trace-store.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -35,6 +36,8 @@ export class ControlPlane {
   readonly tokens: JoinTokens;
   /** The API's admin token (made on first start). */
   readonly adminToken: AdminToken;
+  /** Recent spans from the proxies (OTLP), for `weft trace` and the dashboard. */
+  readonly traces = new TraceStore();
   private readonly dir: ConfigDirSource | null;
   private readonly opts: ControlPlaneOptions;
   private api: RunningApi | null = null;
@@ -67,35 +70,54 @@ export class ControlPlane {
       tokens: this.tokens,
       metrics: () => this.metrics(),
       adminToken: this.adminToken,
+      traces: this.traces,
       tls: new ControlPlaneCertificate(this.ca, () => this.config.trustDomain(), () => this.config.certificateLifetimeMs()),
     });
     this.api = api;
     return api.port;
   }
 
+  /** The control plane's own metrics (docs/metrics.md). */
   private metrics(): string {
     const s = this.config.stats;
     const kinds = new Map<string, number>();
     for (const r of this.index.all()) kinds.set(r.kind, (kinds.get(r.kind) ?? 0) + 1);
-    return [
-      '# HELP weft_control_proxies_connected Proxies with an open config stream.',
+    const byTransport = this.config.connectedByTransport();
+    const types = Object.entries(s.byType).sort(([a], [b]) => (a < b ? -1 : 1));
+    const out = [
+      '# HELP weft_control_proxies_connected Proxies with an open config stream, by how it is carried.',
       '# TYPE weft_control_proxies_connected gauge',
-      `weft_control_proxies_connected ${this.config.connected}`,
-      '# HELP weft_control_config_updates_total Config updates sent to proxies.',
+      ...Object.entries(byTransport).map(([t, n]) => `weft_control_proxies_connected{transport="${t}"} ${n}`),
+      '# HELP weft_control_config_updates_total Config updates pushed to proxies, by config type.',
       '# TYPE weft_control_config_updates_total counter',
-      `weft_control_config_updates_total ${s.updatesSent}`,
-      '# HELP weft_control_config_sent_bytes_total Bytes of config updates sent to proxies.',
+      ...types.map(([t, c]) => `weft_control_config_updates_total{type="${t}"} ${c.sent}`),
+      '# HELP weft_control_config_sent_bytes_total Bytes of config updates pushed to proxies.',
       '# TYPE weft_control_config_sent_bytes_total counter',
       `weft_control_config_sent_bytes_total ${s.bytesSent}`,
-      '# HELP weft_control_config_responses_total Proxy answers to config updates.',
+      '# HELP weft_control_config_responses_total Proxy answers to config updates: ack (applied) or nack (refused), by config type.',
       '# TYPE weft_control_config_responses_total counter',
-      `weft_control_config_responses_total{result="ack"} ${s.acks}`,
-      `weft_control_config_responses_total{result="nack"} ${s.nacks}`,
+      ...types.flatMap(([t, c]) => [`weft_control_config_responses_total{type="${t}",result="ack"} ${c.acks}`, `weft_control_config_responses_total{type="${t}",result="nack"} ${c.nacks}`]),
+      '# HELP weft_control_config_push_duration_seconds Time from a resource change (or the proxy connecting, if later) to the proxy acknowledging the update.',
+      '# TYPE weft_control_config_push_duration_seconds histogram',
+    ];
+    let cum = 0;
+    PUSH_LATENCY_BUCKETS.forEach((b, i) => {
+      cum += s.pushLatency.buckets[i]!;
+      out.push(`weft_control_config_push_duration_seconds_bucket{le="${b}"} ${cum}`);
+    });
+    out.push(
+      `weft_control_config_push_duration_seconds_bucket{le="+Inf"} ${s.pushLatency.count}`,
+      `weft_control_config_push_duration_seconds_sum ${s.pushLatency.sum}`,
+      `weft_control_config_push_duration_seconds_count ${s.pushLatency.count}`,
+      '# HELP weft_control_certificates_issued_total Workload certificates signed for proxies.',
+      '# TYPE weft_control_certificates_issued_total counter',
+      `weft_control_certificates_issued_total ${s.certificatesIssued}`,
       '# HELP weft_control_resources Resources in force, by kind.',
       '# TYPE weft_control_resources gauge',
       ...[...kinds].sort().map(([k, n]) => `weft_control_resources{kind="${k}"} ${n}`),
       '',
-    ].join('\n');
+    );
+    return out.join('\n');
   }
 
   async stop(): Promise<void> {

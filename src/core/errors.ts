@@ -19,6 +19,7 @@ export type MeshErrorCode =
   | 'UPSTREAM_TIMEOUT'
   | 'STREAM_IDLE_TIMEOUT'
   | 'UPSTREAM_RESET'
+  | 'CLIENT_CLOSED'
   | 'UPSTREAM_PROTOCOL_ERROR'
   | 'EXPECTATION_FAILED'
   | 'NOT_IMPLEMENTED'
@@ -44,6 +45,8 @@ export const meshErrorStatus: Readonly<Record<MeshErrorCode, number>> = {
   UPSTREAM_TIMEOUT: 504,
   STREAM_IDLE_TIMEOUT: 504,
   UPSTREAM_RESET: 502,
+  /** Never sent (the client is gone): nginx's 499, for metrics and logs. */
+  CLIENT_CLOSED: 499,
   UPSTREAM_PROTOCOL_ERROR: 502,
   EXPECTATION_FAILED: 417,
   NOT_IMPLEMENTED: 501,

@@ -82,6 +82,20 @@ describe('workload and inbound', () => {
     assert.equal(disabled.inbound.mtlsMode, 'DISABLED');
   });
 
+  test('telemetry follows the Mesh: absent when off, sampling defaults, Sampled access logs', () => {
+    assert.equal(compile([client]).snapshot.telemetry, undefined);
+    const mesh = (spec: object) => ({ apiVersion: W, kind: 'Mesh', metadata: { name: 'mesh' }, spec });
+    assert.equal(compile([mesh({ accessLog: { mode: 'Off' } }), client]).snapshot.telemetry, undefined);
+    assert.deepEqual(compile([mesh({ tracing: {} }), client]).snapshot.telemetry, { tracing: { samplingPercent: 1, otlpEndpoint: null }, accessLog: null });
+    assert.deepEqual(compile([mesh({ tracing: { sampling: 100, otlp: { endpoint: 'http://c:4318/v1/traces' } }, accessLog: { mode: 'Sampled', sampling: 50, path: '/tmp/{workload}.log' } }), client]).snapshot.telemetry, {
+      tracing: { samplingPercent: 100, otlpEndpoint: 'http://c:4318/v1/traces' },
+      accessLog: { samplingPercent: 50, path: '/tmp/{workload}.log' },
+    });
+    assert.deepEqual(compile([mesh({ accessLog: { mode: 'On' } }), client]).snapshot.telemetry, { tracing: null, accessLog: { samplingPercent: 100, path: null } });
+    // A change of the settings changes the snapshot's version, so proxies get it.
+    assert.notEqual(compile([mesh({ tracing: { sampling: 1 } }), client]).snapshot.version, compile([mesh({ tracing: { sampling: 2 } }), client]).snapshot.version);
+  });
+
   test('defaultPort: the only port, else the one named http, else none', () => {
     const defaultPort = (ports: object) => compile([workload('client', {}, { ports })]).snapshot.inbound.defaultPort;
     assert.equal(defaultPort({ grpc: 7000 }), 7000);

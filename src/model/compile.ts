@@ -63,6 +63,7 @@ import type {
   TcpService,
   VirtualHost,
   WeightedBackend,
+  TelemetryConfig,
 } from './snapshot.js';
 import { sourceOf, type SourceInfo } from './source.js';
 import { scopeKey, scopeOutbound } from './scope.js';
@@ -194,6 +195,8 @@ export interface WorkloadIndex {
   readonly rateLimited: ReadonlyMap<string, ReadonlyArray<{ service: Service; policies: readonly RateLimitPolicy[] }>>;
   /** Mesh `spec.rateLimiting.redis`, resolved; null when not set. */
   readonly rateLimitRedis: InboundRateLimits['redis'];
+  /** Mesh `spec.tracing` and `spec.accessLog`, resolved; undefined when both are off. */
+  readonly telemetry: TelemetryConfig | undefined;
   /**
    * By namespace, oldest first (then by name): the Services that decide app port protocols — every
    * Service of a namespace where some port is not HTTP. Where all are HTTP, every app port is HTTP
@@ -246,6 +249,7 @@ export function prepareWorkloadIndex(resources: Resource[]): WorkloadIndex {
   for (const svc of [...serviceByKey.values()].sort(byAgeThenName)) protocolServices.get(svc.metadata.namespace)?.push(svc);
   const trustDomain = mesh?.spec.trustDomain ?? DEFAULT_TRUST_DOMAIN;
   const mtlsMode = mesh?.spec.mtls?.mode ?? DEFAULT_MTLS_MODE;
+  const telemetry = telemetryConfig(mesh);
   // Only what the compiled parts depend on: a change to an unguarded Service in an all-HTTP namespace does not invalidate them.
   const content = {
     trustDomain,
@@ -254,11 +258,24 @@ export function prepareWorkloadIndex(resources: Resource[]): WorkloadIndex {
     policies: policies.map((p) => [p.metadata.namespace, p.metadata.name, p.metadata.creationTimestamp ?? null, p.spec]),
     protocols: [...protocolServices.values()].flat().map((s) => [s.metadata.namespace, s.metadata.name, s.metadata.creationTimestamp ?? null, s.spec]),
     rateLimitRedis,
+    telemetry: telemetry ?? null,
     rateLimited: [...rateLimited.values()].flat().map((e) => [e.service.metadata.namespace, e.service.metadata.name, e.service.spec]),
     rateLimitPolicies: rateLimitPolicies.map((p) => [p.metadata.namespace, p.metadata.name, p.metadata.creationTimestamp ?? null, p.spec]),
   };
   const version = createHash('sha256').update(JSON.stringify(content)).digest('hex').slice(0, 16);
-  return { version, trustDomain, mtlsMode, guarded, protocolServices, rateLimited, rateLimitRedis };
+  return { version, trustDomain, mtlsMode, guarded, protocolServices, rateLimited, rateLimitRedis, telemetry };
+}
+
+/** Percent of new traces recorded when `spec.tracing` leaves `sampling` out (Istio's default). */
+const DEFAULT_TRACE_SAMPLING = 1;
+
+/** Mesh `spec.tracing` and `spec.accessLog` as the proxy reads them; undefined when both are off. */
+function telemetryConfig(mesh: Mesh | undefined): TelemetryConfig | undefined {
+  const t = mesh?.spec.tracing;
+  const a = mesh?.spec.accessLog;
+  const tracing = t === undefined ? null : { samplingPercent: t.sampling ?? DEFAULT_TRACE_SAMPLING, otlpEndpoint: t.otlp?.endpoint ?? null };
+  const accessLog = a === undefined || a.mode === 'Off' ? null : { samplingPercent: a.mode === 'Sampled' ? (a.sampling ?? 100) : 100, path: a.path ?? null };
+  return tracing === null && accessLog === null ? undefined : { tracing, accessLog };
 }
 
 /** The Services RateLimitPolicies target, by namespace, each with its policies (in the order given). */
@@ -317,7 +334,7 @@ function rateLimitsFor(self: Workload, index: WorkloadIndex): InboundRateLimits 
  * (where the app listens, the mTLS mode, and which AuthorizationPolicies cover which app ports).
  * Problems of the policies are reported by `compileOutbound` (they do not depend on the workload).
  */
-export function compileWorkload(self: Workload, index: WorkloadIndex): Pick<ProxySnapshot, 'workload' | 'inbound'> {
+export function compileWorkload(self: Workload, index: WorkloadIndex): Pick<ProxySnapshot, 'workload' | 'inbound' | 'telemetry'> {
   const ports = sortedRecord(self.spec.ports);
   const serviceAccount = self.spec.serviceAccount ?? 'default';
   return {
@@ -339,6 +356,7 @@ export function compileWorkload(self: Workload, index: WorkloadIndex): Pick<Prox
       authorization: { policies: authorizationFor(self, index) },
       ...rateLimitsField(self, index),
     },
+    ...(index.telemetry !== undefined ? { telemetry: index.telemetry } : {}),
   };
 }
 

@@ -18,7 +18,7 @@ export type ClusterConfig = Omit<Cluster, 'endpoints'>;
 
 /** One snapshot, by type. */
 export interface ConfigParts {
-  workload: Pick<ProxySnapshot, 'workload' | 'inbound'>;
+  workload: Pick<ProxySnapshot, 'workload' | 'inbound' | 'telemetry'>;
   routes: Pick<ProxySnapshot, 'virtualHosts' | 'tcpServices'>;
   clusters: ClusterConfig[];
   /** Endpoints by cluster name. */
@@ -43,7 +43,7 @@ export function splitSnapshot(s: ProxySnapshot): ConfigParts {
     endpoints[rest.name] = e;
     return rest;
   });
-  return { workload: { workload: s.workload, inbound: s.inbound }, routes: { virtualHosts: s.virtualHosts, tcpServices: s.tcpServices }, clusters, endpoints };
+  return { workload: { workload: s.workload, inbound: s.inbound, ...(s.telemetry !== undefined ? { telemetry: s.telemetry } : {}) }, routes: { virtualHosts: s.virtualHosts, tcpServices: s.tcpServices }, clusters, endpoints };
 }
 
 /** Puts a snapshot back together; a cluster whose endpoints have not arrived has none. */
@@ -71,6 +71,8 @@ export interface HelloMessage {
   token?: string | null;
   /** A PKCS #10 request (PEM) for the proxy's new key; answered with an `identity` message. */
   csr?: string | null;
+  /** `host:port` of the proxy's admin listener, listed for Prometheus by the control plane (`/metrics/targets`). */
+  admin?: string | null;
 }
 
 /** What a proxy tells about its workload when it registers it. */

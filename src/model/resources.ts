@@ -47,6 +47,27 @@ export interface MeshSpec {
   defaults?: { connectTimeout?: Duration; loadBalancer?: LoadBalancerType; /** For every destination without a BackendPolicy `timeouts` field. */ timeouts?: BackendTimeouts };
   /** Where RateLimitPolicies' `global` limits are counted; see docs/resources.md#ratelimitpolicy. */
   rateLimiting?: { redis: { /** `host:port` (`[v6]:port`). */ address: string; /** Longest wait for Redis before `failureMode` applies; 50ms by default. */ timeout?: Duration } };
+  /** Distributed tracing; absent: off. See docs/observability.md. */
+  tracing?: MeshTracing;
+  /** Access logs; absent: off. See docs/observability.md. */
+  accessLog?: MeshAccessLog;
+}
+
+/** Mesh `spec.tracing`. */
+export interface MeshTracing {
+  /** Percent (0-100) of new traces recorded; 1 by default. A caller's sampled flag decides for its own traces. */
+  sampling?: number;
+  /** An OTLP/HTTP collector spans also go to (JSON), e.g. `http://127.0.0.1:4318/v1/traces`. */
+  otlp?: { endpoint: string };
+}
+
+/** Mesh `spec.accessLog`. */
+export interface MeshAccessLog {
+  mode: 'On' | 'Off' | 'Sampled';
+  /** Percent (0-100) of exchanges logged; required with mode Sampled, only then. */
+  sampling?: number;
+  /** An absolute file path (`{workload}` and `{namespace}` are replaced); stdout when absent. */
+  path?: string;
 }
 
 /** A logical service: named ports over the workloads its selector matches. */

@@ -23,6 +23,16 @@ export interface ProxySnapshot {
   tcpServices: TcpService[];
   /** Every cluster a route or TCP service refers to, by name. */
   clusters: Cluster[];
+  /** Mesh tracing and access logs; absent when both are off. */
+  telemetry?: TelemetryConfig;
+}
+
+/** Mesh `spec.tracing` and `spec.accessLog`, resolved (docs/observability.md). */
+export interface TelemetryConfig {
+  /** null: no spans, trace headers pass through untouched. */
+  tracing: { samplingPercent: number; otlpEndpoint: string | null } | null;
+  /** null: no access log. `path` null is stdout; it may hold `{workload}` and `{namespace}`. */
+  accessLog: { samplingPercent: number; path: string | null } | null;
 }
 
 export interface WorkloadInfo {

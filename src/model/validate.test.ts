@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { validateResource } from './validate.js';
+import { parse } from 'yaml';
 
 const W = 'weft.dev/v1alpha1';
 const GW = 'gateway.networking.k8s.io/v1';
@@ -677,6 +678,21 @@ describe('RateLimitPolicy', () => {
     assert.deepEqual(problems(mesh({})), ['spec.rateLimiting.redis: required']);
     assert.deepEqual(problems(mesh({ redis: { timeout: '0s' } })), ['spec.rateLimiting.redis.address: required', 'spec.rateLimiting.redis.timeout: must be greater than 0']);
   });
+  test('Mesh tracing and accessLog', () => {
+    const mesh = (spec: object) => res(W, 'Mesh', spec);
+    assert.deepEqual(problems(mesh({ tracing: {}, accessLog: { mode: 'Off' } })), []);
+    assert.deepEqual(problems(mesh({ tracing: { sampling: 0.5, otlp: { endpoint: 'http://127.0.0.1:4318/v1/traces' } }, accessLog: { mode: 'Sampled', sampling: 10, path: '/var/log/weft/{workload}.log' } })), []);
+    assert.deepEqual(problems(mesh({ tracing: { sampling: 101 } })), ['spec.tracing.sampling: must be a percentage, a number 0-100']);
+    assert.deepEqual(problems(mesh({ tracing: { sampling: '5' } })), ['spec.tracing.sampling: must be a percentage, a number 0-100']);
+    const url = 'must be an http:// or https:// URL like "http://127.0.0.1:4318/v1/traces"';
+    for (const endpoint of ['127.0.0.1:4318', 'grpc://collector:4317', 'http://user@x/v1/traces']) assert.deepEqual(problems(mesh({ tracing: { otlp: { endpoint } } })), [`spec.tracing.otlp.endpoint: ${url}`], endpoint);
+    assert.deepEqual(problems(mesh({ tracing: { otlp: {} } })), ['spec.tracing.otlp.endpoint: required']);
+    assert.deepEqual(problems(mesh({ accessLog: {} })), ['spec.accessLog.mode: required']);
+    assert.deepEqual(problems(mesh({ accessLog: { mode: 'on' } })), ['spec.accessLog.mode: must be one of "On", "Off", "Sampled"']);
+    assert.deepEqual(problems(mesh({ accessLog: { mode: 'Sampled' } })), ['spec.accessLog.sampling: required when mode is Sampled']);
+    assert.deepEqual(problems(mesh({ accessLog: { mode: 'On', sampling: 5 } })), ['spec.accessLog.sampling: must not be set when mode is On (only with Sampled)']);
+    assert.deepEqual(problems(mesh({ accessLog: { mode: 'On', path: 'logs/a.log', format: 'json' } })), ['spec.accessLog.format: unknown field', 'spec.accessLog.path: must be an absolute file path']);
+  });
 });
 
 describe('RequestMirror and timeouts', () => {
@@ -714,4 +730,18 @@ describe('RequestMirror and timeouts', () => {
     assert.deepEqual(problems(res(W, 'Mesh', { defaults: { timeouts: { idle: '2m', streamIdle: '10s' } } })), []);
     assert.deepEqual(problems(res(W, 'Mesh', { defaults: { timeouts: { streamidle: '10s' } } })), ['spec.defaults.timeouts.streamidle: unknown field']);
   });
+});
+
+test('durations Node cannot time, and health/outlier settings that contradict a default, are refused', () => {
+  const policy = (spec: string) => `apiVersion: weft.dev/v1alpha1
+kind: BackendPolicy
+metadata: { name: p }
+spec:
+  targetRefs: [{ kind: Service, name: echo }]
+${spec}`;
+  const errorsOf = (yaml: string) => validateResource(parse(yaml)).map((e) => `${e.path}: ${e.message}`);
+  assert.deepEqual(errorsOf(policy('  timeouts: { streamIdle: 720h }')), ['spec.timeouts.streamIdle: must be at most 596h (about 24.8 days)']);
+  assert.deepEqual(errorsOf(policy('  healthCheck: { tcp: {}, interval: 500ms }')), ['spec.healthCheck.interval: must be at least the timeout (1s by default; set a shorter timeout)']);
+  assert.deepEqual(errorsOf(policy('  healthCheck: { tcp: {}, interval: 500ms, timeout: 200ms }')), []);
+  assert.deepEqual(errorsOf(policy('  outlierDetection: { maxEjectionTime: 10s }')), ['spec.outlierDetection.maxEjectionTime: must not be less than baseEjectionTime (30s, the default)']);
 });

@@ -123,10 +123,14 @@ function labelKeyProblem(k: string): string | null {
 const labelValue = text((s) => (s === '' || (s.length <= 63 && LABEL_NAME.test(s)) ? null : 'must be a label value (letters, digits, "-", "_" and ".", at most 63 characters)'));
 const labels = record(labelKeyProblem, labelValue);
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function durationProblem(s: string, positive: boolean): string | null {
   try {
     const ms = parseDuration(s);
-    return positive && ms === 0 ? 'must be greater than 0' : null;
+    if (positive && ms === 0) return 'must be greater than 0';
+    // Node's timers take at most 2^31-1 ms; a longer one would fire at once.
+    return ms > MAX_TIMER_MS ? 'must be at most 596h (about 24.8 days)' : null;
   } catch {
     return 'must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)';
   }
@@ -252,12 +256,28 @@ const loadBalancer = object(
 // Envoy's cluster idle_timeout and stream idle_timeout; `0s` turns one off.
 const backendTimeouts = object({ idle: duration, streamIdle: duration });
 
+// Mesh tracing and access logs (docs/observability.md).
+const samplingPercent: Check = (v, path, errs) => {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 100) fail(errs, path, 'must be a percentage, a number 0-100');
+};
+const otlpEndpoint = text((s) => {
+  const u = URL.canParse(s) ? new URL(s) : null;
+  return u !== null && (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' && u.username === '' && u.hash === '' ? null : 'must be an http:// or https:// URL like "http://127.0.0.1:4318/v1/traces"';
+});
+const tracing = object({ sampling: samplingPercent, otlp: object({ endpoint: otlpEndpoint }, ['endpoint']) });
+const accessLog = object({ mode: oneOf('On', 'Off', 'Sampled'), sampling: samplingPercent, path: text((s) => (s.startsWith('/') && !s.includes('\0') ? null : 'must be an absolute file path')) }, ['mode'], (o, path, errs) => {
+  if (o.mode === 'Sampled' && absent(o.sampling)) fail(errs, joinPath(path, 'sampling'), 'required when mode is Sampled');
+  if (o.mode !== 'Sampled' && !absent(o.sampling)) fail(errs, joinPath(path, 'sampling'), `must not be set when mode is ${String(o.mode)} (only with Sampled)`);
+});
+
 const meshSpec = object({
   trustDomain,
   mtls: object({ mode: oneOf('STRICT', 'PERMISSIVE', 'DISABLED') }, ['mode']),
   certificateLifetime: positiveDuration,
   defaults: object({ connectTimeout: positiveDuration, loadBalancer: defaultLoadBalancerType, timeouts: backendTimeouts }),
   rateLimiting: object({ redis: object({ address: text(redisAddressProblem), timeout: positiveDuration }, ['address']) }, ['redis']),
+  tracing,
+  accessLog,
 });
 
 /** `host:port`, the host an IP literal (IPv6 in brackets) or a hostname. */
@@ -312,9 +332,11 @@ const backendPolicySpec = object(
       },
       [],
       (o, path, errs) => {
-        if (typeof o.baseEjectionTime !== 'string' || typeof o.maxEjectionTime !== 'string') return;
+        if (typeof o.maxEjectionTime !== 'string') return;
         try {
-          if (parseDuration(o.maxEjectionTime) < parseDuration(o.baseEjectionTime)) fail(errs, `${path}.maxEjectionTime`, `must not be less than baseEjectionTime (${o.baseEjectionTime})`);
+          // An unset baseEjectionTime is its default (30s), which the cap must not undercut either.
+          const base = typeof o.baseEjectionTime === 'string' ? o.baseEjectionTime : '30s';
+          if (parseDuration(o.maxEjectionTime) < parseDuration(base)) fail(errs, `${path}.maxEjectionTime`, `must not be less than baseEjectionTime (${base}${typeof o.baseEjectionTime === 'string' ? '' : ', the default'})`);
         } catch {
           // Malformed durations are already reported on their own fields.
         }
@@ -332,10 +354,15 @@ const backendPolicySpec = object(
       [],
       (o, path, errs) => {
         if (absent(o.http) === absent(o.tcp)) fail(errs, path, 'must set exactly one of http and tcp');
-        if (typeof o.timeout !== 'string') return;
+        if (typeof o.timeout !== 'string' && typeof o.interval !== 'string') return;
         try {
+          // Either may be left at its default (interval 5s, timeout 1s); the timeout must fit in the interval.
           const interval = typeof o.interval === 'string' ? parseDuration(o.interval) : DEFAULT_HEALTH_CHECK_INTERVAL_MS;
-          if (parseDuration(o.timeout) > interval) fail(errs, `${path}.timeout`, `must not exceed interval (${typeof o.interval === 'string' ? o.interval : '5s'})`);
+          const timeout = typeof o.timeout === 'string' ? parseDuration(o.timeout) : 1000;
+          if (timeout > interval) {
+            if (typeof o.timeout === 'string') fail(errs, `${path}.timeout`, `must not exceed interval (${typeof o.interval === 'string' ? o.interval : '5s'})`);
+            else fail(errs, `${path}.interval`, 'must be at least the timeout (1s by default; set a shorter timeout)');
+          }
         } catch {
           // Malformed durations are already reported on their own fields.
         }

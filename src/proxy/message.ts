@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Body } from './body.js';
+import type { ExchangeTelemetry } from './telemetry/telemetry.js';
 
 /** A request on its way through the proxy. Handlers may change it before passing it on. */
 export interface ProxyRequest {
@@ -69,7 +70,25 @@ export interface RequestContext {
   errorCode: string;
   /** Set once the exchange was given up (timeout, client gone); upstream work not yet begun must not begin. */
   aborted: Error | null;
+  /** Inbound: the caller's service (`name.namespace`) as its proxy told over mTLS, or ''. Metrics label. */
+  sourceService: string;
+  /** Outbound: the SPIFFE ID of the proxied endpoint the request went to, or ''. Metrics label. */
+  destinationIdentity: string;
+  /** Request body bytes received from the client so far. */
+  bytesReceived: number;
+  /** Response body bytes sent to the client so far. */
+  bytesSent: number;
+  /** `HTTP/1.1`, `HTTP/1.0` or `HTTP/2`, as the client spoke (set by the listener; for logs and spans). */
+  protocol?: string;
+  /** Set by telemetry when the Mesh traces or logs; absent otherwise. */
+  telemetry?: ExchangeTelemetry;
 }
+
+/**
+ * `ctx.route` of an active health check's probe: it bypasses the circuit breaker's connection
+ * queue (as Envoy's health checks do not take connections from the pool's limits).
+ */
+export const HEALTH_CHECK_ROUTE = 'health-check';
 
 export type Handler = (req: ProxyRequest, ctx: RequestContext) => Promise<ProxyResponse>;
 export type Layer = (next: Handler) => Handler;

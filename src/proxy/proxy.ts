@@ -4,7 +4,6 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
-import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { proxyLifecycle, tcpConnectionFailed } from '../core/diagnostics.js';
 import { TLS_HANDSHAKE, isH2Preface, onFirstByte, peekBytes } from '../core/first-byte.js';
@@ -12,11 +11,13 @@ import { Http2Downstream, type Http2ConnectTunnel } from './http2/server.js';
 import type { ProxySnapshot } from '../model/snapshot.js';
 import { startAdmin } from './admin/admin-server.js';
 import { ProxyMetrics } from './admin/metrics.js';
+import { canonicalService } from './admin/peer-labels.js';
 import { Http1ServerConnection, type ConnectTunnel, type Http1ServerOptions } from './http1/server.js';
 import { defaultHeadLimits, type HeadLimits } from './http1/parse.js';
 import type { Handler, ProxyRequest, RequestContext } from './message.js';
 import { MeshError } from '../core/errors.js';
 import { Runtime } from './runtime.js';
+import { Telemetry } from './telemetry/telemetry.js';
 import { forwardTcp, type TcpForwarding } from './tcp/tcp-proxy.js';
 import { InboundTunnels, acceptH2Tunnel, acceptTunnel, type TunnelOutcome } from './tcp/inbound-tunnel.js';
 import { TunnelDialer } from './tcp/tunnel-client.js';
@@ -97,6 +98,11 @@ export class Proxy {
   private tunnels: InboundTunnels | null = null;
   private readonly pools = new PoolRegistry();
   readonly metrics = new ProxyMetrics();
+  /** Tracing and access logs (Mesh `spec.tracing`, `spec.accessLog`): `weft_trace_spans_total`, `weft_access_log_dropped_total`. */
+  readonly telemetry = new Telemetry({
+    spans: (target, result, n) => this.metrics.count(`weft_trace_spans_total{target="${target}",result="${result}"}`, n),
+    accessLogDropped: () => this.metrics.count('weft_access_log_dropped_total'),
+  });
   private readonly servers: Server[] = [];
   private admin: HttpServer | null = null;
   /** Downstream HTTP connections (HTTP/1.1) and sessions (HTTP/2). */
@@ -151,6 +157,7 @@ export class Proxy {
       dialer: new TunnelDialer(() => this.pools.clientContext()),
       report: (o) => {
         this.metrics.count(`weft_outbound_tcp_connections_total{destination_service="${o.service}",transport="${o.transport ?? 'none'}",error_code="${o.errorCode}"}`);
+        if (o.client !== undefined) this.countTcp('outbound', this.selfService, o.service.slice(0, o.service.lastIndexOf(':')), o.transport === 'mtls', o.client, false);
         if (o.errorCode !== '') tcpConnectionFailed.publish({ direction: 'outbound', service: o.service, endpoint: o.endpoint, transport: o.transport, code: o.errorCode, message: o.message });
       },
     };
@@ -206,20 +213,37 @@ export class Proxy {
     const next = new Runtime(snapshot, this.pools, this.countRetry, this.countCircuitOpen, this.countFault, this.rateLimits, this.countMirror);
     const tunnels = new InboundTunnels(snapshot.inbound, buildAuthorizer(snapshot.inbound.authorization));
     this.runtime = next;
+    this.telemetry.apply(snapshot);
     this.tunnels = tunnels;
+    this.selfService = canonicalService(snapshot.workload);
+    this.selfIdentity = this.opts.identity != null ? snapshot.workload.identity : '';
     this.health.apply(next.clusters);
     this.appliedAt = new Date().toISOString();
     this.pools.retainOnly(next.pools);
     this.rateLimits.retainOnly(next.rateLimiter);
   }
 
-  private readonly outbound: Handler = (req, ctx) => (this.runtime === null ? notConfigured(req) : this.runtime.outbound(req, ctx));
-  private readonly inbound: Handler = (req, ctx) => (this.runtime === null ? notConfigured(req) : this.runtime.inbound(req, ctx));
+  private readonly outbound: Handler = (req, ctx) => (this.runtime === null ? notConfigured(req) : this.telemetry.handle(req, ctx, this.runtime.outbound));
+  private readonly inbound: Handler = (req, ctx) => (this.runtime === null ? notConfigured(req) : this.telemetry.handle(req, ctx, this.runtime.inbound));
 
-  private readonly onExchange = (ctx: RequestContext, status: number, errorCode: string, grpcStatus = ''): void => {
-    this.metrics.request(ctx.direction, ctx.destination, ctx.route, status, errorCode, (performance.now() - ctx.start) / 1000);
-    if (grpcStatus !== '') this.metrics.count(`weft_grpc_responses_total{direction="${ctx.direction}",destination_service="${ctx.destination}",route="${ctx.route}",grpc_status="${grpcStatus}"}`);
+  /** Metrics labels of this proxy's own side (admin/peer-labels.ts): its canonical service, and its SPIFFE ID when it has an identity. */
+  private selfService = '';
+  private selfIdentity = '';
+
+  private readonly onExchange = (ctx: RequestContext, status: number, _errorCode: string, grpcStatus = ''): void => {
+    if (ctx.direction === 'inbound') this.metrics.request(ctx, ctx.sourceService, ctx.peerIdentity ?? '', this.selfIdentity, ctx.peerIdentity !== null, status, grpcStatus);
+    else this.metrics.request(ctx, this.selfService, this.selfIdentity, ctx.destinationIdentity, ctx.destinationIdentity !== '' && this.selfIdentity !== '' && this.mtlsMode() !== 'DISABLED', status, grpcStatus);
+    if (ctx.telemetry !== undefined) this.telemetry.finish(ctx, status, ctx.errorCode, grpcStatus);
   };
+
+  /**
+   * `weft_tcp_*`: a TCP connection joined to its destination; its bytes count when it closes. `socket`
+   * faces the client, or (`appSide`) the app, whose reads are the bytes sent to the client.
+   */
+  private countTcp(direction: 'inbound' | 'outbound', source: string, destination: string, mtls: boolean, socket: Socket, appSide: boolean): void {
+    const s = this.metrics.tcpOpened(direction, source, destination, mtls);
+    socket.once('close', () => (appSide ? this.metrics.tcpClosed(s, socket.bytesWritten, socket.bytesRead) : this.metrics.tcpClosed(s, socket.bytesRead, socket.bytesWritten)));
+  }
 
   /** An inbound connection turned into a TCP tunnel at its CONNECT: it now counts as TCP, not HTTP. */
   private readonly onTunnel = (t: ConnectTunnel): void => {
@@ -244,6 +268,7 @@ export class Proxy {
 
   private readonly reportTunnel = (o: TunnelOutcome): void => {
     this.metrics.count(`weft_inbound_tcp_connections_total{security="${o.security}",result="${o.result}",policy="${o.policy}"}`);
+    if (o.app !== undefined) this.countTcp('inbound', '', this.selfService, o.security === 'mtls', o.app, true);
   };
 
   /**
@@ -445,17 +470,17 @@ export class Proxy {
   }
 
   private gauges(): string[] {
-    const out = ['# TYPE weft_upstream_requests_active gauge'];
+    const out = ['# HELP weft_upstream_requests_active Requests in flight to each endpoint.', '# TYPE weft_upstream_requests_active gauge'];
     for (const c of this.runtime?.clusters.values() ?? []) {
       for (const e of c.endpoints) out.push(`weft_upstream_requests_active{cluster="${c.config.name}",endpoint="${e.pool.key}"} ${e.pool.active}`);
     }
-    out.push('# TYPE weft_cluster_requests_active gauge');
+    out.push('# HELP weft_cluster_requests_active Requests in flight to each cluster (what the circuit breaker counts).', '# TYPE weft_cluster_requests_active gauge');
     for (const c of this.runtime?.clusters.values() ?? []) out.push(`weft_cluster_requests_active{cluster="${c.config.name}"} ${c.breaker.requests}`);
     const left = this.opts.identity?.secondsLeft() ?? null;
     if (left !== null) out.push('# HELP weft_certificate_expiry_seconds Seconds until this proxy\'s certificate expires.', '# TYPE weft_certificate_expiry_seconds gauge', `weft_certificate_expiry_seconds ${left.toFixed(0)}`);
     out.push(...this.health.gauges());
     out.push(...this.rateLimits.gauges());
-    out.push('# TYPE weft_downstream_connections_active gauge', `weft_downstream_connections_active{protocol="http"} ${this.httpConns.size}`, `weft_downstream_connections_active{protocol="tcp"} ${this.tcpConns.size}`);
+    out.push('# HELP weft_downstream_connections_active Client connections open now, HTTP or TCP.', '# TYPE weft_downstream_connections_active gauge', `weft_downstream_connections_active{protocol="http"} ${this.httpConns.size}`, `weft_downstream_connections_active{protocol="tcp"} ${this.tcpConns.size}`);
     return out;
   }
 
@@ -505,6 +530,7 @@ export class Proxy {
   /** Closes everything now. */
   async stop(): Promise<void> {
     for (const s of this.servers) s.close();
+    await this.telemetry.close();
     this.health.close();
     this.pools.closeAll();
     this.rateLimits.close();

@@ -16,6 +16,7 @@ import type { BreakerReport } from './upstream/breaker.js';
 import type { PoolRegistry } from './upstream/pools.js';
 import { buildAuthorizer } from './authz/authorize.js';
 import { InboundRateLimiter, type RateLimitRegistry } from './ratelimit/inbound-limiter.js';
+import { canonicalService, takePeerLabels } from './admin/peer-labels.js';
 
 /** Connect timeout towards the local app. */
 const APP_CONNECT_TIMEOUT_MS = 1000;
@@ -50,8 +51,10 @@ export class Runtime {
     this.snapshot = snapshot;
     const clusters = new Map<string, ClusterRuntime>();
     const pools = new Set<UpstreamPool>();
+    const self = canonicalService(snapshot.workload);
     for (const c of snapshot.clusters) {
       const rt = new ClusterRuntime(c, registry, onBreakerOpen, snapshot.workload.labels);
+      rt.sourceService = self;
       clusters.set(c.name, rt);
       for (const e of rt.endpoints) pools.add(e.pool);
     }
@@ -96,7 +99,7 @@ function inboundHandler(snapshot: ProxySnapshot, registry: PoolRegistry, pools: 
     byPort.set(port, pool);
     pools.add(pool);
   }
-  const destination = `${snapshot.workload.name}.${snapshot.workload.namespace}`;
+  const destination = canonicalService(snapshot.workload);
   const authz = buildAuthorizer(snapshot.inbound.authorization);
   return (req, ctx) => {
     let port = defaultPort;
@@ -108,6 +111,7 @@ function inboundHandler(snapshot: ProxySnapshot, registry: PoolRegistry, pools: 
     const pool = port === null ? undefined : byPort.get(port);
     ctx.destination = destination;
     ctx.route = 'inbound';
+    takePeerLabels(req.headers, ctx);
     if (pool === undefined) {
       req.body?.abort(new Error('no app port'));
       const why = port === null ? 'the workload has several ports and the request named none' : `port ${named} is not a port of this workload`;

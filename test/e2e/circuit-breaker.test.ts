@@ -146,7 +146,7 @@ describe('circuit breaker', () => {
 
     const metrics = await proxyMetrics(proxy);
     assert.match(metrics, /weft_circuit_open_total\{destination_service="echo-v1.default",limit="requests"\} 15\n/);
-    assert.match(metrics, /weft_requests_total\{[^}]*response_code="503",error_code="CIRCUIT_OPEN"\} 15\n/);
+    assert.match(metrics, /weft_requests_total\{[^}]*response_code="503",grpc_status="",error_code="CIRCUIT_OPEN",mtls="(true|false)"\} 15\n/);
     assert.match(metrics, /weft_cluster_requests_active\{cluster="echo-v1.default:80"\} 0\n/);
   });
 });

@@ -205,7 +205,7 @@ test('gRPC through two proxies: unary with metadata and trailers, server, client
 
     // The caller's proxy counted gRPC statuses; the server's proxy took it all over mutual TLS.
     const cm = await metrics(m.client.admin);
-    assert.match(cm, /weft_grpc_responses_total\{direction="outbound",destination_service="echo.default",route="[^"]*",grpc_status="0"\} \d+/);
+    assert.match(cm, /weft_requests_total\{direction="outbound",[^}]*destination_service="echo.default",[^}]*route="[^"]*",response_code="200",grpc_status="0",[^}]*\} \d+/);
     const sm = await metrics(m.server.admin);
     assert.match(sm, /weft_inbound_connections_total\{security="mtls"\} [1-9]/);
     assert.doesNotMatch(sm, /security="plaintext"/);
@@ -259,9 +259,9 @@ test('gRPC status codes: the app\'s own, and mesh errors as gRPC status with the
     assert.ok(answer.ms >= 240 && answer.ms < 1400, `answered at the deadline (${answer.ms} ms)`);
 
     const cm = await metrics(m.client.admin);
-    assert.match(cm, /grpc_status="7"\} 1/);
-    assert.match(cm, /grpc_status="12"\} 1/);
-    assert.match(cm, /grpc_status="4"\} [1-9]/);
+    assert.match(cm, /^weft_requests_total\{[^}]*grpc_status="7",[^}]*\} 1$/m);
+    assert.match(cm, /^weft_requests_total\{[^}]*grpc_status="12",error_code="NO_ROUTE",[^}]*\} 1$/m);
+    assert.match(cm, /^weft_requests_total\{[^}]*grpc_status="4",[^}]*\} [1-9]$/m);
   } finally {
     c.close();
     await m.close();

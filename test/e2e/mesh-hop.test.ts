@@ -38,11 +38,14 @@ spec: { address: 127.0.0.1, ports: { http: 1 } }
     const seen = JSON.parse(r.text.slice(r.text.indexOf('\r\n\r\n') + 4)) as Seen;
     assert.equal(seen.url, '/items');
     assert.equal(seen.headers['weft-app-port'], undefined, 'the inbound side removes the port header');
+    assert.equal(seen.headers['weft-source-service'], undefined, 'and the metrics label headers');
+    assert.equal(seen.headers['weft-destination-service'], undefined);
     assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1, 127.0.0.1', 'each hop appends its peer');
     assert.equal(app.seen.length, 1);
 
     const metrics = await rawExchange(server.admin, 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-    assert.match(metrics.text, /weft_requests_total\{direction="inbound",destination_service="api-1.default",route="inbound",response_code="200",error_code=""\} 1/);
+    // Plaintext hop: the caller's service is unknown and the destination is the workload's canonical service (its app label).
+    assert.match(metrics.text, /weft_requests_total\{direction="inbound",source_service="",source_identity="",destination_service="api.default",destination_identity="",route="inbound",response_code="200",grpc_status="",error_code="",mtls="false"\} 1/);
 
     const wrongPort = await rawExchange(server.inbound, 'GET / HTTP/1.1\r\nHost: api\r\nweft-app-port: 9\r\nConnection: close\r\n\r\n');
     assert.match(wrongPort.text, /^HTTP\/1\.1 404 /);

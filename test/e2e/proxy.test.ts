@@ -223,8 +223,8 @@ describe('weft proxy from a file', () => {
     const ready = await get(proxy.admin, '/ready');
     assert.equal(ready.status, 200);
     const metrics = (await get(proxy.admin, '/metrics')).body;
-    assert.match(metrics, /weft_requests_total\{direction="outbound",destination_service="echo.default",route="[^"]+",response_code="200",error_code=""\} \d+/);
-    assert.match(metrics, /weft_requests_total\{[^}]*response_code="404",error_code="NO_ROUTE"\} [1-9]/);
+    assert.match(metrics, /weft_requests_total\{direction="outbound",[^}]*destination_service="echo.default",[^}]*route="[^"]+",response_code="200",grpc_status="",error_code="",mtls="false"\} \d+/);
+    assert.match(metrics, /weft_requests_total\{[^}]*response_code="404",grpc_status="",error_code="NO_ROUTE",mtls="false"\} [1-9]/);
     assert.match(metrics, /weft_request_duration_seconds_bucket\{[^}]*le="\+Inf"\} \d+/);
     const dump = JSON.parse((await get(proxy.admin, '/config_dump')).body) as { snapshot: { workload: { name: string } } };
     assert.equal(dump.snapshot.workload.name, 'client-1');

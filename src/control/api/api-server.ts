@@ -17,6 +17,7 @@ import type { FileProblems } from '../sources/config-dir.js';
 import { TLS_HANDSHAKE, onFirstByte } from '../../core/first-byte.js';
 import type { ControlPlaneCertificate } from '../ca/control-plane-certificate.js';
 import type { AdminToken } from './admin-token.js';
+import type { TraceStore } from '../telemetry/trace-store.js';
 
 const MAX_BODY = 8 << 20;
 
@@ -29,10 +30,12 @@ export interface ApiContext {
   metrics: () => string;
   ca: CertificateAuthority;
   tokens: JoinTokens;
-  /** Required on every call but health and metrics. */
+  /** Required on every call but health, metrics and the metrics targets. */
   adminToken: AdminToken;
   /** The TLS side of the port (proxies' mTLS streams, HTTPS callers); null: plaintext only. */
   tls: ControlPlaneCertificate | null;
+  /** Recent spans: `POST /v1/traces` (OTLP/HTTP JSON) fills it, `GET /api/v1/traces` reads it; absent: no trace API. */
+  traces?: TraceStore;
 }
 
 /** A started API: its port, and how to stop it (every connection closed). */
@@ -164,6 +167,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
     res.end(text);
     return;
   }
+  if (method === 'GET' && url.pathname === '/metrics/targets') {
+    // Prometheus HTTP service discovery: every connected proxy's admin listener, and this port itself.
+    const self = { targets: [req.headers.host ?? `127.0.0.1:${req.socket.localPort ?? 0}`], labels: { job: 'weft-control' } };
+    const text = JSON.stringify([self, ...ctx.config.scrapeTargets()]);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    return;
+  }
+  if (url.pathname === '/v1/traces' && ctx.traces !== undefined) return receiveTraces(req, res, ctx, ctx.traces);
   if (parts[0] !== 'api' || parts[1] !== 'v1') throw new HttpError(404, 'NOT_FOUND', `no such path: ${url.pathname}`);
   if (route !== 'GET /api/v1/health' && !ctx.adminToken.accepts(req.headers.authorization)) {
     throw new HttpError(
@@ -175,6 +187,23 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
     );
   }
   switch (route) {
+    case 'GET /api/v1/traces': {
+      if (ctx.traces === undefined) throw new HttpError(404, 'NOT_FOUND', 'this control plane keeps no traces');
+      if (parts.length === 4) {
+        const spans = ctx.traces.trace(parts[3]!);
+        if (spans === null) throw new HttpError(404, 'NOT_FOUND', `trace ${parts[3]} not found (never received, or already evicted: the store keeps the last ${ctx.traces.maxSpans} spans)`);
+        return json(res, 200, { traceId: parts[3]!.toLowerCase(), spans });
+      }
+      const q = url.searchParams;
+      const number = (name: string): number | undefined => {
+        const v = q.get(name);
+        if (v === null) return undefined;
+        if (!/^\d+(\.\d+)?$/.test(v)) throw new HttpError(400, 'BAD_REQUEST', `query parameter ${name}: ${JSON.stringify(v)} is not a number`);
+        return Number(v);
+      };
+      const items = ctx.traces.list({ service: q.get('service') ?? undefined, minDurationMs: number('minDurationMs'), errors: q.get('errors') === 'true', limit: number('limit') });
+      return json(res, 200, { items });
+    }
     case 'GET /api/v1/health':
       return json(res, 200, { ok: true, version: ctx.version, generation: ctx.index.generation, proxies: ctx.config.connected });
     case 'POST /api/v1/apply':
@@ -346,4 +375,29 @@ function watch(req: IncomingMessage, res: ServerResponse, ctx: ApiContext, url: 
   });
   req.socket.setTimeout(0);
   res.on('close', stop);
+}
+
+/**
+ * `POST /v1/traces`: OTLP/HTTP with JSON encoding, answered as OTLP does (`partialSuccess` when some
+ * spans were refused). Accepted from a mesh proxy over mutual TLS (a certificate of this mesh's CA)
+ * or from anyone with the admin token; anything else is 401, like the rest of the API.
+ */
+async function receiveTraces(req: IncomingMessage, res: ServerResponse, ctx: ApiContext, traces: TraceStore): Promise<void> {
+  if (req.method !== 'POST') throw new HttpError(405, 'METHOD_NOT_ALLOWED', '/v1/traces takes POST (OTLP/HTTP)');
+  const meshPeer = (req.socket as TLSSocket).encrypted === true && (req.socket as TLSSocket).authorized === true;
+  if (!meshPeer && !ctx.adminToken.accepts(req.headers.authorization)) {
+    throw new HttpError(401, 'UNAUTHENTICATED', '/v1/traces takes spans from mesh proxies (mutual TLS with a mesh certificate) or with the admin token (authorization: Bearer <token>)');
+  }
+  const type = (req.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
+  if (type !== 'application/json') throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', `content-type ${JSON.stringify(type)}: this receiver takes OTLP/HTTP with JSON encoding (application/json), not protobuf`);
+  let body: unknown;
+  try {
+    body = JSON.parse(await readBody(req));
+  } catch (err) {
+    if (err instanceof HttpError) throw err;
+    throw new HttpError(400, 'BAD_REQUEST', `the body is not JSON: ${(err as Error).message}`);
+  }
+  const r = traces.ingest(body);
+  if (r.accepted === 0 && r.rejected === 0 && r.error !== '') throw new HttpError(400, 'BAD_REQUEST', r.error);
+  json(res, 200, r.rejected === 0 ? {} : { partialSuccess: { rejectedSpans: String(r.rejected), errorMessage: r.error } });
 }

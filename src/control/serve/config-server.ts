@@ -87,6 +87,8 @@ type PeerCertificate = { spiffeId: string; serial: string } | { error: string } 
 interface Inflight {
   version: string;
   sentAt: number;
+  /** When the change it carries happened (or the proxy connected, if later): push latency runs from here to the ACK. */
+  since: number;
   /** For endpoints: the per-cluster versions the proxy will hold once it applies the update. */
   clusters?: Map<string, string>;
 }
@@ -125,6 +127,8 @@ class ProxyRecord {
   certAcked: string | null = null;
   bundleAcked: string | null = null;
   identityError: string | null = null;
+  /** `host:port` of its admin listener (metrics), as its hello said; null when it did not say. */
+  admin: string | null = null;
 
   constructor(id: string, workload: string, namespace: string) {
     this.id = id;
@@ -142,12 +146,27 @@ export interface ConfigServerOptions {
 
 const DAY_MS = 24 * 3600_000;
 
+/** Bucket bounds (seconds) of the config push latency histogram. */
+export const PUSH_LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
 /** Counters for the control plane's metrics. */
 export interface ConfigServerStats {
   updatesSent: number;
   bytesSent: number;
   acks: number;
   nacks: number;
+  /** By config type: updates sent, ACKs, NACKs. */
+  byType: Record<ConfigType, { sent: number; acks: number; nacks: number }>;
+  /** Change (or connect) to ACK, all types: per-bucket counts (not cumulative), sum and count. */
+  pushLatency: { buckets: number[]; sum: number; count: number };
+  /** Certificates signed for proxies. */
+  certificatesIssued: number;
+}
+
+/** One scrape target for Prometheus HTTP service discovery (`http_sd_configs`). */
+export interface ScrapeTarget {
+  targets: string[];
+  labels: Record<string, string>;
 }
 
 export class ConfigServer {
@@ -160,13 +179,26 @@ export class ConfigServer {
   private readonly encoded = new Map<string, string>();
   private readonly pinger: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
-  readonly stats: ConfigServerStats = { updatesSent: 0, bytesSent: 0, acks: 0, nacks: 0 };
+  readonly stats: ConfigServerStats = {
+    updatesSent: 0,
+    bytesSent: 0,
+    acks: 0,
+    nacks: 0,
+    byType: { clusters: { sent: 0, acks: 0, nacks: 0 }, endpoints: { sent: 0, acks: 0, nacks: 0 }, workload: { sent: 0, acks: 0, nacks: 0 }, routes: { sent: 0, acks: 0, nacks: 0 } },
+    pushLatency: { buckets: PUSH_LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 },
+    certificatesIssued: 0,
+  };
+  /** When the resources last changed (ms since the epoch). */
+  private changedAt = Date.now();
 
   constructor(index: ResourceIndex, registry: WorkloadRegistry, opts: ConfigServerOptions) {
     this.index = index;
     this.registry = registry;
     this.opts = opts;
-    this.unsubscribe = index.onChange(() => this.schedule());
+    this.unsubscribe = index.onChange(() => {
+      this.changedAt = Date.now();
+      this.schedule();
+    });
     this.pinger = setInterval(() => this.heartbeat(), opts.heartbeatMs);
     this.pinger.unref();
   }
@@ -249,6 +281,7 @@ export class ConfigServer {
     r.socket = socket;
     if (old !== null) old.destroy();
     r.peer = peer;
+    r.admin = typeof hello.admin === 'string' && ADMIN_ADDRESS.test(hello.admin) ? hello.admin : null;
     r.connectedAt = Date.now();
     r.lastSeenAt = Date.now();
     r.blocked = false;
@@ -349,6 +382,8 @@ export class ConfigServer {
         r.ackedAt[msg.type] = Date.now();
         if (f.clusters !== undefined) r.ackedClusters = f.clusters;
         this.stats.acks++;
+        this.stats.byType[msg.type].acks++;
+        this.observePush((Date.now() - f.since) / 1000);
         this.push(r);
         return;
       }
@@ -357,6 +392,7 @@ export class ConfigServer {
         if (f === undefined || f.version !== msg.version) return;
         delete r.inflight[msg.type];
         this.stats.nacks++;
+        this.stats.byType[msg.type].nacks++;
         if (msg.type === 'endpoints' && msg.error.startsWith('base ')) {
           // The proxy's endpoints are not what we thought: resend them whole.
           r.ackedClusters = new Map();
@@ -429,6 +465,7 @@ export class ConfigServer {
     if (id.tokens.revoked(r.grant.tokenId)) return this.refuseIdentity(r, `token ${r.grant.tokenId}: revoked`);
     try {
       const issued = id.ca.issue(csr, this.trustDomain(), r.grant.namespace, r.grant.serviceAccount, this.certificateLifetimeMs());
+      this.stats.certificatesIssued++;
       const signedBy = id.ca.signingRoot().serialNumber;
       // Recorded before it is handed out, so a reconnect with it is always recognised.
       id.tokens.recordIssued(issued.cert.serial, r.grant.tokenId, issued.cert.notAfter).then(
@@ -563,9 +600,10 @@ export class ConfigServer {
         line = this.encode(`clusters:${r.namespace}:${target}`, () => ({ t: 'update', type, version: target, value: ns.clusters.value }));
       }
       const now = Date.now();
-      r.inflight[type] = { version: target, sentAt: now, ...(clusters !== undefined ? { clusters } : {}) };
+      r.inflight[type] = { version: target, sentAt: now, since: Math.max(this.changedAt, r.connectedAt ?? 0), ...(clusters !== undefined ? { clusters } : {}) };
       r.sent[type] = { version: target, at: now };
       this.stats.updatesSent++;
+      this.stats.byType[type].sent++;
       this.stats.bytesSent += line.length;
       r.openPush = true;
       if (!socket.write(line)) {
@@ -684,6 +722,31 @@ export class ConfigServer {
     return n;
   }
 
+  /** Proxies with an open stream, by how it is carried. */
+  connectedByTransport(): Record<'mtls' | 'tls' | 'plaintext', number> {
+    const out = { mtls: 0, tls: 0, plaintext: 0 };
+    for (const r of this.records.values()) if (r.socket !== null && r.transport !== null) out[r.transport]++;
+    return out;
+  }
+
+  /** The admin (metrics) address of every connected proxy that told it, for Prometheus HTTP service discovery. */
+  scrapeTargets(): ScrapeTarget[] {
+    const out: ScrapeTarget[] = [];
+    for (const r of [...this.records.values()].sort((a, b) => (a.id < b.id ? -1 : 1))) {
+      if (r.socket === null || r.admin === null) continue;
+      out.push({ targets: [r.admin], labels: { job: 'weft-proxy', workload: r.workload, namespace: r.namespace } });
+    }
+    return out;
+  }
+
+  private observePush(seconds: number): void {
+    const h = this.stats.pushLatency;
+    h.count++;
+    h.sum += seconds;
+    const i = PUSH_LATENCY_BUCKETS.findIndex((b) => seconds <= b);
+    if (i !== -1) h.buckets[i]!++;
+  }
+
   close(): void {
     clearInterval(this.pinger);
     this.unsubscribe();
@@ -695,6 +758,8 @@ export class ConfigServer {
 }
 
 const NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** A proxy's admin address in its hello: `host:port` (an IPv6 host in brackets). */
+const ADMIN_ADDRESS = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):[0-9]{1,5}$/;
 
 /** What is wrong with a hello, or null. */
 function helloProblem(h: HelloMessage): string | null {

@@ -39,6 +39,8 @@ export interface ControlPlaneClientOptions {
   namespace: string;
   /** The workload to register, read at each connect (ports are known only once listening); null if declared. */
   registration: () => RegisteredWorkload | null;
+  /** `host:port` of this proxy's admin listener, told in the hello so the control plane can list it for Prometheus. */
+  adminAddress?: string;
   /** Swaps in a snapshot; throws when the proxy cannot apply it (the reason goes back as a NACK). */
   apply: (s: ProxySnapshot) => void;
   log: (msg: string) => void;
@@ -178,6 +180,7 @@ export class ControlPlaneClient {
         register: this.opts.registration(),
         have: { ...this.versions },
         haveEndpoints: Object.fromEntries(this.clusterVersions),
+        ...(this.opts.adminAddress !== undefined ? { admin: this.opts.adminAddress } : {}),
         // Every connect asks for a fresh certificate for a fresh key: after an outage the proxy is
         // certain to hold one from the root that signs now. Over mTLS the certificate is the credential.
         ...(this.opts.identity != null ? { ...(mtls === null ? { token: this.opts.identity.token } : {}), csr: this.opts.identity.holder.newCsr(null) } : {}),

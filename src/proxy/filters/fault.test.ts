@@ -7,7 +7,7 @@ import { abortContext, type Handler, type ProxyRequest, type RequestContext } fr
 import { faultLayer, unresolvedFault, type FaultKind } from './fault.js';
 
 function ctx(): RequestContext {
-  return { direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity: null, start: 0, route: 'r', destination: 'echo.default', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null };
+  return { direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity: null, start: 0, route: 'r', destination: 'echo.default', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null, sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0 };
 }
 const req = (): ProxyRequest => ({ method: 'GET', path: '/', authority: 'echo', headers: [], body: null });
 const ok: Handler = async () => ({ status: 200, headers: [], body: null });

@@ -6,7 +6,7 @@ import type { Handler, ProxyRequest, ProxyResponse, RequestContext } from '../me
 import { mirrorLayer, shadowAuthority, type MirrorResult } from './mirror.js';
 
 function ctx(): RequestContext {
-  return { direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity: null, start: 0, route: 'rt', destination: 'echo.default', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null };
+  return { direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity: null, start: 0, route: 'rt', destination: 'echo.default', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null, sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0 };
 }
 const get = (authority = 'echo:80'): ProxyRequest => ({ method: 'GET', path: '/a?b=1', authority, headers: ['x-request-id', 'r1'], body: null });
 

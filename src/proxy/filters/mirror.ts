@@ -83,6 +83,10 @@ export function mirrorLayer(percent: number, mirror: Handler, deps: MirrorDeps):
       interim: null,
       errorCode: '',
       aborted: null,
+      sourceService: '',
+      destinationIdentity: '',
+      bytesReceived: 0,
+      bytesSent: 0,
     };
     let settled = false;
     const timer = setTimeout(() => abortContext(mctx, new MeshError('UPSTREAM_TIMEOUT', `mirror did not complete within ${timeoutMs} ms`)), timeoutMs);

@@ -23,6 +23,10 @@ function ctx(): RequestContext {
     interim: null,
     errorCode: '',
     aborted: null,
+    sourceService: '',
+    destinationIdentity: '',
+    bytesReceived: 0,
+    bytesSent: 0,
   };
 }
 

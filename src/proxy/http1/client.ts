@@ -3,7 +3,8 @@
  * one exchange at a time. A connection returns to the pool only when both the request and the
  * response were complete and the server did not ask to close.
  */
-import { hostPort, type ConnectionLimit, type ConnectionWaiter } from '../upstream/upstream-pool.js';
+import { hostPort, type ConnectionLimit } from '../upstream/upstream-pool.js';
+import { HEALTH_CHECK_ROUTE } from '../message.js';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type SecureContext } from 'node:tls';
 import { expectSpiffeId } from '../tls/peer-identity.js';
@@ -83,45 +84,38 @@ export class Http1Pool {
       }
     };
     try {
-      const reused = this.idle.pop();
-      if (reused !== undefined) {
-        if (ctx.aborted !== null) {
-          this.release(reused);
-          throw ctx.aborted;
+      // A connection found stale (closed by the server while idle) is dropped and the next one tried.
+      for (;;) {
+        let conn = this.idle.pop();
+        let counted = false;
+        if (conn === undefined) {
+          const limit = ctx.route === HEALTH_CHECK_ROUTE ? null : this.connectionLimit;
+          if (limit !== null && !limit.mayOpen()) {
+            const handed = await this.waitForConnection(limit, ctx, timeoutMs);
+            if (handed === null) counted = true;
+            else conn = handed;
+          }
         }
-        try {
-          return await reused.exchange(req, ctx, timeoutMs, done, true, streamIdleMs);
-        } catch (err) {
-          if (!(err instanceof StaleConnection)) throw err;
-        }
-      }
-      const limit = this.connectionLimit;
-      let conn: UpstreamConnection;
-      if (limit !== null && !limit.mayOpen()) {
-        const handed = await this.waitForConnection(limit, ctx, timeoutMs);
-        if (handed !== null) {
+        if (conn !== undefined) {
           if (ctx.aborted !== null) {
-            this.release(handed);
+            this.release(conn);
             throw ctx.aborted;
           }
           try {
-            return await handed.exchange(req, ctx, timeoutMs, done, true, streamIdleMs);
+            return await conn.exchange(req, ctx, timeoutMs, done, true, streamIdleMs);
           } catch (err) {
             if (!(err instanceof StaleConnection)) throw err;
+            continue;
           }
-          conn = await this.open(false);
-        } else {
-          conn = await this.open(true);
         }
-      } else {
-        conn = await this.open(false);
+        const fresh = await this.open(counted);
+        if (ctx.aborted !== null) {
+          // Gave up while connecting (a timeout, or the client left): keep the connection, send nothing.
+          this.release(fresh);
+          throw ctx.aborted;
+        }
+        return await fresh.exchange(req, ctx, timeoutMs, done, false, streamIdleMs);
       }
-      if (ctx.aborted !== null) {
-        // Gave up while connecting (a timeout, or the client left): keep the connection, send nothing.
-        this.release(conn);
-        throw ctx.aborted;
-      }
-      return await conn.exchange(req, ctx, timeoutMs, done, false, streamIdleMs);
     } catch (err) {
       done();
       throw err;
@@ -134,9 +128,11 @@ export class Http1Pool {
   /**
    * Waits, under the cluster's `maxConnections`, until a connection of this pool is released to this
    * request (resolves with it) or one may be opened (resolves null, with the connection counted
-   * already). Refused at once with CIRCUIT_OPEN when `maxPendingRequests` already wait.
+   * already). Refused at once with CIRCUIT_OPEN when `maxPendingRequests` already wait; a wait cut by
+   * `timeoutMs` (the try's timeout) is CIRCUIT_OPEN too: nothing was sent to the endpoint.
    */
   private waitForConnection(limit: ConnectionLimit, ctx: RequestContext, timeoutMs: number): Promise<UpstreamConnection | null> {
+    if (ctx.aborted !== null) return Promise.reject(ctx.aborted);
     return new Promise((resolve, reject) => {
       let settled = false;
       let timer: NodeJS.Timeout | undefined;
@@ -144,10 +140,12 @@ export class Http1Pool {
         if (settled) return false;
         settled = true;
         clearTimeout(timer);
+        const i = this.waiters.indexOf(waiter);
+        if (i !== -1) this.waiters.splice(i, 1);
         return true;
       };
       const waiter: Http1Waiter = {
-        pool: this,
+        since: performance.now(),
         open: () => {
           if (!settle()) return;
           this.connections++;
@@ -158,21 +156,50 @@ export class Http1Pool {
           else this.release(conn);
         },
       };
-      const refused = limit.wait(waiter);
+      const refused = limit.admitPending();
       if (refused !== null) {
         reject(refused);
         return;
       }
+      this.waiters.push(waiter);
+      // An idle connection elsewhere in the cluster holds a slot nobody uses: close it for this request.
+      limit.reclaimIdle(this);
       const giveUp = (err: Error): void => {
-        if (!settle()) return;
-        limit.withdraw(waiter);
-        reject(err);
+        if (settle()) reject(err);
       };
       if (timeoutMs > 0) {
-        timer = setTimeout(() => giveUp(new MeshError('UPSTREAM_TIMEOUT', `no connection to ${this.key} within ${timeoutMs} ms: the cluster's maxConnections are all busy`)), timeoutMs);
+        timer = setTimeout(
+          () => giveUp(new MeshError('CIRCUIT_OPEN', `no connection to ${this.key} within ${timeoutMs} ms: the cluster's maxConnections (${limit.maxConnections}) are all busy`)),
+          timeoutMs,
+        );
       }
       ctx.abortHandlers.push(giveUp);
     });
+  }
+
+  /** Requests waiting for a connection (the cluster's `maxConnections` are busy), oldest first. */
+  private readonly waiters: Http1Waiter[] = [];
+
+  get pendingRequests(): number {
+    return this.waiters.length;
+  }
+
+  /** When the oldest request waiting here began to wait, or Infinity. */
+  get oldestWaiter(): number {
+    return this.waiters.length === 0 ? Infinity : this.waiters[0]!.since;
+  }
+
+  /** Lets the oldest request waiting here open a connection (a slot of the cluster freed up). */
+  wakeOne(): void {
+    this.waiters[0]?.open();
+  }
+
+  /** Closes one idle connection, if there is one: true when it did. */
+  closeOneIdle(): boolean {
+    const conn = this.idle.shift();
+    if (conn === undefined) return false;
+    conn.destroy();
+    return true;
   }
 
   /** Opens a connection; `counted` when a waiting request already counted it against `maxConnections`. */
@@ -232,10 +259,15 @@ export class Http1Pool {
 
   /** Called by a connection whose exchange ended cleanly. */
   release(conn: UpstreamConnection): void {
-    const waiter = this.closed ? null : (this.connectionLimit?.takeWaiter(this) ?? null);
-    if (waiter !== null) {
+    const waiter = this.closed ? undefined : this.waiters[0];
+    if (waiter !== undefined) {
       conn.idleSince(0);
-      (waiter as Http1Waiter).take(conn);
+      waiter.take(conn);
+      return;
+    }
+    if (this.connectionLimit?.waitingElsewhere(this) === true) {
+      // A request for another endpoint of the cluster waits for a slot: this connection's closing frees one.
+      conn.destroy();
       return;
     }
     if (this.closed || this.idle.length >= this.opts.maxIdle) {
@@ -260,7 +292,10 @@ export class Http1Pool {
 }
 
 /** A request of an Http1Pool waiting for a connection: it takes a released one, or opens one. */
-interface Http1Waiter extends ConnectionWaiter {
+interface Http1Waiter {
+  /** When it began to wait (performance.now()): the cluster wakes the oldest first. */
+  readonly since: number;
+  open(): void;
   take(conn: UpstreamConnection): void;
 }
 
@@ -685,11 +720,8 @@ class UpstreamConnection {
       const reject = this.reject!;
       this.reject = null;
       this.resolve = null;
-      this.clearTimer();
-      this.phase = Phase.Dead;
-      this.pool.forget(this);
-      this.socket.destroy();
       this.onDone = null;
+      this.destroy();
       reject(new StaleConnection('stale keep-alive connection'));
       return;
     }

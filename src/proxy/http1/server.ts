@@ -297,7 +297,13 @@ export class Http1ServerConnection {
       });
       this.body = body;
       if (head.chunked) {
-        this.decoder = new ChunkedDecoder({ data: (c) => body!.push(c), end: (t) => body!.end(t) });
+        this.decoder = new ChunkedDecoder({
+          data: (c) => {
+            if (this.ctx !== null) this.ctx.bytesReceived += c.length;
+            body!.push(c);
+          },
+          end: (t) => body!.end(t),
+        });
       } else {
         this.bodyRemaining = head.contentLength;
       }
@@ -331,6 +337,11 @@ export class Http1ServerConnection {
       interim,
       errorCode: '',
       aborted: null,
+      sourceService: '',
+      destinationIdentity: '',
+      bytesReceived: 0,
+      bytesSent: 0,
+      protocol: this.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0',
     };
     this.ctx = ctx;
     return ctx;
@@ -356,6 +367,7 @@ export class Http1ServerConnection {
       if (rest === -1) return;
     } else {
       const take = Math.min(this.bodyRemaining, buf.length - offset);
+      if (this.ctx !== null) this.ctx.bytesReceived += take;
       body.push(offset === 0 && take === buf.length ? buf : buf.subarray(offset, offset + take));
       this.bodyRemaining -= take;
       if (this.bodyRemaining > 0) return;
@@ -441,6 +453,7 @@ export class Http1ServerConnection {
     let waitingDrain = false;
     const sink: BodySink = {
       data: (chunk) => {
+        ctx.bytesSent += chunk.length;
         const ok = chunked ? writeChunk(socket, chunk) : socket.write(chunk);
         if (!ok && !waitingDrain) {
           waitingDrain = true;
@@ -555,7 +568,7 @@ export class Http1ServerConnection {
   private onClose(): void {
     this.state = State.Closed;
     this.disarmTimer();
-    const err = new MeshError('UPSTREAM_RESET', 'client closed the connection');
+    const err = new MeshError('CLIENT_CLOSED', 'the client closed the connection');
     this.body?.fail(err);
     if (this.ctx !== null) abortContext(this.ctx, err);
   }

@@ -7,7 +7,7 @@ import type { RequestContext } from '../message.js';
 import { Http2Pool } from './client.js';
 
 function context(): RequestContext {
-  return { direction: 'outbound', requestId: 'r', clientAddress: '', peerIdentity: null, start: 0, route: '', destination: '', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null };
+  return { direction: 'outbound', requestId: 'r', clientAddress: '', peerIdentity: null, start: 0, route: '', destination: '', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null, sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0 };
 }
 
 function readAll(b: Body | null): Promise<string> {

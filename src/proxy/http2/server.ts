@@ -160,6 +160,11 @@ export class Http2Downstream {
       interim: getHeader(headers, 'expect')?.toLowerCase() === '100-continue' ? (status, fields) => sendInterim(stream, status, fields) : null,
       errorCode: '',
       aborted: null,
+      sourceService: '',
+      destinationIdentity: '',
+      bytesReceived: 0,
+      bytesSent: 0,
+      protocol: 'HTTP/2',
     };
     const reply = new StreamReply(stream, ctx, grpc, method === 'HEAD', this.opts.onExchange);
     const bad = method === '' || method === 'CONNECT' || authority === '' || !path.startsWith('/') ? badRequest(method, path, authority) : null;
@@ -179,14 +184,17 @@ export class Http2Downstream {
       });
       const b = body;
       let trailers: string[] | null = null;
-      stream.on('data', (c: Buffer) => b.push(c));
+      stream.on('data', (c: Buffer) => {
+        ctx.bytesReceived += c.length;
+        b.push(c);
+      });
       stream.on('trailers', (t: IncomingHttpHeaders) => (trailers = fromH2Headers(t)));
       stream.on('end', () => b.end(trailers));
       stream.once('close', () => b.fail(new MeshError('BAD_REQUEST', 'the client reset the stream before its body ended')));
     }
     const req: ProxyRequest = { method, path, authority, headers, body };
     stream.once('close', () => {
-      if (!reply.finished) abortContext(ctx, new Error(`the client reset the stream (code ${stream.rstCode ?? 0})`));
+      if (!reply.finished) abortContext(ctx, new MeshError('CLIENT_CLOSED', `the client reset the stream (code ${stream.rstCode ?? 0})`));
     });
     // A gRPC caller's deadline bounds the whole exchange, like a route's request timeout.
     const deadline = grpc ? grpcTimeoutMs(getHeader(headers, 'grpc-timeout')) : null;
@@ -278,7 +286,10 @@ class StreamReply {
     });
     stream.on('drain', () => body.resume());
     body.pipe({
-      data: (c) => stream.write(c),
+      data: (c) => {
+        this.ctx.bytesSent += c.length;
+        return stream.write(c);
+      },
       end: (t) => {
         trailers = t;
         stream.end();

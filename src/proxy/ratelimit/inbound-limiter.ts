@@ -69,7 +69,7 @@ export class RateLimitRegistry {
   /** `weft_rate_limit_redis_connected{address}`: 1 while the connection to Redis is up. */
   gauges(): string[] {
     if (this.clients.size === 0) return [];
-    const out = ['# TYPE weft_rate_limit_redis_connected gauge'];
+    const out = ['# HELP weft_rate_limit_redis_connected 1 while the connection to the Redis of global rate limits is up.', '# TYPE weft_rate_limit_redis_connected gauge'];
     for (const [address, c] of this.clients) out.push(`weft_rate_limit_redis_connected{address="${address}"} ${c.connected ? 1 : 0}`);
     return out;
   }
@@ -134,20 +134,29 @@ export class InboundRateLimiter {
     if (list === undefined) return null;
     const now = performance.now();
     let globals: Array<Promise<MeshError | null>> | null = null;
+    let globalPolicies: RateLimitPolicyConfig[] | null = null;
     for (const p of list) {
       const key = p.key(req, ctx);
       if (p.local !== null) {
         const wait = p.local.take(key, now);
         if (wait > 0) return this.refuse(ctx, p.config, 'local', overLimit(p.config, 'local', wait));
       }
-      if (p.config.global !== null) (globals ??= []).push(this.checkGlobal(ctx, p.config, key));
+      if (p.config.global !== null) {
+        (globals ??= []).push(this.checkGlobal(p.config, key));
+        (globalPolicies ??= []).push(p.config);
+      }
     }
     if (globals === null) return null;
-    if (globals.length === 1) return globals[0]!;
-    return Promise.all(globals).then((verdicts) => verdicts.find((v) => v !== null) ?? null);
+    // The first policy in order that refuses answers, and only it is counted.
+    const policies = globalPolicies;
+    return (globals.length === 1 ? globals[0]!.then((v) => [v]) : Promise.all(globals)).then((verdicts) => {
+      const i = verdicts.findIndex((v) => v !== null);
+      return i === -1 ? null : this.refuse(ctx, policies![i]!, 'global', verdicts[i]!);
+    });
   }
 
-  private async checkGlobal(ctx: RequestContext, p: RateLimitPolicyConfig, key: string): Promise<MeshError | null> {
+  /** The refusal a global limit gives (not yet counted), or null. */
+  private async checkGlobal(p: RateLimitPolicyConfig, key: string): Promise<MeshError | null> {
     const limit = p.global!;
     let why: string;
     if (this.client === null) {
@@ -155,15 +164,14 @@ export class InboundRateLimiter {
     } else {
       try {
         const w = await countInWindow(this.client, redisKey(p.name, key), limit.perMs, performance.now() + this.timeoutMs);
-        return w.count <= limit.requests ? null : this.refuse(ctx, p, 'global', overLimit(p, 'global', w.ttlMs));
+        return w.count <= limit.requests ? null : overLimit(p, 'global', w.ttlMs);
       } catch (e) {
         this.reports.redisError(e instanceof RedisCommandError ? e.reason : 'error');
         why = (e as Error).message;
       }
     }
     if (p.failureMode === 'FailOpen') return null;
-    const err = new MeshError('RATE_LIMITED', `RateLimitPolicy ${p.name} fails closed and its global limit cannot be checked: ${why}`, { retryAfter: 1 });
-    return this.refuse(ctx, p, 'global', err);
+    return new MeshError('RATE_LIMITED', `RateLimitPolicy ${p.name} fails closed and its global limit cannot be checked: ${why}`, { retryAfter: 1 });
   }
 
   private refuse(ctx: RequestContext, p: RateLimitPolicyConfig, scope: RateLimitScope, err: MeshError): MeshError {

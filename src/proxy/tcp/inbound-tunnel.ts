@@ -33,6 +33,8 @@ export interface TunnelOutcome {
   result: TunnelResult;
   /** `namespace/name` of the policy that decided, or '' (no policy covers the port, or none matched). */
   policy: string;
+  /** With `allowed`: the connection to the app, whose byte counts are the tunnel's (metrics). */
+  app?: Socket;
 }
 
 /** A tunnel may go on to this app port, or is refused with this error. */
@@ -120,7 +122,7 @@ export function acceptTunnel(t: ConnectTunnel, tunnels: InboundTunnels | null, r
       refuseTunnel(socket, err);
       return;
     }
-    report({ security, result: 'allowed', policy: verdict.policy });
+    report({ security, result: 'allowed', policy: verdict.policy, app });
     // RFC 9110 9.3.6: no Content-Length or Transfer-Encoding in a 2xx to CONNECT.
     socket.write('HTTP/1.1 200 OK\r\n\r\n', 'latin1');
     if (t.rest !== null) app.write(t.rest);
@@ -186,7 +188,7 @@ export function acceptH2Tunnel(t: Http2ConnectTunnel, tunnels: InboundTunnels | 
       refuseStream(stream, err);
       return;
     }
-    report({ security, result: 'allowed', policy: verdict.policy });
+    report({ security, result: 'allowed', policy: verdict.policy, app });
     onApp(app);
     stream.respond({ ':status': 200 });
     joinStream(app, stream, () => {});

@@ -25,6 +25,8 @@ export interface TcpOutcome {
   /** '' when the connection was joined; otherwise the mesh error code (the inbound's own, for a refused tunnel). */
   errorCode: string;
   message: string;
+  /** When joined: the client's connection, whose byte counts are the connection's (metrics). */
+  client?: Socket;
 }
 
 /** What forwarding needs from its proxy: the tunnel dialer and where outcomes go. */
@@ -98,7 +100,7 @@ export function forwardTcp(
     if (settled) return;
     settled = true;
     client.off('close', onClientClose);
-    if (err === null && clientGone) err = new MeshError('UPSTREAM_RESET', 'the client left before the connection was made');
+    if (err === null && clientGone) err = new MeshError('CLIENT_CLOSED', 'the client left before the connection was made');
     if (err !== null) {
       if (err.code === 'UPSTREAM_CONNECT_FAILURE' || err.code === 'UPSTREAM_TLS_FAILURE') pool.connectFailures++;
       pool.active--;
@@ -113,7 +115,7 @@ export function forwardTcp(
       refuse(err);
       return;
     }
-    fwd.report({ service, transport, endpoint, errorCode: '', message: '' });
+    fwd.report({ service, transport, endpoint, errorCode: '', message: '', client });
     ep.tracker?.connected();
     if (viaConnect !== undefined) {
       // RFC 9110 9.3.6: no Content-Length or Transfer-Encoding in a 2xx to CONNECT.

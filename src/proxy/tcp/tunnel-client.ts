@@ -290,7 +290,7 @@ export class TunnelDialer {
       socket: {
         destroy: () => {
           if (stream !== null && !stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
-          finish(new MeshError('UPSTREAM_RESET', 'the client left before the tunnel was established'));
+          finish(new MeshError('CLIENT_CLOSED', 'the client left before the tunnel was established'));
         },
       },
       transport: 'mtls',

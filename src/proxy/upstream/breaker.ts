@@ -7,7 +7,7 @@
 import { MeshError } from '../../core/errors.js';
 import { DEFAULT_CIRCUIT_BREAKER } from '../../model/compile.js';
 import type { CircuitBreakerLimits } from '../../model/snapshot.js';
-import type { ConnectionLimit, ConnectionWaiter, UpstreamPool } from './upstream-pool.js';
+import type { ConnectionLimit, UpstreamPool } from './upstream-pool.js';
 
 /** Which limit overflowed: the `limit` label of `weft_circuit_open_total`. */
 export type BreakerLimit = 'requests' | 'retries' | 'connections' | 'pending';
@@ -28,8 +28,6 @@ export class CircuitBreaker implements ConnectionLimit {
   retries = 0;
   /** The pools of the cluster's endpoints, whose connections count against `maxConnections` (set by the cluster). */
   pools: readonly UpstreamPool[] = [];
-  /** Requests waiting for a connection, oldest first. */
-  private readonly pending: ConnectionWaiter[] = [];
   /** Releases one request slot; one function for all requests (no per-request closure). */
   readonly releaseRequest = (): void => {
     this.requests--;
@@ -66,6 +64,10 @@ export class CircuitBreaker implements ConnectionLimit {
     this.retries--;
   }
 
+  get maxConnections(): number {
+    return this.limits.maxConnections;
+  }
+
   /** Connections open or opening to the cluster's endpoints. */
   get connections(): number {
     let n = 0;
@@ -77,34 +79,38 @@ export class CircuitBreaker implements ConnectionLimit {
     return this.connections < this.limits.maxConnections;
   }
 
-  wait(waiter: ConnectionWaiter): MeshError | null {
-    if (this.pending.length >= this.limits.maxPendingRequests) {
-      this.report(this.destination, 'pending');
-      return new MeshError(
-        'CIRCUIT_OPEN',
-        `circuit breaker of cluster ${this.cluster} is open: ${this.limits.maxConnections} connections busy and ${this.pending.length} requests waiting for one, maxPendingRequests is ${this.limits.maxPendingRequests}`,
-      );
-    }
-    this.pending.push(waiter);
-    return null;
+  /** Requests waiting for a connection, in all the cluster's pools. */
+  get pendingRequests(): number {
+    let n = 0;
+    for (const p of this.pools) n += p.pendingRequests ?? 0;
+    return n;
   }
 
-  withdraw(waiter: ConnectionWaiter): void {
-    const i = this.pending.indexOf(waiter);
-    if (i !== -1) this.pending.splice(i, 1);
+  admitPending(): MeshError | null {
+    const waiting = this.pendingRequests;
+    if (waiting < this.limits.maxPendingRequests) return null;
+    this.report(this.destination, 'pending');
+    return new MeshError(
+      'CIRCUIT_OPEN',
+      `circuit breaker of cluster ${this.cluster} is open: ${this.limits.maxConnections} connections busy and ${waiting} requests waiting for one, maxPendingRequests is ${this.limits.maxPendingRequests}`,
+    );
   }
 
-  takeWaiter(pool: UpstreamPool): ConnectionWaiter | null {
-    const i = this.pending.findIndex((w) => w.pool === pool);
-    return i === -1 ? null : this.pending.splice(i, 1)[0]!;
+  reclaimIdle(pool: UpstreamPool): void {
+    for (const p of this.pools) if (p !== pool && p.closeOneIdle?.() === true) return;
+  }
+
+  waitingElsewhere(pool: UpstreamPool): boolean {
+    for (const p of this.pools) if (p !== pool && (p.pendingRequests ?? 0) > 0) return true;
+    return false;
   }
 
   connectionClosed(): void {
-    while (this.pending.length > 0 && this.mayOpen()) this.pending.shift()!.open();
-  }
-
-  /** Requests waiting for a connection. */
-  get pendingRequests(): number {
-    return this.pending.length;
+    while (this.mayOpen()) {
+      let oldest: UpstreamPool | null = null;
+      for (const p of this.pools) if ((p.oldestWaiter ?? Infinity) < (oldest?.oldestWaiter ?? Infinity)) oldest = p;
+      if (oldest === null) return;
+      oldest.wakeOne!();
+    }
   }
 }

@@ -2,7 +2,7 @@
  * A cluster at run time: its endpoints with their pools, and the picker its balancer published.
  * The upstream call is the terminal handler of every forwarding route.
  */
-import { MeshError } from '../../core/errors.js';
+import { isMeshError, MeshError } from '../../core/errors.js';
 import type { Cluster, Endpoint } from '../../model/snapshot.js';
 import type { UpstreamPool } from './upstream-pool.js';
 import type { Handler, ProxyRequest, ProxyResponse } from '../message.js';
@@ -14,6 +14,7 @@ import { CircuitBreaker, type BreakerReport } from './breaker.js';
 import { DEFAULT_STREAM_IDLE_TIMEOUT_MS, DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS } from '../../model/compile.js';
 import type { OutcomeTracker } from './outlier.js';
 import { FAILURE_PENALTY_MS, latencyOf, type PeakEwma } from './ewma.js';
+import { DESTINATION_SERVICE_HEADER, SOURCE_SERVICE_HEADER } from '../admin/peer-labels.js';
 
 /** Header that tells a workload's inbound proxy which app port a request is for. */
 export const APP_PORT_HEADER = 'weft-app-port';
@@ -81,6 +82,9 @@ export class ClusterRuntime {
   /** The labels of the proxy's own workload: its zone and region for locality-aware picking. */
   private readonly local: Readonly<Record<string, string>>;
 
+  /** This proxy's own service (`name.namespace`), told to proxied endpoints for their metrics; set by the Runtime. */
+  sourceService = '';
+
   constructor(config: Cluster, pools: PoolRegistry, onBreakerOpen?: BreakerReport, local: Readonly<Record<string, string>> = {}) {
     this.config = config;
     this.local = local;
@@ -143,7 +147,11 @@ export class ClusterRuntime {
       if (ep === null) return Promise.reject(new MeshError('NO_HEALTHY_UPSTREAM', `no healthy endpoint in cluster ${name}`));
       const open = breaker.admitRequest();
       if (open !== null) return Promise.reject(open);
-      if (ep.appPortHeader !== null) req.headers.push(APP_PORT_HEADER, ep.appPortHeader);
+      if (ep.appPortHeader !== null) {
+        // The metrics labels the destination's proxy takes over mTLS (admin/peer-labels.ts).
+        req.headers.push(APP_PORT_HEADER, ep.appPortHeader, SOURCE_SERVICE_HEADER, this.sourceService, DESTINATION_SERVICE_HEADER, ctx.destination);
+        ctx.destinationIdentity = ep.endpoint.identity;
+      }
       let sent: Promise<ProxyResponse>;
       const since = ewmaDecayMs === 0 ? 0 : performance.now();
       try {
@@ -156,7 +164,7 @@ export class ClusterRuntime {
       // PeakEWMA observes each try's latency: two closures per request, only with this balancer.
       return sent.then(
         (res) => (ep.observe(since, false, ewmaDecayMs), ep.settle(res)),
-        (err) => (ep.observe(since, true, ewmaDecayMs), ep.fail(err)),
+        (err) => (isMeshError(err) && err.code === 'CLIENT_CLOSED' ? undefined : ep.observe(since, true, ewmaDecayMs), ep.fail(err)),
       );
     };
   }

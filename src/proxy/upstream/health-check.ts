@@ -8,7 +8,7 @@
  */
 import { connect } from 'node:net';
 import type { HealthCheck } from '../../model/snapshot.js';
-import { abortContext, type ProxyRequest, type RequestContext } from '../message.js';
+import { abortContext, getHeader, HEALTH_CHECK_ROUTE, type ProxyRequest, type RequestContext } from '../message.js';
 import type { TunnelDialer } from '../tcp/tunnel-client.js';
 import { APP_PORT_HEADER, type ClusterEndpoint } from './cluster.js';
 import type { EndpointHealth } from './health-state.js';
@@ -112,27 +112,37 @@ export class HealthChecker {
     if (target.appPortHeader !== null) headers.push(APP_PORT_HEADER, target.appPortHeader);
     const req: ProxyRequest = { method: 'GET', path, authority: this.deps.authority, headers, body: null };
     const ctx: RequestContext = {
-      direction: 'outbound', requestId: '', clientAddress: '', peerIdentity: null, start: performance.now(), route: 'health-check',
+      direction: 'outbound', requestId: '', clientAddress: '', peerIdentity: null, start: performance.now(), route: HEALTH_CHECK_ROUTE,
       destination: this.deps.authority, upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null,
+      sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0,
     };
     const timeoutMs = this.config.timeoutMs;
+    // The timeout covers the whole check, body included: an endpoint that sends a head and then
+    // stalls must neither pass nor keep a stream.
     const timer = setTimeout(() => abortContext(ctx, new Error(`health check timed out after ${timeoutMs} ms`)), timeoutMs);
     try {
       const res = await target.pool.request(req, ctx, timeoutMs);
-      const ok = expected.length === 0 ? res.status >= 200 && res.status < 300 : expected.includes(res.status);
+      // The mesh's own rate limit refusing the probe says the endpoint is up and busy, not down.
+      const limited = res.status === 429 && getHeader(res.headers, 'weft-error') === 'RATE_LIMITED';
+      const ok = limited || (expected.length === 0 ? res.status >= 200 && res.status < 300 : expected.includes(res.status));
       const body = res.body;
       if (body !== null) {
+        ctx.abortHandlers.push((err) => body.abort(err));
         // Read (a bounded amount of) the body so the connection goes back to the pool.
-        let size = 0;
-        body.pipe({
-          data: (chunk) => {
-            size += chunk.length;
-            if (size > MAX_BODY) body.abort(new Error('health check body too large'));
-            return true;
-          },
-          end: () => {},
-          error: () => {},
+        await new Promise<void>((resolve) => {
+          body.onSettled(resolve);
+          let size = 0;
+          body.pipe({
+            data: (chunk) => {
+              size += chunk.length;
+              if (size > MAX_BODY) body.abort(new Error('health check body too large'));
+              return true;
+            },
+            end: () => {},
+            error: () => {},
+          });
         });
+        if (ctx.aborted !== null) return ctx.aborted.message;
       }
       return ok ? null : `status ${res.status}`;
     } catch (err) {

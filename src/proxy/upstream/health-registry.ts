@@ -67,8 +67,8 @@ export class HealthRegistry {
       if (h.checker !== null) failing.set(h.destination, (failing.get(h.destination) ?? 0) + f);
     }
     const out: string[] = [];
-    if (ejected.size > 0) out.push('# TYPE weft_endpoints_ejected gauge', ...[...ejected].map(([d, n]) => `weft_endpoints_ejected{destination_service="${d}"} ${n}`));
-    if (failing.size > 0) out.push('# TYPE weft_endpoints_failing_health_checks gauge', ...[...failing].map(([d, n]) => `weft_endpoints_failing_health_checks{destination_service="${d}"} ${n}`));
+    if (ejected.size > 0) out.push('# HELP weft_endpoints_ejected Endpoints ejected by outlier detection now.', '# TYPE weft_endpoints_ejected gauge', ...[...ejected].map(([d, n]) => `weft_endpoints_ejected{destination_service="${d}"} ${n}`));
+    if (failing.size > 0) out.push('# HELP weft_endpoints_failing_health_checks Endpoints failing their active health checks now.', '# TYPE weft_endpoints_failing_health_checks gauge', ...[...failing].map(([d, n]) => `weft_endpoints_failing_health_checks{destination_service="${d}"} ${n}`));
     return out;
   }
 

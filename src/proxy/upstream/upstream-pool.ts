@@ -34,33 +34,33 @@ export interface UpstreamPool {
   readonly connections?: number;
   /** The cluster's connection limit (circuit breaker), set by the cluster that uses this pool. */
   connectionLimit?: ConnectionLimit | null;
+  /** HTTP/1.1 pools: requests waiting for a connection, when the oldest began to wait, waking it, closing an idle connection. */
+  readonly pendingRequests?: number;
+  readonly oldestWaiter?: number;
+  wakeOne?(): void;
+  closeOneIdle?(): boolean;
 }
 
 /**
  * `maxConnections` and `maxPendingRequests` of a cluster (Envoy's thresholds), shared by the
  * HTTP/1.1 pools of its endpoints: a request that finds no idle connection and may not open one
- * waits for one, and waits only while fewer than `maxPendingRequests` already do.
+ * waits in its pool for one, and waits only while fewer than `maxPendingRequests` already do. The
+ * waiting requests live in the pools (which outlive configurations), so a configuration push never
+ * strands them.
  */
 export interface ConnectionLimit {
+  readonly maxConnections: number;
   /** Whether one more connection may be opened to the cluster. */
   mayOpen(): boolean;
-  /** Queues a request until a connection frees up; the CIRCUIT_OPEN error to answer when the queue is full. */
-  wait(waiter: ConnectionWaiter): MeshError | null;
-  /** Takes a request out of the queue (it gave up). */
-  withdraw(waiter: ConnectionWaiter): void;
-  /** The oldest request of `pool` that waits, taken out of the queue: it gets the connection `pool` just released. */
-  takeWaiter(pool: UpstreamPool): ConnectionWaiter | null;
-  /** A connection of the cluster closed: the oldest waiting request may open one (its `open()` is called). */
+  /** Admits one more waiting request: null, or the CIRCUIT_OPEN error to answer when the queue is full. */
+  admitPending(): MeshError | null;
+  /** Closes an idle connection of another pool of the cluster, whose slot a waiting request of `pool` can use. */
+  reclaimIdle(pool: UpstreamPool): void;
+  /** Whether a request waits for a connection in another pool of the cluster than `pool`. */
+  waitingElsewhere(pool: UpstreamPool): boolean;
+  /** A connection of the cluster closed: the oldest waiting request (across its pools) may open one. */
   connectionClosed(): void;
 }
-
-/** A request waiting for a connection (see ConnectionLimit). */
-export interface ConnectionWaiter {
-  readonly pool: UpstreamPool;
-  /** Called when this request may open a connection. */
-  open(): void;
-}
-
 /** How a proxy talks to other proxies: HTTP/1.1 pooled connections, or one multiplexed HTTP/2 session per endpoint. */
 export type PeerTransport = 'http1' | 'h2';
 

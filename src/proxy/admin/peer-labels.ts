@@ -1,0 +1,51 @@
+/**
+ * How the two proxies of a hop agree on the service labels of a request's metrics.
+ *
+ * The outbound proxy knows both ends: its own service and the destination service its route chose.
+ * It tells the destination's proxy in two headers, added to requests for proxied endpoints only.
+ * The inbound proxy believes them only from a caller that proved a mesh identity over mTLS, takes
+ * the last value of each (the one its peer proxy appended, after anything the app itself sent), and
+ * removes them all, so they never reach the app. From a plaintext caller they are dropped unread:
+ * the source service is then '' and the destination is the inbound's own canonical service.
+ */
+import type { WorkloadInfo } from '../../model/snapshot.js';
+import type { RequestContext } from '../message.js';
+
+/** The caller's service, `name.namespace`. */
+export const SOURCE_SERVICE_HEADER = 'weft-source-service';
+/** The service the caller's route chose, `name.namespace`. */
+export const DESTINATION_SERVICE_HEADER = 'weft-destination-service';
+
+/**
+ * A workload's service for metrics, as Istio's canonical service: the `app.kubernetes.io/name`
+ * label, else `app`, else the workload's name; with its namespace.
+ */
+export function canonicalService(w: WorkloadInfo): string {
+  return `${w.labels['app.kubernetes.io/name'] ?? w.labels.app ?? w.name}.${w.namespace}`;
+}
+
+/**
+ * Inbound: removes both headers from `headers` in one pass and, when the caller is authenticated
+ * (`ctx.peerIdentity`), sets `ctx.sourceService` and `ctx.destination` from their last values.
+ */
+export function takePeerLabels(headers: string[], ctx: RequestContext): void {
+  let source: string | undefined;
+  let destination: string | undefined;
+  let w = 0;
+  for (let r = 0; r < headers.length; r += 2) {
+    const name = headers[r]!;
+    if (name === SOURCE_SERVICE_HEADER) source = headers[r + 1];
+    else if (name === DESTINATION_SERVICE_HEADER) destination = headers[r + 1];
+    else {
+      if (w !== r) {
+        headers[w] = name;
+        headers[w + 1] = headers[r + 1]!;
+      }
+      w += 2;
+    }
+  }
+  headers.length = w;
+  if (ctx.peerIdentity === null) return;
+  if (source !== undefined) ctx.sourceService = source;
+  if (destination !== undefined && destination !== '') ctx.destination = destination;
+}

@@ -1,0 +1,108 @@
+/**
+ * Batches finished spans and posts them as OTLP/HTTP JSON to each target: the Mesh's collector
+ * (`spec.tracing.otlp.endpoint`) and the control plane. Bounded everywhere: a queue of at most
+ * MAX_QUEUE spans (further spans are dropped and counted), batches of at most MAX_BATCH sent at
+ * least every FLUSH_MS, and at most MAX_IN_FLIGHT posts per target (a batch a slow target cannot
+ * take is dropped for that target and counted). Nothing here runs on the request path but `add`.
+ */
+import { request as httpRequest, Agent as HttpAgent, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { encodeExport, type OtlpResource, type OtlpSpan } from './otlp.js';
+
+const MAX_QUEUE = 4096;
+const MAX_BATCH = 512;
+const FLUSH_MS = 1000;
+const MAX_IN_FLIGHT = 4;
+const POST_TIMEOUT_MS = 5000;
+
+/** Where batches go. `options()` is read per post (a certificate may have been renewed); null skips the post. */
+export interface ExportTarget {
+  /** A short label for metrics: `otlp` or `control-plane`. */
+  readonly name: string;
+  readonly url: string;
+  options(): RequestOptions | null;
+}
+
+/** How the exporter reports: spans `exported`, `dropped` (queue full or target busy) or `failed`, per target. */
+export type ExportReport = (target: string, result: 'exported' | 'dropped' | 'failed', spans: number) => void;
+
+const agent = new HttpAgent({ keepAlive: true, maxSockets: MAX_IN_FLIGHT });
+
+/** A target that takes plain OTLP/HTTP (a collector): no credentials. */
+export function collectorTarget(url: string): ExportTarget {
+  return { name: 'otlp', url, options: () => (url.startsWith('https:') ? {} : { agent }) };
+}
+
+export class SpanExporter {
+  private queue: OtlpSpan[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private readonly inFlight = new Map<string, number>();
+  /** Set by the proxy from the configuration in force. */
+  targets: readonly ExportTarget[] = [];
+  /** The resource of the spans queued (one proxy, one workload). */
+  resource: OtlpResource = { attributes: [] };
+
+  constructor(private readonly report: ExportReport) {}
+
+  /** Queues one span; drops it (counted) when the queue is full. */
+  add(span: OtlpSpan): void {
+    if (this.queue.length >= MAX_QUEUE) {
+      this.report('queue', 'dropped', 1);
+      return;
+    }
+    this.queue.push(span);
+    if (this.queue.length >= MAX_BATCH) this.flush();
+    else if (this.timer === null) {
+      this.timer = setTimeout(() => this.flush(), FLUSH_MS);
+      this.timer.unref();
+    }
+  }
+
+  /** Sends what is queued now, in batches. */
+  flush(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    while (this.queue.length > 0) {
+      const batch = this.queue.length <= MAX_BATCH ? this.queue : this.queue.slice(0, MAX_BATCH);
+      this.queue = this.queue.length <= MAX_BATCH ? [] : this.queue.slice(MAX_BATCH);
+      const body = encodeExport(this.resource, batch);
+      for (const t of this.targets) this.post(t, body, batch.length);
+    }
+  }
+
+  /** Sends what is queued and waits (at most `ms`) for the posts in flight. */
+  async close(ms = 2000): Promise<void> {
+    this.flush();
+    const deadline = Date.now() + ms;
+    while ([...this.inFlight.values()].some((n) => n > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  private post(t: ExportTarget, body: string, spans: number): void {
+    const busy = this.inFlight.get(t.name) ?? 0;
+    const options = busy >= MAX_IN_FLIGHT ? null : t.options();
+    if (options === null) {
+      this.report(t.name, 'dropped', spans);
+      return;
+    }
+    this.inFlight.set(t.name, busy + 1);
+    let done = false;
+    const settle = (ok: boolean): void => {
+      if (done) return;
+      done = true;
+      this.inFlight.set(t.name, (this.inFlight.get(t.name) ?? 1) - 1);
+      this.report(t.name, ok ? 'exported' : 'failed', spans);
+    };
+    const url = new URL(t.url);
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(url, { ...options, method: 'POST', timeout: POST_TIMEOUT_MS, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => settle(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300));
+      res.on('error', () => settle(false));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => settle(false));
+    req.end(body);
+  }
+}
