@@ -111,7 +111,7 @@ function inboundHandler(snapshot: ProxySnapshot, registry: PoolRegistry, pools: 
     const pool = port === null ? undefined : byPort.get(port);
     ctx.destination = destination;
     ctx.route = 'inbound';
-    takePeerLabels(req.headers, ctx);
+    takePeerLabels(req.headers, ctx, snapshot.workload.namespace);
     if (pool === undefined) {
       req.body?.abort(new Error('no app port'));
       const why = port === null ? 'the workload has several ports and the request named none' : `port ${named} is not a port of this workload`;

@@ -26,9 +26,10 @@ export function canonicalService(w: WorkloadInfo): string {
 
 /**
  * Inbound: removes both headers from `headers` in one pass and, when the caller is authenticated
- * (`ctx.peerIdentity`), sets `ctx.sourceService` and `ctx.destination` from their last values.
+ * (`ctx.peerIdentity`), sets `ctx.sourceService` and `ctx.destination` from their last values, when
+ * they name services of the caller's namespace and of `ownNamespace` (this workload's) respectively.
  */
-export function takePeerLabels(headers: string[], ctx: RequestContext): void {
+export function takePeerLabels(headers: string[], ctx: RequestContext, ownNamespace: string): void {
   let source: string | undefined;
   let destination: string | undefined;
   let w = 0;
@@ -46,6 +47,25 @@ export function takePeerLabels(headers: string[], ctx: RequestContext): void {
   }
   headers.length = w;
   if (ctx.peerIdentity === null) return;
-  if (source !== undefined) ctx.sourceService = source;
-  if (destination !== undefined && destination !== '') ctx.destination = destination;
+  // A peer may only name a service of its own namespace as the source, and one of this workload's
+  // namespace as the destination (Services select workloads in their namespace): a label is a
+  // series, and an authenticated peer must not be able to mint series at will elsewhere.
+  if (source !== undefined && serviceIn(source, namespaceOf(ctx.peerIdentity))) ctx.sourceService = source;
+  if (destination !== undefined && serviceIn(destination, ownNamespace)) ctx.destination = destination;
+}
+
+/** The namespace a SPIFFE ID `spiffe://<td>/ns/<ns>/sa/<sa>` names, or null. */
+function namespaceOf(identity: string): string | null {
+  const i = identity.indexOf('/ns/');
+  if (i === -1) return null;
+  const end = identity.indexOf('/', i + 4);
+  return end === -1 ? null : identity.slice(i + 4, end);
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** Whether `value` is `<name>.<namespace>` with a DNS-label name, in `namespace`. */
+function serviceIn(value: string, namespace: string | null): boolean {
+  if (namespace === null || !value.endsWith(`.${namespace}`)) return false;
+  return DNS_LABEL.test(value.slice(0, value.length - namespace.length - 1));
 }
