@@ -10,6 +10,8 @@ import { controlCommand } from './control-command.js';
 import { proxyCommand } from './proxy-command.js';
 import { upCommand } from './up.js';
 import { traceCommand } from './trace-command.js';
+import { edgesCommand, statCommand, tapCommand, topCommand } from './stats-commands.js';
+import { dashboardCommand } from './dashboard-command.js';
 import { caCommand, tokenCommand } from './identity-commands.js';
 import { applyCommand, checkCommand, deleteCommand, getCommand, proxyConfigCommand, proxyStatusCommand } from './resource-commands.js';
 
@@ -25,6 +27,11 @@ const commands: Record<string, Command> = {
   check: checkCommand,
   token: tokenCommand,
   trace: traceCommand,
+  stat: statCommand,
+  edges: edgesCommand,
+  tap: tapCommand,
+  top: topCommand,
+  dashboard: dashboardCommand,
   ca: caCommand,
   validate: {
     summary: 'check resource files and print every error',

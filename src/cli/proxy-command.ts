@@ -6,6 +6,7 @@ import { callsEntryProblem } from '../model/index.js';
 import { WorkloadIdentity } from '../proxy/tls/workload-identity.js';
 import { ControlPlaneClient } from '../proxy/config-client/control-plane-client.js';
 import { FileConfigSource } from '../proxy/config-client/file-source.js';
+import { StatsReporter } from '../proxy/telemetry/stats-reporter.js';
 import { DETECT_WAIT_MS } from '../proxy/listener/detect.js';
 import { Proxy, defaultProxyOptions, type TcpUpstream } from '../proxy/proxy.js';
 import type { PeerTransport } from '../proxy/upstream/upstream-pool.js';
@@ -193,8 +194,17 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
       adminAddress: `127.0.0.1:${ports.admin}`,
       log: (m) => (m.startsWith('connected') ? info(m) : log(m)),
       identity: identity === null ? null : { holder: identity, token: token! },
+      onTap: (taps) => proxy.tap.set(taps),
     });
     client.start();
+    // Golden signals: request statistics every 2 s, and tap events while a tap is open, on the config stream.
+    const stats = new StatsReporter(
+      proxy.metrics,
+      (report) => client.sendTelemetry({ t: 'stats', report }),
+      (n) => proxy.metrics.count('weft_stats_dropped_requests_total', n),
+    );
+    stats.start();
+    proxy.tapSink = (events) => client.sendTelemetry({ t: 'tap-events', events });
     // Spans go to the control plane too (its trace store), over mTLS with this proxy's certificate.
     if (identity !== null) proxy.telemetry.exportToControlPlane(cp!, identity);
     const probe = appListening
@@ -206,6 +216,8 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
         });
     stopSource = (leaving) => {
       probe?.cancel();
+      stats.tick();
+      stats.stop();
       return client.close(leaving);
     };
   }

@@ -13,6 +13,8 @@ import { ConfigDirSource } from './sources/config-dir.js';
 import { WorkloadRegistry } from './sources/workload-registry.js';
 import { FileStore } from './store/file-store.js';
 import { TraceStore } from './telemetry/trace-store.js';
+import { StatsStore } from './telemetry/stats-store.js';
+import { TapHub } from './telemetry/tap-hub.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -38,6 +40,10 @@ export class ControlPlane {
   readonly adminToken: AdminToken;
   /** Recent spans from the proxies (OTLP), for `weft trace` and the dashboard. */
   readonly traces = new TraceStore();
+  /** Golden signals: the proxies' request statistics over the last 10 minutes (`weft stat`, `weft edges`). */
+  readonly stats = new StatsStore();
+  /** Live taps (`weft tap`, `weft top`). */
+  readonly taps: TapHub;
   private readonly dir: ConfigDirSource | null;
   private readonly opts: ControlPlaneOptions;
   private api: RunningApi | null = null;
@@ -55,6 +61,12 @@ export class ControlPlane {
       log: opts.log,
       identity: { ca: this.ca, tokens: this.tokens },
     });
+    this.taps = new TapHub({ proxiesOf: (ns, name) => this.config.proxiesOf(ns, name), sendTaps: (id, taps) => this.config.sendTo(id, { t: 'tap', taps }) });
+    this.config.telemetry = {
+      stats: (id, report) => void this.stats.ingest(id, report),
+      tapEvents: (id, events) => this.taps.events(id, events),
+      connected: (id) => this.taps.connected(id),
+    };
     this.dir = opts.configDir === null ? null : new ConfigDirSource(opts.configDir, this.index, (m) => opts.log(`config-dir: ${m}`));
   }
 
@@ -71,6 +83,8 @@ export class ControlPlane {
       metrics: () => this.metrics(),
       adminToken: this.adminToken,
       traces: this.traces,
+      stats: this.stats,
+      taps: this.taps,
       tls: new ControlPlaneCertificate(this.ca, () => this.config.trustDomain(), () => this.config.certificateLifetimeMs()),
     });
     this.api = api;
@@ -112,6 +126,23 @@ export class ControlPlane {
       '# HELP weft_control_certificates_issued_total Workload certificates signed for proxies.',
       '# TYPE weft_control_certificates_issued_total counter',
       `weft_control_certificates_issued_total ${s.certificatesIssued}`,
+      '# HELP weft_control_stats_series Request series in the golden-signals window.',
+      '# TYPE weft_control_stats_series gauge',
+      `weft_control_stats_series ${this.stats.size}`,
+      '# HELP weft_control_stats_reports_total Request statistics reports received from proxies.',
+      '# TYPE weft_control_stats_reports_total counter',
+      `weft_control_stats_reports_total ${this.stats.counters.reports}`,
+      '# HELP weft_control_stats_series_dropped_total Series of reports not kept, by reason (limit: the window holds its maximum of series; malformed).',
+      '# TYPE weft_control_stats_series_dropped_total counter',
+      `weft_control_stats_series_dropped_total{reason="limit"} ${this.stats.counters.seriesDropped}`,
+      `weft_control_stats_series_dropped_total{reason="malformed"} ${this.stats.counters.malformed}`,
+      '# HELP weft_control_taps_open Taps open now.',
+      '# TYPE weft_control_taps_open gauge',
+      `weft_control_taps_open ${this.taps.open}`,
+      '# HELP weft_control_tap_events_total Tap events received from proxies, and delivered to open taps.',
+      '# TYPE weft_control_tap_events_total counter',
+      `weft_control_tap_events_total{result="received"} ${this.taps.counters.received}`,
+      `weft_control_tap_events_total{result="delivered"} ${this.taps.counters.delivered}`,
       '# HELP weft_control_resources Resources in force, by kind.',
       '# TYPE weft_control_resources gauge',
       ...[...kinds].sort().map(([k, n]) => `weft_control_resources{kind="${k}"} ${n}`),

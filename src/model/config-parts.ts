@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Cluster, Endpoint, ProxySnapshot } from './snapshot.js';
+import type { StatsReport, TapEvent, TapSpec } from './golden-signals.js';
 
 /** The HTTP Upgrade token of the config stream, on the control plane's API port. */
 export const STREAM_PROTOCOL = 'weft-config/1';
@@ -99,7 +100,11 @@ export type ProxyMessage =
   /** The registration changed on a live stream (e.g. the app started listening, so its ports join). */
   | { t: 'register'; register: RegisteredWorkload }
   /** Leaving for good (drain): release the lease now rather than at its expiry. */
-  | { t: 'bye' };
+  | { t: 'bye' }
+  /** Request statistics since the previous report (golden-signals.ts). */
+  | { t: 'stats'; report: StatsReport }
+  /** Requests seen by the open taps `taps` (ids) concern, in order. */
+  | { t: 'tap-events'; events: Array<{ taps: string[]; event: TapEvent }> };
 
 /** Control plane → proxy. */
 export type ControlMessage =
@@ -114,6 +119,8 @@ export type ControlMessage =
   | { t: 'identity-error'; error: string }
   /** Renew now (a root rotation is switching the signer). */
   | { t: 'renew' }
+  /** The open taps that concern this proxy, all of them (an empty list stops tapping). */
+  | { t: 'tap'; taps: TapSpec[] }
   /**
    * The updates sent since the last `push-end` belong together: the proxy applies them as one
    * (e.g. routes that moved to a new cluster, with the endpoints that left the old one).

@@ -18,6 +18,8 @@ import type { Handler, ProxyRequest, RequestContext } from './message.js';
 import { MeshError } from '../core/errors.js';
 import { Runtime } from './runtime.js';
 import { Telemetry } from './telemetry/telemetry.js';
+import { TapRecorder } from './telemetry/tap.js';
+import type { TapEvent } from '../model/golden-signals.js';
 import { forwardTcp, type TcpForwarding } from './tcp/tcp-proxy.js';
 import { InboundTunnels, acceptH2Tunnel, acceptTunnel, type TunnelOutcome } from './tcp/inbound-tunnel.js';
 import { TunnelDialer } from './tcp/tunnel-client.js';
@@ -103,6 +105,13 @@ export class Proxy {
     spans: (target, result, n) => this.metrics.count(`weft_trace_spans_total{target="${target}",result="${result}"}`, n),
     accessLogDropped: () => this.metrics.count('weft_access_log_dropped_total'),
   });
+  /** Where tap events go (the config stream, set by whoever connects it); false: they could not be sent. */
+  tapSink: (events: Array<{ taps: string[]; event: TapEvent }>) => boolean = () => false;
+  /** Tap (`weft tap`): the open taps the control plane told of; `weft_tap_events_total`. */
+  readonly tap = new TapRecorder(
+    (events) => this.tapSink(events),
+    (result, n) => this.metrics.count(`weft_tap_events_total{result="${result}"}`, n),
+  );
   private readonly servers: Server[] = [];
   private admin: HttpServer | null = null;
   /** Downstream HTTP connections (HTTP/1.1) and sessions (HTTP/2). */
@@ -172,6 +181,7 @@ export class Proxy {
     // Connections authenticated with a certificate or root that was just replaced are drained (each
     // finishes its exchange, then closes), so trust follows renewals and rotations, not only new callers.
     if (identity !== null) identity.onChange = () => this.drainTlsBefore(identity.generation);
+    this.tap.onActive = (active) => (this.telemetry.tapping = active);
   }
 
   /** The mesh's mTLS mode as this proxy's configuration says; STRICT until the first configuration. */
@@ -233,7 +243,11 @@ export class Proxy {
   private readonly onExchange = (ctx: RequestContext, status: number, _errorCode: string, grpcStatus = ''): void => {
     if (ctx.direction === 'inbound') this.metrics.request(ctx, ctx.sourceService, ctx.peerIdentity ?? '', this.selfIdentity, ctx.peerIdentity !== null, status, grpcStatus);
     else this.metrics.request(ctx, this.selfService, this.selfIdentity, ctx.destinationIdentity, ctx.destinationIdentity !== '' && this.selfIdentity !== '' && this.mtlsMode() !== 'DISABLED', status, grpcStatus);
-    if (ctx.telemetry !== undefined) this.telemetry.finish(ctx, status, ctx.errorCode, grpcStatus);
+    if (ctx.telemetry === undefined) return;
+    this.telemetry.finish(ctx, status, ctx.errorCode, grpcStatus);
+    if (!this.tap.active) return;
+    if (ctx.direction === 'inbound') this.tap.record(ctx, ctx.telemetry, status, grpcStatus, ctx.sourceService, ctx.peerIdentity, ctx.peerIdentity !== null);
+    else this.tap.record(ctx, ctx.telemetry, status, grpcStatus, this.selfService, this.selfIdentity, ctx.destinationIdentity !== '' && this.selfIdentity !== '' && this.mtlsMode() !== 'DISABLED');
   };
 
   /**

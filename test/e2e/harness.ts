@@ -324,3 +324,13 @@ export async function eventually(fn: () => Promise<boolean> | boolean, ms = 5000
   }
   throw new Error(`${what} not reached within ${ms} ms`);
 }
+
+/** Whether a process with this pid still exists (signal 0 probes without signalling). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

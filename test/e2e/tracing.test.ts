@@ -10,7 +10,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eventually, root, runWeft, weftBin } from './harness.js';
+import { eventually, root, runWeft, weftBin, processAlive } from './harness.js';
 
 interface Span {
   traceId: string;
@@ -174,14 +174,6 @@ spec: { tracing: { sampling: 100, otlp: { endpoint: "http://127.0.0.1:${receiver
     rmSync(file, { force: true });
     await receiver.close();
     assert.equal(code, 0, out.slice(-3000));
-    const alive = (pid: number): boolean => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    await eventually(() => pids.every((p) => !alive(p)), 5000, 'no process left');
+    await eventually(() => pids.every((p) => !processAlive(p)), 5000, 'no process left');
   }
 });

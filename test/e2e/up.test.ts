@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eventually, root, runWeft, tempFile, weftBin } from './harness.js';
+import { eventually, root, runWeft, tempFile, weftBin, processAlive } from './harness.js';
 
 interface UpApps {
   apiPort: number;
@@ -28,15 +28,6 @@ function marked(): number[] {
     }
   }
   return found;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 test('weft up runs the shop, follows a live split change, restarts a crashed app, and stops cleanly', async () => {
@@ -108,7 +99,7 @@ spec: { command: [node, apps/loadgen.mjs], env: { RATE: "10", DURATION: "1" }, p
     assert.equal(check.code, 0, check.stdout);
 
     // The one-shot job ends and its sidecar with it; the proxy leaves the mesh.
-    await eventually(() => !alive(started!.apps.once!.sidecarPid), 10_000, 'the job sidecar stopped');
+    await eventually(() => !processAlive(started!.apps.once!.sidecarPid), 10_000, 'the job sidecar stopped');
     assert.match(out, /once\s+\| loadgen: sent \d+, ok \d+, failed 0/);
     assert.match(out, /once finished \(exit 0\); stopping its sidecar/);
 
@@ -140,7 +131,7 @@ spec: { command: [node, apps/loadgen.mjs], env: { RATE: "10", DURATION: "1" }, p
     // Every process it started is gone (the restarted ratings included: its pid is in the log).
     if (started !== null) {
       const pids = Object.values(started.apps).flatMap((a) => [a.pid, a.sidecarPid]);
-      await eventually(() => pids.every((p) => !alive(p)), 5000, 'no process left');
+      await eventually(() => pids.every((p) => !processAlive(p)), 5000, 'no process left');
     }
     // And nothing else it spawned: every descendant inherited the marker in its environment.
     await eventually(() => marked().length === 0, 5000, `no marked process left (${marked().join(', ')})`);

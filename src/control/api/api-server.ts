@@ -18,6 +18,10 @@ import { TLS_HANDSHAKE, onFirstByte } from '../../core/first-byte.js';
 import type { ControlPlaneCertificate } from '../ca/control-plane-certificate.js';
 import type { AdminToken } from './admin-token.js';
 import type { TraceStore } from '../telemetry/trace-store.js';
+import type { StatsStore } from '../telemetry/stats-store.js';
+import type { TapHub } from '../telemetry/tap-hub.js';
+import { StatsQueryError, statsQuery, tapStream } from '../telemetry/stats-api.js';
+import { isDashboardPath, serveDashboard } from '../dashboard/serve.js';
 
 const MAX_BODY = 8 << 20;
 
@@ -36,6 +40,9 @@ export interface ApiContext {
   tls: ControlPlaneCertificate | null;
   /** Recent spans: `POST /v1/traces` (OTLP/HTTP JSON) fills it, `GET /api/v1/traces` reads it; absent: no trace API. */
   traces?: TraceStore;
+  /** The golden signals' rolling window (`GET /api/v1/stats…`) and live taps (`GET /api/v1/tap`); absent: no such API. */
+  stats?: StatsStore;
+  taps?: TapHub;
 }
 
 /** A started API: its port, and how to stop it (every connection closed). */
@@ -176,6 +183,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
     return;
   }
   if (url.pathname === '/v1/traces' && ctx.traces !== undefined) return receiveTraces(req, res, ctx, ctx.traces);
+  // The dashboard's files are public; the API calls it makes need the admin token like any other.
+  if (isDashboardPath(url.pathname)) return serveDashboard(req, res, url.pathname);
   if (parts[0] !== 'api' || parts[1] !== 'v1') throw new HttpError(404, 'NOT_FOUND', `no such path: ${url.pathname}`);
   if (route !== 'GET /api/v1/health' && !ctx.adminToken.accepts(req.headers.authorization)) {
     throw new HttpError(
@@ -187,6 +196,18 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
     );
   }
   switch (route) {
+    case 'GET /api/v1/stats':
+    case 'GET /api/v1/tap': {
+      if (ctx.stats === undefined || ctx.taps === undefined) throw new HttpError(404, 'NOT_FOUND', 'this control plane keeps no golden signals');
+      try {
+        if (parts[2] === 'tap' && parts.length === 3) return tapStream(req, res, url.searchParams, ctx.taps);
+        if (parts[2] === 'tap') throw new HttpError(404, 'NOT_FOUND', `no such path: ${url.pathname}`);
+        return json(res, 200, statsQuery(parts.slice(3), url.searchParams, ctx.stats));
+      } catch (err) {
+        if (err instanceof StatsQueryError) throw new HttpError(err.status, err.code, err.message);
+        throw err;
+      }
+    }
     case 'GET /api/v1/traces': {
       if (ctx.traces === undefined) throw new HttpError(404, 'NOT_FOUND', 'this control plane keeps no traces');
       if (parts.length === 4) {
@@ -297,7 +318,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
       return json(res, 200, { resources, files: ctx.fileProblems() });
     }
     default:
-      throw new HttpError(parts.length >= 3 && ['resources', 'proxies', 'apply', 'watch', 'health', 'problems', 'tokens', 'certificates', 'ca'].includes(parts[2]!) ? 405 : 404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
+      throw new HttpError(parts.length >= 3 && ['resources', 'proxies', 'apply', 'watch', 'health', 'problems', 'tokens', 'certificates', 'ca', 'stats', 'tap'].includes(parts[2]!) ? 405 : 404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
   }
 }
 

@@ -36,6 +36,7 @@ import { TokenError, type JoinTokens } from '../ca/join-tokens.js';
 import type { ResourceIndex } from '../resource-index.js';
 import type { WorkloadRegistry } from '../sources/workload-registry.js';
 import { MeshView } from './mesh-view.js';
+import type { StatsReport, TapEvent } from '../../model/golden-signals.js';
 
 const MAX_LINE = 1 << 20;
 const PUSH_END = '{"t":"push-end"}\n';
@@ -163,6 +164,14 @@ export interface ConfigServerStats {
   certificatesIssued: number;
 }
 
+/** Where the telemetry proxies send on their stream goes (golden signals and tap: control/telemetry/). */
+export interface StreamTelemetry {
+  stats(proxyId: string, report: StatsReport): void;
+  tapEvents(proxyId: string, events: Array<{ taps: string[]; event: TapEvent }>): void;
+  /** A proxy's stream opened (it holds no taps yet). */
+  connected(proxyId: string): void;
+}
+
 /** One scrape target for Prometheus HTTP service discovery (`http_sd_configs`). */
 export interface ScrapeTarget {
   targets: string[];
@@ -190,6 +199,8 @@ export class ConfigServer {
   };
   /** When the resources last changed (ms since the epoch). */
   private changedAt = Date.now();
+  /** Takes the stats reports and tap events proxies send; null: they are ignored. */
+  telemetry: StreamTelemetry | null = null;
 
   constructor(index: ResourceIndex, registry: WorkloadRegistry, opts: ConfigServerOptions) {
     this.index = index;
@@ -300,6 +311,7 @@ export class ConfigServer {
     });
     this.send(socket, { t: 'welcome', proxyId: id, leaseTtlMs: this.registry.ttlMs, heartbeatMs: this.opts.heartbeatMs });
     this.opts.log(`proxy ${id} connected from ${peer} (${transport})`);
+    this.telemetry?.connected(id);
     r.grant = null;
     r.identityError = null;
     r.transport = transport;
@@ -345,6 +357,12 @@ export class ConfigServer {
   private onMessage(r: ProxyRecord, msg: ProxyMessage): void {
     switch (msg.t) {
       case 'heartbeat':
+        return;
+      case 'stats':
+        this.telemetry?.stats(r.id, msg.report);
+        return;
+      case 'tap-events':
+        if (Array.isArray(msg.events)) this.telemetry?.tapEvents(r.id, msg.events);
         return;
       case 'csr':
         this.sign(r, String(msg.csr));
@@ -713,6 +731,33 @@ export class ConfigServer {
       endpoints: Object.fromEntries([...ns.endpoints.clusters].map(([n, e]) => [n, e.value])),
     };
     return assembleSnapshot(parts, { workload: wl.version, routes: ns.routes.version, clusters: ns.clusters.version, endpoints: ns.endpoints.version });
+  }
+
+  /**
+   * Connected proxies that serve the service `namespace/name` (their workload is an endpoint of one of
+   * its clusters) or call it (one of its clusters is in their configuration).
+   */
+  proxiesOf(namespace: string, name: string): string[] {
+    const view = this.view();
+    const prefix = `${name}.${namespace}:`;
+    const out = new Set<string>();
+    for (const [cluster, e] of view.namespace(namespace).endpoints.clusters) {
+      if (cluster.startsWith(prefix)) for (const ep of e.value) out.add(ep.workload);
+    }
+    for (const r of this.records.values()) {
+      if (r.socket === null || out.has(r.id) || view.workload(r.namespace, r.workload) === null) continue;
+      const clusters = view.scoped(r.namespace, view.scopeOf(r.namespace, r.workload)).clusters.value;
+      if (clusters.some((c) => c.service === name && c.namespace === namespace)) out.add(r.id);
+    }
+    return [...out].filter((id) => this.records.get(id)?.socket != null).sort();
+  }
+
+  /** Sends a message to a connected proxy; false when it has no open stream. */
+  sendTo(id: string, msg: ControlMessage): boolean {
+    const r = this.records.get(id);
+    if (r === undefined || r.socket === null) return false;
+    this.send(r.socket, msg);
+    return true;
   }
 
   /** Number of proxies with an open stream. */

@@ -7,8 +7,8 @@
  */
 import type { RequestContext } from '../message.js';
 
-/** Duration histogram bucket bounds in seconds. */
-const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Duration histogram bucket bounds in seconds (STATS_DURATION_BOUNDS in model/golden-signals.ts are the same). */
+export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 /** Body size histogram bucket bounds in bytes (×4 from 64 B to 16 MiB). */
 const SIZE_BUCKETS = [64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216];
 
@@ -30,6 +30,8 @@ const COUNTER_HELP: Readonly<Record<string, string>> = {
   weft_config_reloads_total: 'Configurations applied or rejected by this proxy.',
   weft_trace_spans_total: 'Trace spans by where they went and how that ended.',
   weft_access_log_dropped_total: 'Access log lines dropped while too many were waiting to be written.',
+  weft_tap_events_total: 'Tap events sent to the control plane, or dropped (over 100 a second, or no stream).',
+  weft_stats_dropped_requests_total: 'Requests whose statistics could not be reported to the control plane in time.',
 };
 
 /** Escapes a label value for the text format. */
@@ -69,12 +71,28 @@ class Histogram {
   }
 }
 
+/** The label values of a request series, for the stats reporter (telemetry/stats-reporter.ts). */
+export interface RequestFields {
+  direction: 'inbound' | 'outbound';
+  sourceService: string;
+  sourceIdentity: string;
+  destinationService: string;
+  destinationIdentity: string;
+  route: string;
+  status: number;
+  errorCode: string;
+  mtls: boolean;
+}
+
 /** Everything recorded for one combination of request labels. */
-class RequestSeries {
+export class RequestSeries {
   readonly duration = new Histogram(DURATION_BUCKETS);
   readonly requestBytes = new Histogram(SIZE_BUCKETS);
   readonly responseBytes = new Histogram(SIZE_BUCKETS);
-  constructor(readonly labels: string) {}
+  constructor(
+    readonly labels: string,
+    readonly fields: RequestFields,
+  ) {}
 }
 
 /** TCP connections and bytes for one (direction, source service, destination service, mTLS). */
@@ -135,6 +153,7 @@ export class ProxyMetrics {
         `direction="${ctx.direction}",source_service="${escapeLabel(sourceService)}",source_identity="${escapeLabel(sourceIdentity)}",` +
           `destination_service="${escapeLabel(ctx.destination)}",destination_identity="${escapeLabel(destinationIdentity)}",route="${escapeLabel(ctx.route)}",` +
           `response_code="${status}",grpc_status="${escapeLabel(grpcStatus)}",error_code="${escapeLabel(ctx.errorCode)}",mtls="${mtls}"`,
+        { direction: ctx.direction, sourceService, sourceIdentity, destinationService: ctx.destination, destinationIdentity, route: ctx.route, status, errorCode: ctx.errorCode, mtls },
       );
       m.set(mtls, s);
       this.requestSeries.push(s);
@@ -142,6 +161,11 @@ export class ProxyMetrics {
     s.duration.observe((performance.now() - ctx.start) / 1000);
     s.requestBytes.observe(ctx.bytesReceived);
     s.responseBytes.observe(ctx.bytesSent);
+  }
+
+  /** Every request series, in creation order (read, never changed, by the stats reporter). */
+  get series(): readonly RequestSeries[] {
+    return this.requestSeries;
   }
 
   /** The series of a TCP connection that opened; counts it as opened and active. */

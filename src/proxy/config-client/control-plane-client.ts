@@ -30,6 +30,10 @@ import {
 import { controlPlaneId, parseSpiffeId } from '../../core/identity/spiffe.js';
 import { expectSpiffeId } from '../tls/peer-identity.js';
 import type { WorkloadIdentity } from '../tls/workload-identity.js';
+import type { TapSpec } from '../../model/golden-signals.js';
+
+/** A stream with more than this waiting to be written takes no telemetry (stats, tap events) until it drains. */
+const MAX_TELEMETRY_BACKLOG = 1 << 20;
 
 
 export interface ControlPlaneClientOptions {
@@ -46,6 +50,8 @@ export interface ControlPlaneClientOptions {
   log: (msg: string) => void;
   /** The proxy's identity and the join token that grants it; null: no certificate is asked for. */
   identity?: { holder: WorkloadIdentity; token: string } | null;
+  /** The open taps that concern this proxy, each time the control plane sends them; [] when the stream closes. */
+  onTap?: (taps: TapSpec[]) => void;
   /** Reconnect backoff: first ceiling and cap (ms). */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -170,6 +176,8 @@ export class ControlPlaneClient {
         if (this.socket === socket) {
           this.socket = null;
           this.secure = false;
+          // Taps belong to the stream: the control plane tells them again on the next one.
+          this.opts.onTap?.([]);
         }
         retry('stream closed');
       });
@@ -217,6 +225,14 @@ export class ControlPlaneClient {
     this.socket?.write(JSON.stringify(msg) + '\n');
   }
 
+  /** Sends telemetry (a stats report, tap events) on the stream; false when there is none or it is backed up. */
+  sendTelemetry(msg: Extract<ProxyMessage, { t: 'stats' | 'tap-events' }>): boolean {
+    const s = this.socket;
+    if (s === null || s.destroyed || s.writableLength > MAX_TELEMETRY_BACKLOG) return false;
+    s.write(JSON.stringify(msg) + '\n');
+    return true;
+  }
+
   private onControl(msg: Exclude<ControlMessage, UpdateMessage>): void {
     switch (msg.t) {
       case 'welcome': {
@@ -244,6 +260,9 @@ export class ControlPlaneClient {
         return;
       case 'renew':
         this.renewNow();
+        return;
+      case 'tap':
+        this.opts.onTap?.(Array.isArray(msg.taps) ? msg.taps : []);
         return;
       default:
         return;

@@ -6,8 +6,8 @@
  * the caller's trace context (W3C first, then B3), makes this hop's span (a CLIENT span on the
  * outbound side, a SERVER span on the inbound side) and writes it into the request as the next hop's
  * parent. `finish`, called when the exchange is over, queues the span when sampled and writes the
- * access log line when logged. With both off, `handle` is one call to the next handler: no
- * allocation, no header touched.
+ * access log line when logged. With both off and no tap open, `handle` is one call to the next
+ * handler: no allocation, no header touched.
  */
 import { performance } from 'node:perf_hooks';
 import { Agent as HttpsAgent } from 'node:https';
@@ -65,6 +65,9 @@ export class Telemetry {
     this.exporter = new SpanExporter(reports.spans);
     this.log = new AccessLogWriter(reports.accessLogDropped);
   }
+
+  /** Set while a tap concerns this proxy (tap.ts): every exchange then keeps what a tap event shows. */
+  tapping = false;
 
   /** True when the configuration in force traces or logs. */
   get active(): boolean {
@@ -125,9 +128,9 @@ export class Telemetry {
   handle(req: ProxyRequest, ctx: RequestContext, next: Handler): Promise<ProxyResponse> {
     const tracing = this.tracing;
     const p = this.logPercent;
-    if (tracing === null && p < 0) return next(req, ctx);
+    if (tracing === null && p < 0 && !this.tapping) return next(req, ctx);
     const logged = p >= 100 || (p > 0 && Math.random() * 100 < p);
-    if (tracing === null && !logged) return next(req, ctx);
+    if (tracing === null && !logged && !this.tapping) return next(req, ctx);
     const t: ExchangeTelemetry = {
       traceId: '',
       spanId: '',
