@@ -79,3 +79,14 @@ test('malformed series are skipped with the field named; series beyond the cap a
   assert.equal(s.counters.seriesDropped, 5);
   assert.equal(s.counters.malformed, 2);
 });
+
+test('a window longer than the time the store has had reports is measured over that time, not diluted', () => {
+  const s = new StatsStore();
+  const t0 = 1_000_000_000_000;
+  // 8 req/s for 10 s, then a 1-minute window: 8/s, not 80 requests / 60 s.
+  for (let i = 1; i <= 5; i++) s.ingest('default/web-1', { intervalMs: 2000, series: [delta({}, 16, 0, 6)] }, t0 + i * 2000);
+  const [row] = s.rows('service', 60_000, null, t0 + 12_500);
+  assert.ok(Math.abs(row!.requestsPerSecond - 8) < 0.01, String(row!.requestsPerSecond));
+  const [edge] = s.edges(60_000, t0 + 12_500);
+  assert.ok(Math.abs(edge!.requestsPerSecond - 8) < 0.01, String(edge!.requestsPerSecond));
+});

@@ -129,6 +129,11 @@ class Merged {
 export class StatsStore {
   private readonly series = new Map<string, Series>();
   private lastSweep = 0;
+  /**
+   * The first bucket any report covered: a window reaching back before it is measured over the
+   * time since then, so a mesh up for 10 s shows its real rate, not a tenth of it diluted over 1 m.
+   */
+  private firstBucket: number | null = null;
   readonly counters: StatsStoreCounters = { reports: 0, seriesDropped: 0, malformed: 0 };
 
   /** Series kept now. */
@@ -142,6 +147,7 @@ export class StatsStore {
     if (typeof report !== 'object' || report === null || !Array.isArray(report.series)) return 'report.series: must be a list';
     const interval = typeof report.intervalMs === 'number' && Number.isFinite(report.intervalMs) ? Math.min(MAX_SPREAD_MS, Math.max(0, report.intervalMs)) : 0;
     const cur = Math.floor(now / STEP_MS);
+    this.firstBucket ??= Math.floor((now - interval) / STEP_MS);
     if (now - this.lastSweep > 30_000) this.sweep(cur);
     let problem = '';
     for (let i = 0; i < report.series.length; i++) {
@@ -201,7 +207,7 @@ export class StatsStore {
 
   /** `GET /api/v1/stats`: one row per service, route or workload over the last `windowMs`. */
   rows(by: StatsGrouping, windowMs: number, namespace: string | null, now = Date.now()): StatsRow[] {
-    const [from, to, seconds] = range(windowMs, now);
+    const [from, to, seconds] = range(windowMs, now, this.firstBucket);
     const groups = new Map<string, { ns: string; service: string; route: string | null; workload: string | null; m: Merged }>();
     const source: Iterable<Series> = by === 'service' ? this.speaking() : this.series.values();
     for (const s of source) {
@@ -224,7 +230,7 @@ export class StatsStore {
 
   /** `GET /api/v1/stats/edges`: who called whom over the last `windowMs` (edges with requests only). */
   edges(windowMs: number, now = Date.now()): StatsEdge[] {
-    const [from, to, seconds] = range(windowMs, now);
+    const [from, to, seconds] = range(windowMs, now, this.firstBucket);
     const groups = new Map<string, { s: Series; m: Merged }>();
     for (const s of this.speaking()) {
       const key = `${s.src}\0${s.srcId}\0${s.dst}\0${s.dstId}\0${s.mtls}`;
@@ -272,11 +278,16 @@ export class StatsStore {
   }
 }
 
-/** The buckets of a window ending before the bucket in progress and the one before it, and its length in seconds. */
-function range(windowMs: number, now: number): [number, number, number] {
+/**
+ * The buckets of a window ending before the bucket in progress and the one before it, and the
+ * seconds it covers: from its start, or from `first` (the first bucket with data) when that is later.
+ */
+function range(windowMs: number, now: number, first: number | null = null): [number, number, number] {
   const steps = Math.max(1, Math.min(MAX_WINDOW_MS / STEP_MS, Math.ceil(windowMs / STEP_MS)));
   const to = Math.floor(now / STEP_MS) - 2;
-  return [to - steps + 1, to, (steps * STEP_MS) / 1000];
+  const from = to - steps + 1;
+  const covered = first === null || first <= from ? steps : Math.max(1, to - first + 1);
+  return [from, to, (covered * STEP_MS) / 1000];
 }
 
 function merge(s: Series, from: number, to: number, m: Merged): void {
