@@ -122,6 +122,8 @@ spec: { tracing: { sampling: 100, otlp: { endpoint: "http://127.0.0.1:${receiver
       const certs = JSON.parse((await runWeft(['get', 'certificates', '-o', 'json'], server)).stdout);
       return certs.items.filter((i: any) => i.installed).length >= 6;
     }, 10_000, 'every sidecar holds its certificate');
+    // And the shop answers with every hop on mTLS (sidecars that got certificates late switch over).
+    await eventually(async () => (await viaLoadgen(loadgen, '/product/3', {})).status === 200, 10_000, 'the shop answers over mTLS');
 
     // A W3C caller (as if loadgen itself were traced): its span is the parent of the first hop.
     const T = '4bf92f3577b34da6a3ce929d0e0e4736';

@@ -87,6 +87,11 @@ export class Http1Pool {
       // A connection found stale (closed by the server while idle) is dropped and the next one tried.
       for (;;) {
         let conn = this.idle.pop();
+        if (conn !== undefined && !conn.secure && this.opts.tls != null && this.opts.tls.context() !== null) {
+          // Opened in plaintext before this proxy had its certificate: a STRICT peer refuses it now.
+          conn.destroy();
+          continue;
+        }
         let counted = false;
         if (conn === undefined) {
           const limit = ctx.route === HEALTH_CHECK_ROUTE ? null : this.connectionLimit;
@@ -341,9 +346,13 @@ class UpstreamConnection {
   /** The `Upgrade` value sent with the request in flight, or null. */
   private upgrade: string | null = null;
 
+  /** Mutual TLS (false: plaintext). */
+  readonly secure: boolean;
+
   constructor(socket: Socket, pool: Http1Pool) {
     this.socket = socket;
     this.pool = pool;
+    this.secure = (socket as Socket & { encrypted?: boolean }).encrypted === true;
     socket.on('data', this.onDataListener);
     socket.on('error', this.onErrorListener);
     socket.on('close', this.onCloseListener);

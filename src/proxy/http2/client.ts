@@ -79,7 +79,15 @@ export class Http2Pool {
 
   private sessionFor(): Promise<ClientHttp2Session> {
     const s = this.session;
-    if (s !== null && !s.closed && !s.destroyed) return Promise.resolve(s);
+    if (s !== null && !s.closed && !s.destroyed) {
+      // Opened in plaintext before this proxy had its certificate: mTLS from now on (it drains).
+      if (!s.encrypted && this.opts.tls != null && this.opts.tls.context() !== null) {
+        this.session = null;
+        s.close();
+      } else {
+        return Promise.resolve(s);
+      }
+    }
     this.connecting ??= this.open().finally(() => (this.connecting = null));
     return this.connecting;
   }
