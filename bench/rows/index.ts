@@ -6,7 +6,7 @@ import { haproxyRow } from './haproxy.js';
 import { nginxRow } from './nginx.js';
 import { nodeUndiciRow } from './node-undici.js';
 import { weftRow } from './weft.js';
-import { weftMtlsH2Row, weftMtlsHttp1Row, weftMtlsRow, weftMtlsTelemetryRow } from './weft-mtls.js';
+import { weftMtlsH2Row, weftMtlsHttp1Row, weftMtlsRow, weftMtlsTelemetryRow, weftMtlsTracing1Row } from './weft-mtls.js';
 import type { BenchRow } from './types.js';
 
-export const ROWS: readonly BenchRow[] = [directRow, weftRow, weftMtlsRow, weftMtlsTelemetryRow, weftMtlsH2Row, weftMtlsHttp1Row, nginxRow, haproxyRow, nodeUndiciRow];
+export const ROWS: readonly BenchRow[] = [directRow, weftRow, weftMtlsRow, weftMtlsTracing1Row, weftMtlsTelemetryRow, weftMtlsH2Row, weftMtlsHttp1Row, nginxRow, haproxyRow, nodeUndiciRow];

@@ -108,13 +108,18 @@ type ProxyPorts = { outbound: number | null; inbound: number | null; admin: numb
  * The Mesh of the `weft-mtls-telemetry` row: every request traced (both proxies' spans exported to
  * the control plane) and access-logged to a file. Metrics are always on.
  */
-const telemetryMesh = (logDir: string): string => `apiVersion: weft.dev/v1alpha1
+const telemetryMesh = (logDir: string, t: TelemetryLevel): string => `apiVersion: weft.dev/v1alpha1
 kind: Mesh
 metadata: { name: mesh }
 spec:
-  tracing: { sampling: 100 }
-  accessLog: { mode: On, path: ${JSON.stringify(path.join(logDir, 'access-{workload}.log'))} }
-`;
+  tracing: { sampling: ${t.sampling} }
+${t.accessLog ? `  accessLog: { mode: On, path: ${JSON.stringify(path.join(logDir, 'access-{workload}.log'))} }\n` : ''}`;
+
+/** What a telemetry row turns on: tracing at `sampling` percent, and access logs or not. */
+interface TelemetryLevel {
+  sampling: number;
+  accessLog: boolean;
+}
 
 /** Sum of `weft_trace_spans_total{target="control-plane",result="exported"}` on a proxy's /metrics. */
 async function spansExported(adminPort: number): Promise<number> {
@@ -128,7 +133,7 @@ async function spansExported(adminPort: number): Promise<number> {
  * The two-proxy mTLS row, with the client proxy's `--peer-transport` (null: the proxy's default);
  * `telemetry`: tracing at 100 % and access logs on (the cost of telemetry is this row ÷ `weft-mtls`).
  */
-function weftMtls(name: string, peerTransport: 'h2' | 'http1' | null, telemetry = false): BenchRow {
+function weftMtls(name: string, peerTransport: 'h2' | 'http1' | null, telemetry: TelemetryLevel | null = null): BenchRow {
   const how = peerTransport === 'h2'
     ? ' With `--peer-transport h2`: every request an HTTP/2 stream of ONE multiplexed mTLS connection between the proxies.'
     : peerTransport === 'http1'
@@ -139,7 +144,9 @@ function weftMtls(name: string, peerTransport: 'h2' | 'http1' | null, telemetry 
     description:
       'TWO Weft proxies, mutual TLS between them: load → client proxy outbound → mTLS (TLS 1.3, SPIFFE SVIDs from `weft control`) → server proxy inbound → upstream. ' +
       'CPU and RSS are the sum of both proxies (both on the proxy core); compare with `weft` (one proxy, plaintext) and `direct`. The control plane runs on the load core, idle, not counted.' + how +
-      (telemetry ? ' Telemetry on: every request traced (spans exported to the control plane) and access-logged to a file; compare with `weft-mtls` for its cost.' : ''),
+      (telemetry === null
+        ? ''
+        : ` Telemetry on: tracing at ${telemetry.sampling} % (spans exported to the control plane)${telemetry.accessLog ? ' and every request access-logged to a file' : ''}; compare with \`weft-mtls\` for its cost.`),
     requires: [],
     start: async (ctx): Promise<RunningRow> => {
       const main = path.join(ctx.repoRoot, 'dist', 'src', 'cli', 'main.js');
@@ -163,7 +170,7 @@ function weftMtls(name: string, peerTransport: 'h2' | 'http1' | null, telemetry 
         const url = `http://127.0.0.1:${apiPort}`;
         const api = new Api(url, dataDir);
         await api.call('POST', '/api/v1/apply', SERVICE_YAML, 'application/yaml');
-        if (telemetry) await api.call('POST', '/api/v1/apply', telemetryMesh(ctx.tmpDir), 'application/yaml');
+        if (telemetry !== null) await api.call('POST', '/api/v1/apply', telemetryMesh(ctx.tmpDir, telemetry), 'application/yaml');
         const [serverToken, clientToken] = await Promise.all([api.token('upstream'), api.token('client')]);
 
         const proxyArgs = (workload: string, sa: string, extra: string[]): string[] => [
@@ -214,11 +221,11 @@ function weftMtls(name: string, peerTransport: 'h2' | 'http1' | null, telemetry 
             // reconnect) is replaced once; the 50 load connections must not become 50 mTLS ones.
             else if (multiplexed && after.mtls - seen.mtls > 1) failure = `not multiplexed: the server proxy accepted ${after.mtls - seen.mtls} mTLS connections during the measurements`;
             else notes.push(`${after.mtls} mTLS connection${after.mtls === 1 ? '' : 's'} accepted by the server proxy, 0 plaintext`);
-            if (telemetry && failure === undefined) {
+            if (telemetry !== null && failure === undefined) {
               const spans = (await spansExported(serverPorts.admin).catch(() => 0)) + (await spansExported(clientPorts.admin).catch(() => 0));
               const logs = ['upstream-1', 'client-1'].map((w) => path.join(ctx.tmpDir, `access-${w}.log`)).filter((f) => existsSync(f));
               const lines = logs.reduce((n, f) => n + readFileSync(f, 'utf8').split('\n').length - 1, 0);
-              if (spans === 0 || lines === 0) failure = `telemetry not on: ${spans} spans exported, ${lines} access-log lines`;
+              if (spans === 0 || (telemetry.accessLog && lines === 0)) failure = `telemetry not on: ${spans} spans exported, ${lines} access-log lines`;
               else notes.push(`telemetry on: ${spans} spans exported to the control plane, ${lines} access-log lines`);
             }
             const cpPids = processTree([control.pid]);
@@ -239,4 +246,7 @@ function weftMtls(name: string, peerTransport: 'h2' | 'http1' | null, telemetry 
 export const weftMtlsRow: BenchRow = weftMtls('weft-mtls', null);
 export const weftMtlsH2Row: BenchRow = weftMtls('weft-mtls-h2', 'h2');
 export const weftMtlsHttp1Row: BenchRow = weftMtls('weft-mtls-http1', 'http1');
-export const weftMtlsTelemetryRow: BenchRow = weftMtls('weft-mtls-telemetry', null, true);
+/** Everything on: every request traced and logged (the worst case). */
+export const weftMtlsTelemetryRow: BenchRow = weftMtls('weft-mtls-telemetry', null, { sampling: 100, accessLog: true });
+/** Istio's default: tracing at 1 %, no access logs. */
+export const weftMtlsTracing1Row: BenchRow = weftMtls('weft-mtls-tracing-1pct', null, { sampling: 1, accessLog: false });

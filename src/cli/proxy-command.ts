@@ -7,6 +7,7 @@ import { WorkloadIdentity } from '../proxy/tls/workload-identity.js';
 import { ControlPlaneClient } from '../proxy/config-client/control-plane-client.js';
 import { FileConfigSource } from '../proxy/config-client/file-source.js';
 import { StatsReporter } from '../proxy/telemetry/stats-reporter.js';
+import { HealthReporter } from '../proxy/telemetry/health-reporter.js';
 import { DETECT_WAIT_MS } from '../proxy/listener/detect.js';
 import { Proxy, defaultProxyOptions, type TcpUpstream } from '../proxy/proxy.js';
 import type { PeerTransport } from '../proxy/upstream/upstream-pool.js';
@@ -174,6 +175,12 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
     // Like a pod's readiness: the app's ports join the mesh's endpoints once they accept connections,
     // so nobody is sent to an app that is still starting. Until then the workload is registered without ports.
     let appListening = Object.keys(appPortList).length === 0;
+    // Endpoint health of the clusters with outlier detection or health checks, on the config stream (whole on connect, then on change).
+    const healthReports = new HealthReporter(
+      () => proxy.health.snapshot(),
+      (report) => client.sendTelemetry({ t: 'endpoint-health', report }),
+    );
+    proxy.health.onChange = () => healthReports.changed();
     const client = new ControlPlaneClient({
       url: cp!,
       workload,
@@ -195,6 +202,7 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
       log: (m) => (m.startsWith('connected') ? info(m) : log(m)),
       identity: identity === null ? null : { holder: identity, token: token! },
       onTap: (taps) => proxy.tap.set(taps),
+      onConnected: () => healthReports.connected(),
     });
     client.start();
     // Golden signals: request statistics every 2 s, and tap events while a tap is open, on the config stream.
@@ -218,6 +226,7 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
       probe?.cancel();
       stats.tick();
       stats.stop();
+      healthReports.stop();
       return client.close(leaving);
     };
   }

@@ -5,6 +5,7 @@ import type { ApiResourceError } from '../control/api/api-server.js';
 import type { ProxyStatus } from '../control/serve/config-server.js';
 import { loadResources } from '../model/index.js';
 import type { ProxySnapshot } from '../model/snapshot.js';
+import type { ReportedCluster } from '../model/endpoint-health.js';
 import { ApiError, api, serverUrl } from './api-client.js';
 import { UsageError, duration, type Command } from './command.js';
 import { age, table } from './table.js';
@@ -235,15 +236,18 @@ export const proxyConfigCommand: Command = {
   positionals: true,
   options: { output: { type: 'string', short: 'o' }, admin: { type: 'string' } },
   help: `Shows the configuration the control plane holds for a proxy (what it sends it); see proxy-status for whether the proxy has it.
---admin HOST:PORT (the proxy's admin address, e.g. 127.0.0.1:15000) adds each endpoint's live health
-from its /clusters: HEALTHY, EJECTED (until when, by outlier detection) or FAILING_HEALTH_CHECKS.`,
+The endpoints' HEALTH column is the proxy's own view, as it last reported it to the control plane:
+HEALTHY, EJECTED (until when, and why: outlier detection) or FAILING_HEALTH_CHECKS (the check's
+failure); "unchecked" for a cluster without outlier detection or health checks, "(no report)" when
+the proxy is not connected. --admin HOST:PORT (the proxy's admin address, e.g. 127.0.0.1:15000) reads
+it from the proxy's /clusters instead, on the host where the proxy runs.`,
   run: async (v, args) => {
     if (args.length !== 2) throw new UsageError('give a proxy and one of routes, clusters, endpoints, all');
     const o = output(v, ['table', 'json']);
     const what = args[1]!;
     if (!['routes', 'clusters', 'endpoints', 'all'].includes(what)) throw new UsageError(`"${what}" is not one of routes, clusters, endpoints, all`);
     const proxy = args[0]!.includes('/') ? args[0]! : `default/${args[0]!}`;
-    const { snapshot } = (await api<{ snapshot: ProxySnapshot }>('GET', `/api/v1/proxies/${proxy}/config`)).body;
+    const { snapshot, health } = (await api<{ snapshot: ProxySnapshot; health?: { reportedAt: number; clusters: ReportedCluster[] } | null }>('GET', `/api/v1/proxies/${proxy}/config`)).body;
     if (o === 'json') {
       const pick = what === 'routes' ? { virtualHosts: snapshot.virtualHosts, tcpServices: snapshot.tcpServices } : what === 'clusters' ? snapshot.clusters.map(({ endpoints: _e, ...c }) => c) : what === 'endpoints' ? Object.fromEntries(snapshot.clusters.map((c) => [c.name, c.endpoints])) : snapshot;
       console.log(JSON.stringify(pick, null, 2));
@@ -268,14 +272,25 @@ from its /clusters: HEALTHY, EJECTED (until when, by outlier detection) or FAILI
     }
     if (what === 'endpoints' || what === 'all') {
       const live = v.admin === undefined ? null : await liveHealth(v.admin as string);
+      const reported = live === null ? reportedHealth(health ?? null) : null;
       const rows = snapshot.clusters.flatMap((c) =>
         c.endpoints.map((e) => {
           const row = [c.name, `${e.address}:${e.port}`, e.workload, e.proxied ? `yes (app port ${e.appPort})` : 'no'];
           if (live !== null) row.push(live.get(`${c.name} ${e.workload}`) ?? '(not in the proxy)');
+          else {
+            const watched = c.outlierDetection !== undefined || c.healthCheck !== undefined;
+            const rc = reported?.get(c.name);
+            row.push(
+              rc !== undefined ? (rc.endpoints.get(`${e.workload}|${e.address}:${e.port}`) ?? (rc.partial ? 'HEALTHY' : '(not in the proxy)'))
+              : !watched ? 'unchecked'
+              : reported === null ? '(no report)'
+              : '(not in the report)',
+            );
+          }
           return row;
         }),
       );
-      parts.push(rows.length === 0 ? 'no endpoints' : table(['CLUSTER', 'ENDPOINT', 'WORKLOAD', 'PROXIED', ...(live === null ? [] : ['HEALTH'])], rows));
+      parts.push(rows.length === 0 ? 'no endpoints' : table(['CLUSTER', 'ENDPOINT', 'WORKLOAD', 'PROXIED', 'HEALTH'], rows));
     }
     console.log(parts.join('\n\n'));
     return 0;
@@ -297,17 +312,28 @@ function healthCheckCell(c: ProxySnapshot['clusters'][number]): string {
   return `${h.probe.type === 'http' ? `http ${h.probe.path}` : 'tcp'} every ${h.intervalMs}ms`;
 }
 
+/** A health cell: the state, when an ejection ends, and why. */
+function healthText(health: string, until: string | null | undefined, reason: string | null | undefined): string {
+  return `${health}${until != null ? ` until ${until}` : ''}${reason != null && reason !== '' ? ` (${reason})` : ''}`;
+}
+
+/** The proxy's reported endpoint health, by cluster then `<workload>|<host:port>`; null when it has reported none. */
+function reportedHealth(h: { clusters: ReportedCluster[] } | null): Map<string, { partial: boolean; endpoints: Map<string, string> }> | null {
+  if (h === null) return null;
+  return new Map(h.clusters.map((c) => [c.name, { partial: c.partial, endpoints: new Map(c.endpoints.map((e) => [`${e.workload}|${e.address}`, healthText(e.health, e.ejectedUntil, e.reason)])) }]));
+}
+
 /** Each endpoint's health from a proxy's admin `/clusters`, by `<cluster> <workload>`. */
 async function liveHealth(admin: string): Promise<Map<string, string>> {
   const url = `http://${admin}/clusters`;
-  let clusters: Array<{ name: string; endpoints: Array<{ workload: string; health: string; ejectedUntil?: string | null }> }>;
+  let clusters: Array<{ name: string; endpoints: Array<{ workload: string; health: string; ejectedUntil?: string | null; ejectionReason?: string | null }> }>;
   try {
     clusters = (await (await fetch(url)).json()) as typeof clusters;
   } catch (err) {
     throw new UsageError(`--admin: cannot read ${url}: ${(err as Error).message}`);
   }
   const out = new Map<string, string>();
-  for (const c of clusters) for (const e of c.endpoints) out.set(`${c.name} ${e.workload}`, e.ejectedUntil != null ? `${e.health} until ${e.ejectedUntil}` : e.health);
+  for (const c of clusters) for (const e of c.endpoints) out.set(`${c.name} ${e.workload}`, healthText(e.health, e.ejectedUntil, e.ejectionReason));
   return out;
 }
 

@@ -15,6 +15,7 @@ import { FileStore } from './store/file-store.js';
 import { TraceStore } from './telemetry/trace-store.js';
 import { StatsStore } from './telemetry/stats-store.js';
 import { TapHub } from './telemetry/tap-hub.js';
+import { EndpointHealthStore } from './telemetry/endpoint-health-store.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -44,6 +45,8 @@ export class ControlPlane {
   readonly stats = new StatsStore();
   /** Live taps (`weft tap`, `weft top`). */
   readonly taps: TapHub;
+  /** Endpoint health as each connected proxy reports it (`GET /api/v1/endpoints`, the dashboard's service page). */
+  readonly endpointHealth = new EndpointHealthStore();
   private readonly dir: ConfigDirSource | null;
   private readonly opts: ControlPlaneOptions;
   private api: RunningApi | null = null;
@@ -65,7 +68,12 @@ export class ControlPlane {
     this.config.telemetry = {
       stats: (id, report) => void this.stats.ingest(id, report),
       tapEvents: (id, events) => this.taps.events(id, events),
-      connected: (id) => this.taps.connected(id),
+      connected: (id) => {
+        this.taps.connected(id);
+        this.endpointHealth.drop(id);
+      },
+      endpointHealth: (id, report) => void this.endpointHealth.ingest(id, report),
+      disconnected: (id) => this.endpointHealth.drop(id),
     };
     this.dir = opts.configDir === null ? null : new ConfigDirSource(opts.configDir, this.index, (m) => opts.log(`config-dir: ${m}`));
   }
@@ -85,6 +93,7 @@ export class ControlPlane {
       traces: this.traces,
       stats: this.stats,
       taps: this.taps,
+      endpointHealth: this.endpointHealth,
       tls: new ControlPlaneCertificate(this.ca, () => this.config.trustDomain(), () => this.config.certificateLifetimeMs()),
     });
     this.api = api;
@@ -139,6 +148,13 @@ export class ControlPlane {
       '# HELP weft_control_taps_open Taps open now.',
       '# TYPE weft_control_taps_open gauge',
       `weft_control_taps_open ${this.taps.open}`,
+      '# HELP weft_control_endpoint_health_reports_total Endpoint health reports received from proxies, by result (accepted, malformed).',
+      '# TYPE weft_control_endpoint_health_reports_total counter',
+      `weft_control_endpoint_health_reports_total{result="accepted"} ${this.endpointHealth.counters.reports}`,
+      `weft_control_endpoint_health_reports_total{result="malformed"} ${this.endpointHealth.counters.malformed}`,
+      '# HELP weft_control_endpoint_health_proxies Proxies whose endpoint health view the control plane holds now.',
+      '# TYPE weft_control_endpoint_health_proxies gauge',
+      `weft_control_endpoint_health_proxies ${this.endpointHealth.size}`,
       '# HELP weft_control_tap_events_total Tap events received from proxies, and delivered to open taps.',
       '# TYPE weft_control_tap_events_total counter',
       `weft_control_tap_events_total{result="received"} ${this.taps.counters.received}`,

@@ -1,5 +1,6 @@
 // A service's page: its golden signals and their last ten minutes, the routes and policies that
-// apply to it, its endpoints (workloads, their proxies and traffic) and their certificates.
+// apply to it, its endpoints (workloads, their proxies, their health as the callers see it, traffic)
+// and their certificates.
 import { get, maybe } from './api.js';
 import { lineChart } from './chart.js';
 import { card, empty, h, health, keyOf, label, lockIcon, ms, pct, rps, until } from './util.js';
@@ -183,11 +184,12 @@ const matches = (labels, selector) => Object.entries(selector ?? {}).every(([k, 
 
 async function endpointsView(service, el, certEl, workloadRows) {
   const [namespace, name] = service.split('/');
-  const [svc, workloads, proxies, certs] = await Promise.all([
+  const [svc, workloads, proxies, certs, callerView] = await Promise.all([
     maybe(`/api/v1/resources/Service/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`),
     get(`/api/v1/resources?kind=Workload&namespace=${encodeURIComponent(namespace)}`),
     get('/api/v1/proxies'),
     get('/api/v1/certificates'),
+    maybe(`/api/v1/endpoints?service=${encodeURIComponent(service)}`),
   ]);
   if (svc === null) {
     el.replaceChildren(empty(`${service} is not a Service of this mesh.`));
@@ -199,7 +201,7 @@ async function endpointsView(service, el, certEl, workloadRows) {
   if (mine.length === 0) el.replaceChildren(empty('No workload matches the selector.'));
   else {
     el.replaceChildren(h('table', { class: 'table' },
-      h('thead', {}, h('tr', {}, ['Workload', 'Address', 'Identity', 'Proxy', 'Health', 'RPS', 'Success', 'P99'].map((c, i) => h('th', { class: i >= 5 ? 'num' : '', text: c })))),
+      h('thead', {}, h('tr', {}, ['Workload', 'Address', 'Identity', 'Proxy', 'Health', 'Endpoint health', 'RPS', 'Success', 'P99'].map((c, i) => h('th', { class: i >= 6 ? 'num' : '', text: c })))),
       h('tbody', {}, mine.map((w) => {
         const id = keyOf(w);
         const p = proxyOf.get(id);
@@ -212,6 +214,7 @@ async function endpointsView(service, el, certEl, workloadRows) {
           h('td', { class: 'mono muted', text: `sa/${w.spec.serviceAccount ?? 'default'}` }),
           h('td', {}, p === undefined ? h('span', { class: 'muted', text: 'none' }) : [lockIcon(p.transport === 'mtls'), ` ${p.connected ? 'connected' : 'disconnected'}`]),
           h('td', {}, h('i', { class: `dot ${state}` }), text),
+          callerHealthCell(callerView?.endpoints.filter((e) => e.workload === id) ?? null),
           h('td', { class: 'num', text: rps(st?.requestsPerSecond) }),
           h('td', { class: `num ${health(st?.successRate)}`, text: pct(st?.successRate) }),
           h('td', { class: 'num', text: ms(st?.p99Ms) }));
@@ -242,4 +245,35 @@ function endpointHealth(w, p) {
   const nacked = types.some((t) => t.state === 'NACKED');
   const stale = types.some((t) => t.state === 'STALE');
   return nacked ? ['bad', 'config refused'] : stale ? ['warn', 'config stale'] : ['good', 'serving'];
+}
+
+const CALLER_HEALTH = {
+  HEALTHY: ['good', 'healthy'],
+  EJECTED: ['bad', 'ejected'],
+  FAILING_HEALTH_CHECKS: ['bad', 'failing checks'],
+};
+
+/**
+ * A workload's health as its callers' proxies see it (outlier detection, health checks), from
+ * /api/v1/endpoints: a pill, and under it how many callers exclude it, why, and how long an
+ * ejection has left. A workload with several ports shows its worst one.
+ */
+function callerHealthCell(eps) {
+  if (eps === null) return h('td', { class: 'muted', text: '–' });
+  const checked = eps.filter((e) => e.checked);
+  if (checked.length === 0) return h('td', { 'data-endpoint-health': 'UNCHECKED' }, h('span', { class: 'badge', title: 'no caller has outlier detection or health checks for it', text: 'unchecked' }));
+  const worst = checked.find((e) => e.health !== 'HEALTHY') ?? checked[0];
+  const [cls, text] = CALLER_HEALTH[worst.health] ?? ['warn', worst.health];
+  const notes = [worst.summary];
+  const reasons = [...new Set(worst.by.map((b) => b.reason).filter((r) => r))];
+  if (reasons.length > 0) notes.push(reasons.join(', '));
+  const ends = worst.by.map((b) => (b.until ? Date.parse(b.until) : NaN)).filter((t) => !Number.isNaN(t));
+  if (ends.length > 0) {
+    const left = Math.max(0, Math.ceil((Math.max(...ends) - Date.now()) / 1000));
+    notes.push(left >= 60 ? `${Math.floor(left / 60)}m ${left % 60}s left` : `${left}s left`);
+  }
+  const title = worst.by.map((b) => `${b.proxy}: ${b.health}${b.reason ? ` (${b.reason})` : ''}${b.until ? ` until ${b.until}` : ''}`).join('\n');
+  return h('td', { 'data-endpoint-health': worst.health, title: title || worst.summary },
+    h('span', { class: `badge ${cls}`, text }),
+    h('div', { class: 'muted small endpoint-health-note', text: notes.join(' · ') }));
 }

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Cluster, Endpoint, ProxySnapshot } from './snapshot.js';
 import type { StatsReport, TapEvent, TapSpec } from './golden-signals.js';
+import type { EndpointHealthReport } from './endpoint-health.js';
 
 /** The HTTP Upgrade token of the config stream, on the control plane's API port. */
 export const STREAM_PROTOCOL = 'weft-config/1';
@@ -104,7 +105,9 @@ export type ProxyMessage =
   /** Request statistics since the previous report (golden-signals.ts). */
   | { t: 'stats'; report: StatsReport }
   /** Requests seen by the open taps `taps` (ids) concern, in order. */
-  | { t: 'tap-events'; events: Array<{ taps: string[]; event: TapEvent }> };
+  | { t: 'tap-events'; events: Array<{ taps: string[]; event: TapEvent }> }
+  /** The proxy's whole view of endpoint health (endpoint-health.ts): on connect and after each change. */
+  | { t: 'endpoint-health'; report: EndpointHealthReport };
 
 /** Control plane → proxy. */
 export type ControlMessage =

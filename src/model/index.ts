@@ -10,4 +10,5 @@ export { lineAt, sourceOf, type SourceInfo } from './source.js';
 export { validateResource, type FieldError } from './validate.js';
 export { compileOutbound, compileWorkload, type OutboundView } from './compile.js';
 export * from './config-parts.js';
+export * from './endpoint-health.js';
 export { callsEntryProblem, inScope, scopeKey, scopeOutbound } from './scope.js';

@@ -128,8 +128,8 @@ export class Proxy {
 
   /** Outbound TCP: tunnels through destination proxies, with the same client certificate as HTTP. */
   private readonly tcpForwarding: TcpForwarding;
-  /** Endpoint health (outlier detection, active checks), kept across configurations. */
-  private readonly health: HealthRegistry;
+  /** Endpoint health (outlier detection, active checks), kept across configurations; its `onChange` and `snapshot()` feed the health report. */
+  readonly health: HealthRegistry;
 
   /** `weft_retries_total`, fed by the routes' retry layers. */
   private readonly countRetry = (destination: string, result: string): void => {

@@ -162,6 +162,14 @@ test('the topology shows the shop: services, calls between them, live numbers', 
 });
 
 test('a service page shows its routes, policies, endpoints and certificates', async () => {
+  // An active health check on reviews and the versions its route splits to: its caller (catalog's
+  // proxy, which holds the version clusters) reports each endpoint's health to the control plane.
+  const applied = await runWeft(['apply', '-f', '-'], server, `apiVersion: weft.dev/v1alpha1
+kind: BackendPolicy
+metadata: { name: reviews-health }
+spec: { targetRefs: [{ kind: Service, name: reviews }, { kind: Service, name: reviews-v1 }, { kind: Service, name: reviews-v2 }], healthCheck: { tcp: {}, interval: 1s } }
+`);
+  assert.equal(applied.code, 0, applied.stdout + applied.stderr);
   // Click the node, as an operator would.
   await page.click('svg.topology g.node[data-service="default/reviews"]');
   await page.waitForURL(/#\/service\/default\/reviews$/);
@@ -176,11 +184,15 @@ test('a service page shows its routes, policies, endpoints and certificates', as
   assert.deepEqual(workloads.sort(), ['default/reviews-v1', 'default/reviews-v2']);
   await eventually(async () => ((await page.textContent('tr[data-workload="default/reviews-v1"]')) ?? '').includes('serving'), 10_000, 'reviews-v1 serving');
   await page.waitForSelector('text=spiffe://cluster.local/ns/default/sa/reviews');
+  // Beside the proxy status, the endpoint's health as its callers see it.
+  const endpointHealth = page.locator('tr[data-workload="default/reviews-v1"] td[data-endpoint-health="HEALTHY"]');
+  await endpointHealth.waitFor();
+  assert.match((await endpointHealth.textContent()) ?? '', /healthy.*checked by 1 caller/);
   // The charts: a latency line with points once the window has traffic.
   await eventually(async () => (await page.$$eval('svg.chart path.line[data-series="p99"]', (els) => els.map((e) => e.getAttribute('d') ?? ''))).some((d) => d.includes('L') || d.includes('M')), 15_000, 'a p99 line');
   const signals = await page.$$eval('.signal', (els) => els.map((e) => e.textContent).join(' | '));
   await shot('2-service-reviews');
-  console.log(`dashboard service page: reviews route 90/10, workloads ${workloads.join(',')}; signals ${signals}`);
+  console.log(`dashboard service page: reviews route 90/10, workloads ${workloads.join(',')}; endpoint health ${await endpointHealth.textContent()}; signals ${signals}`);
 });
 
 test('tap shows live requests within seconds; a row with a trace id opens its waterfall', async () => {

@@ -20,6 +20,7 @@ import type { AdminToken } from './admin-token.js';
 import type { TraceStore } from '../telemetry/trace-store.js';
 import type { StatsStore } from '../telemetry/stats-store.js';
 import type { TapHub } from '../telemetry/tap-hub.js';
+import type { EndpointHealthStore } from '../telemetry/endpoint-health-store.js';
 import { StatsQueryError, statsQuery, tapStream } from '../telemetry/stats-api.js';
 import { isDashboardPath, serveDashboard } from '../dashboard/serve.js';
 
@@ -43,6 +44,8 @@ export interface ApiContext {
   /** The golden signals' rolling window (`GET /api/v1/stats…`) and live taps (`GET /api/v1/tap`); absent: no such API. */
   stats?: StatsStore;
   taps?: TapHub;
+  /** Endpoint health the proxies report (`GET /api/v1/endpoints`); absent: no such API. */
+  endpointHealth?: EndpointHealthStore;
 }
 
 /** A started API: its port, and how to stop it (every connection closed). */
@@ -259,7 +262,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
         const snapshot = ctx.config.proxyConfig(`${parts[3]}/${parts[4]}`);
         if (snapshot === null) throw new HttpError(404, 'NOT_FOUND', `no configuration for proxy ${parts[3]}/${parts[4]}`);
         const status = ctx.config.statuses().find((s) => s.id === `${parts[3]}/${parts[4]}`) ?? null;
-        return json(res, 200, { snapshot, status });
+        // The proxy's own view of endpoint health, as it last reported it (null: none on its current stream).
+        const health = ctx.endpointHealth?.forProxy(`${parts[3]}/${parts[4]}`) ?? null;
+        return json(res, 200, { snapshot, status, health });
       }
       throw new HttpError(404, 'NOT_FOUND', `no such path: ${url.pathname}`);
     }
@@ -312,13 +317,25 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
       }
       return;
     }
+    case 'GET /api/v1/endpoints': {
+      if (ctx.endpointHealth === undefined) throw new HttpError(404, 'NOT_FOUND', 'this control plane keeps no endpoint health');
+      if (parts.length !== 3) throw new HttpError(404, 'NOT_FOUND', `no such path: ${url.pathname}`);
+      const service = url.searchParams.get('service');
+      if (service === null || service === '') throw new HttpError(400, 'BAD_REQUEST', 'query parameter service: required, as <namespace>/<name>');
+      const [namespace, name] = service.includes('/') ? service.split('/', 2) : ['default', service];
+      if (namespace === '' || name === '' || service.split('/').length > 2) throw new HttpError(400, 'BAD_REQUEST', `query parameter service: ${JSON.stringify(service)} is not <namespace>/<name>`);
+      if (ctx.index.get(`Service/${namespace}/${name}`) === undefined) throw new HttpError(404, 'NOT_FOUND', `Service ${namespace}/${name} not found`);
+      const ns = ctx.config.view().namespace(namespace!);
+      const clusters = ns.clusters.value.map((c) => ({ config: c, endpoints: ns.endpoints.clusters.get(c.name)?.value ?? [] }));
+      return json(res, 200, ctx.endpointHealth.serviceHealth(namespace!, name!, clusters));
+    }
     case 'GET /api/v1/problems': {
       const errors = ctx.config.view().errorsByResource();
       const resources = [...errors].map(([key, list]) => ({ key, errors: list.map(toApiError) }));
       return json(res, 200, { resources, files: ctx.fileProblems() });
     }
     default:
-      throw new HttpError(parts.length >= 3 && ['resources', 'proxies', 'apply', 'watch', 'health', 'problems', 'tokens', 'certificates', 'ca', 'stats', 'tap'].includes(parts[2]!) ? 405 : 404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
+      throw new HttpError(parts.length >= 3 && ['resources', 'proxies', 'apply', 'watch', 'health', 'problems', 'tokens', 'certificates', 'ca', 'stats', 'tap', 'endpoints'].includes(parts[2]!) ? 405 : 404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
   }
 }
 

@@ -37,6 +37,7 @@ import type { ResourceIndex } from '../resource-index.js';
 import type { WorkloadRegistry } from '../sources/workload-registry.js';
 import { MeshView } from './mesh-view.js';
 import type { StatsReport, TapEvent } from '../../model/golden-signals.js';
+import type { EndpointHealthReport } from '../../model/endpoint-health.js';
 
 const MAX_LINE = 1 << 20;
 const PUSH_END = '{"t":"push-end"}\n';
@@ -168,8 +169,12 @@ export interface ConfigServerStats {
 export interface StreamTelemetry {
   stats(proxyId: string, report: StatsReport): void;
   tapEvents(proxyId: string, events: Array<{ taps: string[]; event: TapEvent }>): void;
-  /** A proxy's stream opened (it holds no taps yet). */
+  /** A proxy's stream opened (it holds no taps yet, and has reported no endpoint health on it). */
   connected(proxyId: string): void;
+  /** A proxy's whole view of endpoint health (sent on connect and after changes). */
+  endpointHealth?(proxyId: string, report: EndpointHealthReport): void;
+  /** A proxy's stream closed: what it reported on it is no longer current. */
+  disconnected?(proxyId: string): void;
 }
 
 /** One scrape target for Prometheus HTTP service discovery (`http_sd_configs`). */
@@ -347,6 +352,7 @@ export class ConfigServer {
     r.connectedAt = null;
     for (const t of CONFIG_TYPES) delete r.inflight[t];
     this.opts.log(`proxy ${r.id} disconnected`);
+    this.telemetry?.disconnected?.(r.id);
     // Kept for the lease TTL so proxy-status shows it as disconnected, then forgotten.
     r.dropTimer = setTimeout(() => {
       if (r.socket === null) this.records.delete(r.id);
@@ -363,6 +369,9 @@ export class ConfigServer {
         return;
       case 'tap-events':
         if (Array.isArray(msg.events)) this.telemetry?.tapEvents(r.id, msg.events);
+        return;
+      case 'endpoint-health':
+        this.telemetry?.endpointHealth?.(r.id, msg.report);
         return;
       case 'csr':
         this.sign(r, String(msg.csr));

@@ -52,6 +52,8 @@ export interface ControlPlaneClientOptions {
   identity?: { holder: WorkloadIdentity; token: string } | null;
   /** The open taps that concern this proxy, each time the control plane sends them; [] when the stream closes. */
   onTap?: (taps: TapSpec[]) => void;
+  /** A stream opened and the control plane welcomed this proxy (e.g. to send it what it must know afresh, like endpoint health). */
+  onConnected?: () => void;
   /** Reconnect backoff: first ceiling and cap (ms). */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -225,8 +227,8 @@ export class ControlPlaneClient {
     this.socket?.write(JSON.stringify(msg) + '\n');
   }
 
-  /** Sends telemetry (a stats report, tap events) on the stream; false when there is none or it is backed up. */
-  sendTelemetry(msg: Extract<ProxyMessage, { t: 'stats' | 'tap-events' }>): boolean {
+  /** Sends telemetry (a stats report, tap events, endpoint health) on the stream; false when there is none or it is backed up. */
+  sendTelemetry(msg: Extract<ProxyMessage, { t: 'stats' | 'tap-events' | 'endpoint-health' }>): boolean {
     const s = this.socket;
     if (s === null || s.destroyed || s.writableLength > MAX_TELEMETRY_BACKLOG) return false;
     s.write(JSON.stringify(msg) + '\n');
@@ -247,6 +249,7 @@ export class ControlPlaneClient {
         }, every);
         this.heartbeat.unref();
         this.opts.log(`connected to control plane ${this.opts.url} as ${msg.proxyId}`);
+        this.opts.onConnected?.();
         return;
       }
       case 'notice':

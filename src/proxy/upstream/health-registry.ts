@@ -5,6 +5,7 @@
  * clusters of the configuration in force that set `outlierDetection` or `healthCheck` have any
  * state; timers of endpoints and clusters that are gone stop, and all stop on close.
  */
+import { MAX_REPORTED_HEALTHY, type EndpointHealthReport, type ReportedCluster } from '../../model/endpoint-health.js';
 import type { Cluster } from '../../model/snapshot.js';
 import type { TunnelDialer } from '../tcp/tunnel-client.js';
 import type { ClusterEndpoint, ClusterRuntime } from './cluster.js';
@@ -24,6 +25,9 @@ export class HealthRegistry {
   private readonly clusters = new Map<string, ClusterHealth>();
   private readonly report: HealthReport;
   private readonly dialer: TunnelDialer;
+  /** Told after any endpoint's health changed, or clusters were taken over (set by whoever reports health; see health-reporter.ts). */
+  onChange: () => void = () => {};
+  private readonly notify = (): void => this.onChange();
 
   constructor(report: HealthReport, dialer: TunnelDialer) {
     this.report = report;
@@ -42,9 +46,39 @@ export class HealthRegistry {
     for (const [name, rt] of clusters) {
       if (!watched(rt.config)) continue;
       let h = this.clusters.get(name);
-      if (h === undefined) this.clusters.set(name, (h = new ClusterHealth(rt.config, this.report, this.dialer)));
+      if (h === undefined) this.clusters.set(name, (h = new ClusterHealth(rt.config, this.report, this.dialer, this.notify)));
       h.attach(rt);
     }
+    this.onChange();
+  }
+
+  /**
+   * Every watched cluster's endpoints and how they stand, for the control plane. Past
+   * MAX_REPORTED_HEALTHY endpoints in all, only those not HEALTHY are listed (`partial`).
+   */
+  snapshot(): EndpointHealthReport {
+    let total = 0;
+    for (const h of this.clusters.values()) total += h.endpoints.size;
+    const partial = total > MAX_REPORTED_HEALTHY;
+    const clusters: ReportedCluster[] = [];
+    for (const [name, h] of this.clusters) {
+      const endpoints: ReportedCluster['endpoints'] = [];
+      for (const s of h.endpoints.values()) {
+        if (partial && s.healthy) continue;
+        const v = s.view();
+        const health = v.ejectedUntil !== null ? 'EJECTED' : v.failingHealthChecks ? 'FAILING_HEALTH_CHECKS' : 'HEALTHY';
+        endpoints.push({
+          workload: s.endpoint.workload,
+          address: `${s.endpoint.address}:${s.endpoint.port}`,
+          health,
+          reason: health === 'EJECTED' ? v.ejectionReason : health === 'FAILING_HEALTH_CHECKS' ? v.lastHealthCheck?.detail || 'failing health checks' : null,
+          ejectedUntil: v.ejectedUntil,
+          lastCheck: v.lastHealthCheck,
+        });
+      }
+      clusters.push({ name, outlierDetection: h.outlier !== null, healthCheck: h.checker !== null, endpoints, partial });
+    }
+    return { clusters };
   }
 
   /** How an endpoint of a cluster in force stands; null when its cluster watches nothing. */
@@ -96,11 +130,13 @@ class ClusterHealth {
   private current = new Map<string, ClusterEndpoint>();
   private readonly report: HealthReport;
   private readonly dialer: TunnelDialer;
+  private readonly notify: () => void;
 
-  constructor(config: Cluster, report: HealthReport, dialer: TunnelDialer) {
+  constructor(config: Cluster, report: HealthReport, dialer: TunnelDialer, notify: () => void) {
     this.destination = `${config.service}.${config.namespace}`;
     this.report = report;
     this.dialer = dialer;
+    this.notify = notify;
   }
 
   /** The cluster in force is now `rt`: endpoints come and go, settings change, state stays. */
@@ -161,6 +197,7 @@ class ClusterHealth {
     if (rt === null) return;
     for (const [key, ep] of this.current) ep.healthy = this.endpoints.get(key)?.healthy ?? true;
     rt.refresh();
+    this.notify();
   };
 
   close(): void {
