@@ -5,8 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request, type OutgoingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { eventually, startProxy, tempFile, type RunningProxy } from './harness.js';
+import { eventually, startProxy, tempFile, type RunningProxy, listenLocal } from './harness.js';
 
 /** An app whose `/` answers its name (after `delayMs`) and `/healthz` answers `health`. */
 interface App {
@@ -30,13 +29,9 @@ async function startApp(name: string): Promise<App> {
     if (check || app.delayMs === 0) reply();
     else setTimeout(reply, app.delayMs);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  app.port = (server.address() as AddressInfo).port;
-  app.close = () =>
-    new Promise((r) => {
-      server.closeAllConnections();
-      server.close(() => r());
-    });
+  const listening = await listenLocal(server);
+  app.port = listening.port;
+  app.close = listening.close;
   return app;
 }
 

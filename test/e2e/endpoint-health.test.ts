@@ -7,8 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { applyYaml, eventually, joinToken, runWeft, startControl, startProxyWith, type RunningControl, type RunningProxy } from './harness.js';
+import { applyYaml, eventually, joinToken, runWeft, startControl, startProxyWith, type RunningControl, type RunningProxy, listenLocal } from './harness.js';
 
 /** An app whose `/healthz` answers `health`; counts the checks. */
 interface App {
@@ -26,13 +25,9 @@ async function startApp(): Promise<App> {
     res.writeHead(status, { 'content-length': 2 });
     res.end('ok');
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  app.port = (server.address() as AddressInfo).port;
-  app.close = () =>
-    new Promise((r) => {
-      server.closeAllConnections();
-      server.close(() => r());
-    });
+  const listening = await listenLocal(server);
+  app.port = listening.port;
+  app.close = listening.close;
   return app;
 }
 

@@ -334,3 +334,16 @@ export function processAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** Listens on 127.0.0.1 at a port the OS picks; `close` drops open connections, then stops listening. */
+export async function listenLocal(server: Server): Promise<{ port: number; close(): Promise<void> }> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}

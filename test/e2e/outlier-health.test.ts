@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createServer, request, type Agent, type Server } from 'node:http';
 import { connect, createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { writeFileSync } from 'node:fs';
-import { eventually, proxyMetrics, startProxy, tempFile, type RunningProxy } from './harness.js';
+import { eventually, proxyMetrics, startProxy, tempFile, type RunningProxy, listenLocal } from './harness.js';
 
 /** An app whose `/` answers `status` (naming itself) and `/healthz` answers `health`; counts both. */
 interface App {
@@ -36,13 +36,9 @@ async function startApp(name: string): Promise<App> {
     res.writeHead(app.status, { 'content-type': 'text/plain', 'content-length': name.length });
     res.end(name);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  app.port = (server.address() as AddressInfo).port;
-  app.close = () =>
-    new Promise((r) => {
-      server.closeAllConnections();
-      server.close(() => r());
-    });
+  const listening = await listenLocal(server);
+  app.port = listening.port;
+  app.close = listening.close;
   return app;
 }
 
