@@ -176,9 +176,10 @@ describe('request mirroring', () => {
     const down = await run('/down', 150);
     const p50 = (xs: number[]) => quantile(xs, 0.5).toFixed(1);
     console.log(`# p50 / max ms: no mirror ${p50(plain)} / ${Math.max(...plain).toFixed(0)}, hanging mirror ${p50(hung)} / ${Math.max(...hung).toFixed(0)}, mirror down ${p50(down)} / ${Math.max(...down).toFixed(0)}`);
-    // The hang lasts until the route's 2 s timeout: no request may come near it.
-    assert.ok(Math.max(...hung) < 500, `slowest with a hanging mirror: ${Math.max(...hung)} ms`);
-    assert.ok(Math.max(...down) < 500, `slowest with a mirror down: ${Math.max(...down)} ms`);
+    // The hang lasts until the route's 2 s timeout: no request may come near it (1.5 s leaves room
+    // for a loaded machine's scheduling; the p50 check below is the tight one).
+    assert.ok(Math.max(...hung) < 1500, `slowest with a hanging mirror: ${Math.max(...hung)} ms`);
+    assert.ok(Math.max(...down) < 1500, `slowest with a mirror down: ${Math.max(...down)} ms`);
     // Each mirror costs the proxy some work (a connection, a timer), never the caller a wait: p50 stays near no mirror's.
     const near = (xs: number[]) => quantile(xs, 0.5) < 2 * quantile(plain, 0.5) + 20;
     assert.ok(near(hung) && near(down), 'p50 within 2× + 20 ms of no mirror');

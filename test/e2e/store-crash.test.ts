@@ -16,7 +16,11 @@ test('every acknowledged write survives SIGKILL at arbitrary moments (5 kills, c
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     const exited = new Promise((r) => child.once('exit', r));
-    await new Promise((r) => setTimeout(r, 300 + run * 97));
+    // Kill once it has acknowledged a first write (a loaded machine may take a while to start it),
+    // then at a moment that differs per run.
+    const deadline = Date.now() + 15_000;
+    while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 50 + run * 97));
     child.kill('SIGKILL');
     await exited;
     // Only whole lines: a key is acknowledged once its line was printed in full.
