@@ -16,6 +16,7 @@
  *
  *   npm run bench:h2                               # every row, 10 s each
  *   npm run bench:h2 -- --duration 5 --only weft-grpc,nginx-grpc
+ *   BENCH_H2_PROF=/tmp/prof npm run bench:h2 -- --only weft-h2   # --cpu-prof of the Weft proxy, written when it stops
  * Writes bench/results/h2-<stamp>.md and .json (`--out DIR`).
  */
 import { spawn } from 'node:child_process';
@@ -109,7 +110,10 @@ kind: Workload
 metadata: { name: client-1, labels: { app: client } }
 spec: { address: 127.0.0.1, ports: { http: 1 } }
 `);
-      const p = launch(name, process.execPath, [path.join(REPO_ROOT, 'bin', 'weft.js'), 'proxy', '--file', file, '--workload', 'client-1', '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '-q'], { core: PROXY_CORE });
+      // BENCH_H2_PROF=<dir>: a CPU profile of the proxy (one .cpuprofile per row), written when it stops.
+      const prof = process.env.BENCH_H2_PROF;
+      const profArgs = prof === undefined || prof === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', path.resolve(prof)];
+      const p = launch(name, process.execPath, [...profArgs, path.join(REPO_ROOT, 'bin', 'weft.js'), 'proxy', '--file', file, '--workload', 'client-1', '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '-q'], { core: PROXY_CORE });
       const line = await waitForLine(p, /"outbound":(\d+)/);
       return { port: Number(/\d+/.exec(line)![0]), pids: [p.pid], stop: () => p.stop() };
     },

@@ -2,10 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { configApplied, configRejected, configWarnings, proxyLifecycle, tcpConnectionFailed } from '../core/diagnostics.js';
-import { callsEntryProblem } from '../model/index.js';
+import { callsEntryProblem } from '../model/scope.js';
 import { WorkloadIdentity } from '../proxy/tls/workload-identity.js';
 import { ControlPlaneClient } from '../proxy/config-client/control-plane-client.js';
-import { FileConfigSource } from '../proxy/config-client/file-source.js';
 import { StatsReporter } from '../proxy/telemetry/stats-reporter.js';
 import { HealthReporter } from '../proxy/telemetry/health-reporter.js';
 import { DETECT_WAIT_MS } from '../proxy/listener/detect.js';
@@ -158,6 +157,8 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
 
   let stopSource: (leaving: boolean) => Promise<void>;
   if (file !== undefined) {
+    // Loaded only here: it brings the YAML parser and the compiler, which a proxy fed by a control plane never uses.
+    const { FileConfigSource } = await import('../proxy/config-client/file-source.js');
     const source = new FileConfigSource(file, workload, namespace, (s) => proxy.apply(s));
     try {
       source.load();

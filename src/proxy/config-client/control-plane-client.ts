@@ -13,19 +13,17 @@ import { request, type ClientRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { configApplied, configRejected } from '../../core/diagnostics.js';
-import {
-  CONFIG_TYPES,
-  STREAM_PROTOCOL,
-  assembleSnapshot,
-  endpointsVersion,
-  type ConfigParts,
-  type ConfigType,
-  type ControlMessage,
-  type Endpoint,
-  type ProxyMessage,
-  type ProxySnapshot,
-  type RegisteredWorkload,
-  type UpdateMessage,
+// From the module itself, not model/index.js: that one also loads the YAML parser and the compiler.
+import { CONFIG_TYPES, STREAM_PROTOCOL, assembleSnapshot, endpointsVersion } from '../../model/config-parts.js';
+import type {
+  ConfigParts,
+  ConfigType,
+  ControlMessage,
+  Endpoint,
+  ProxyMessage,
+  ProxySnapshot,
+  RegisteredWorkload,
+  UpdateMessage,
 } from '../../model/index.js';
 import { controlPlaneId, parseSpiffeId } from '../../core/identity/spiffe.js';
 import { expectSpiffeId } from '../tls/peer-identity.js';

@@ -87,6 +87,8 @@ export function mirrorLayer(percent: number, mirror: Handler, deps: MirrorDeps):
       destinationIdentity: '',
       bytesReceived: 0,
       bytesSent: 0,
+      protocol: ctx.protocol,
+      telemetry: undefined,
     };
     let settled = false;
     const timer = setTimeout(() => abortContext(mctx, new MeshError('UPSTREAM_TIMEOUT', `mirror did not complete within ${timeoutMs} ms`)), timeoutMs);

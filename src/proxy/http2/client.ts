@@ -10,7 +10,7 @@ import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 import { connect as h2Connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { MeshError } from '../../core/errors.js';
-import { Body } from '../body.js';
+import { Body, type BodySink } from '../body.js';
 import { removeHeader, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { expectSpiffeId } from '../tls/peer-identity.js';
 import { fromH2Headers, toH2Headers } from './headers.js';
@@ -26,6 +26,103 @@ export interface Http2PoolOptions {
 const CANCEL = constants.NGHTTP2_CANCEL;
 /** Request bodies up to this size are kept until the answer begins, to send again if the stream is refused. */
 const REPLAY_MAX_BYTES = 64 * 1024;
+
+const ignore = (): void => {};
+// `session.request` options of one shape, with the priority fields Node would otherwise add to its
+// copy of them on every request (a measurable share of the call's cost).
+const END_STREAM = { endStream: true, waitForTrailers: false, weight: 16, parent: 0, exclusive: false, silent: false };
+const NO_TRAILERS = { ...END_STREAM, endStream: false };
+const WAIT_FOR_TRAILERS = { ...END_STREAM, endStream: false, waitForTrailers: true };
+/** A request with no body can always be sent again. */
+const NO_BODY_REPLAY: Replay = { chunks: [], bytes: 0, ended: true, trailers: null };
+
+/** A copy of a request body kept to send it again (REFUSED_STREAM). */
+interface Replay {
+  chunks: Buffer[];
+  bytes: number;
+  ended: boolean;
+  trailers: string[] | null;
+}
+
+/**
+ * Writes a request body on its upstream stream with backpressure. Until the stream exists (`early`
+ * set) it only collects what the body delivers.
+ */
+class RequestSink implements BodySink {
+  trailers: string[] | null = null;
+  /** The copy kept for a replay; null once the answer began or the body outgrew REPLAY_MAX_BYTES. */
+  replay: Replay | null = null;
+  private stream: ClientHttp2Stream | null = null;
+  private idle: NodeJS.Timeout | null = null;
+  private drainHooked = false;
+  constructor(
+    private readonly body: Body,
+    public early: { chunks: Buffer[]; ended: boolean; trailers: string[] | null; err: Error | null } | null,
+  ) {}
+
+  attach(stream: ClientHttp2Stream, replay: Replay | null, idle: NodeJS.Timeout | null): void {
+    this.stream = stream;
+    this.replay = replay;
+    this.idle = idle;
+  }
+
+  data(c: Buffer): boolean {
+    const early = this.early;
+    if (early !== null) {
+      early.chunks.push(c);
+      return true;
+    }
+    this.note(c);
+    const stream = this.stream!;
+    if (stream.write(c)) return true;
+    if (!this.drainHooked) {
+      this.drainHooked = true;
+      stream.on('drain', () => this.body.resume());
+    }
+    return false;
+  }
+
+  /** Keeps `c` for a replay and marks the stream active. */
+  note(c: Buffer): void {
+    const replay = this.replay;
+    if (replay !== null) {
+      replay.bytes += c.length;
+      if (replay.bytes > REPLAY_MAX_BYTES) this.replay = null;
+      else replay.chunks.push(c);
+    }
+    this.idle?.refresh();
+  }
+
+  noteEnd(t: string[] | null): void {
+    this.trailers = t;
+    const replay = this.replay;
+    if (replay !== null) {
+      replay.ended = true;
+      replay.trailers = t;
+    }
+  }
+
+  end(t: string[] | null): void {
+    const early = this.early;
+    if (early !== null) {
+      early.ended = true;
+      early.trailers = t;
+      return;
+    }
+    this.noteEnd(t);
+    this.stream!.end();
+  }
+
+  error(): void {
+    const early = this.early;
+    if (early !== null) {
+      early.err = new Error('request body failed');
+      return;
+    }
+    const stream = this.stream!;
+    if (!stream.closed) stream.close(CANCEL);
+  }
+}
 
 /** One HTTP/2 session to `host:port`, shared by every exchange. */
 export class Http2Pool {
@@ -165,9 +262,22 @@ export class Http2Pool {
       head[':scheme'] = 'http';
       const body = req.body;
       if (body !== null && body.length >= 0) head['content-length'] = body.length;
+      // What the request body holds already is taken before the stream opens: a body complete by now
+      // (from an HTTP/1.1 client, a small body read with its head) goes as HEADERS + DATA with
+      // END_STREAM, with no wait for trailers (a 'wantTrailers' event and an empty frame a tick later)
+      // it does not have. From an HTTP/2 client it rarely is: Node hands over its DATA after the handler started.
+      let early: { chunks: Buffer[]; ended: boolean; trailers: string[] | null; err: Error | null } | null = null;
+      let sink: RequestSink | null = null;
+      if (body !== null) {
+        early = { chunks: [], ended: false, trailers: null, err: null };
+        sink = new RequestSink(body, early);
+        body.pipe(sink);
+        sink.early = null;
+      }
+      const whole = early !== null && early.err === null && early.ended && early.trailers === null;
       let stream: ClientHttp2Stream;
       try {
-        stream = session.request(head, { endStream: body === null, waitForTrailers: body !== null });
+        stream = session.request(head, body === null ? END_STREAM : whole ? NO_TRAILERS : WAIT_FOR_TRAILERS);
       } catch (err) {
         reject(new MeshError('UPSTREAM_RESET', `HTTP/2 to ${this.key}: ${(err as Error).message}`));
         return;
@@ -201,36 +311,26 @@ export class Http2Pool {
         }
       };
       ctx.abortHandlers.push((err) => fail(err instanceof MeshError ? err : new MeshError('UPSTREAM_RESET', err.message)));
-      stream.on('error', () => {});
+      stream.on('error', ignore);
       // A copy of a small request body, kept until the answer begins: a stream the server refused
       // unprocessed (REFUSED_STREAM, e.g. it was going away) is sent again on a new session.
-      let replay: { chunks: Buffer[]; bytes: number; ended: boolean; trailers: string[] | null } | null = retried ? null : { chunks: [], bytes: 0, ended: false, trailers: null };
-      if (body !== null) {
-        let trailers: string[] | null = null;
-        stream.on('wantTrailers', () => stream.sendTrailers(trailers === null ? {} : toH2Headers(trailers)));
-        stream.on('drain', () => body.resume());
-        body.pipe({
-          data: (c) => {
-            if (replay !== null && !answered) {
-              replay.bytes += c.length;
-              if (replay.bytes > REPLAY_MAX_BYTES) replay = null;
-              else replay.chunks.push(c);
-            }
-            idle?.refresh();
-            return stream.write(c);
-          },
-          end: (t) => {
-            trailers = t;
-            if (replay !== null) {
-              replay.ended = true;
-              replay.trailers = t;
-            }
-            stream.end();
-          },
-          error: () => {
-            if (!stream.closed) stream.close(CANCEL);
-          },
-        });
+      if (sink !== null && early !== null) {
+        const s = sink;
+        s.attach(stream, retried ? null : { chunks: [], bytes: 0, ended: false, trailers: null }, idle);
+        if (!whole) stream.on('wantTrailers', () => stream.sendTrailers(s.trailers === null ? {} : toH2Headers(s.trailers)));
+        const chunks = early.chunks;
+        if (whole) {
+          const last = chunks.length - 1;
+          for (let i = 0; i < last; i++) s.data(chunks[i]!);
+          if (last >= 0) s.note(chunks[last]!);
+          s.noteEnd(null);
+          if (last >= 0) stream.end(chunks[last]);
+          else stream.end();
+        } else {
+          for (const c of chunks) s.data(c);
+          if (early.err !== null) s.error();
+          else if (early.ended) s.end(early.trailers);
+        }
       }
       // Interim answers (100 Continue to an `Expect: 100-continue`, 103) go to a client that can take them.
       const interim = ctx.interim;
@@ -259,6 +359,7 @@ export class Http2Pool {
           },
         });
         answered = true;
+        if (sink !== null) sink.replay = null;
         if (ended) done();
         resolve({ status, headers, body: response });
         // Node emits 'response' a tick after the HEADERS frame, while DATA read with it would already
@@ -282,7 +383,7 @@ export class Http2Pool {
         if (idle !== null) clearTimeout(idle);
         if (!answered) {
           answered = true;
-          const again = replay;
+          const again = sink === null ? (retried ? null : NO_BODY_REPLAY) : sink.replay;
           if (stream.rstCode === constants.NGHTTP2_REFUSED_STREAM && again !== null && (body === null || again.ended) && ctx.aborted === null) {
             let retryBody: Body | null = null;
             if (body !== null) {

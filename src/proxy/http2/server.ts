@@ -21,7 +21,7 @@ import {
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { MeshError } from '../../core/errors.js';
-import { Body } from '../body.js';
+import { Body, type BodySink } from '../body.js';
 import { requestTimeout } from '../filters/request-timeout.js';
 import { grpcTimeoutMs, isGrpc } from '../grpc.js';
 import { meshErrorGrpcResponse, meshErrorGrpcTrailers, meshErrorResponse, toMeshError } from '../local-reply.js';
@@ -124,8 +124,8 @@ export class Http2Downstream {
   }
 
   private onStream(stream: ServerHttp2Stream, h: IncomingHttpHeaders, endStream: boolean, handler: Handler): void {
-    const peer = this.peers.get(stream.session as ServerHttp2Session) ?? { identity: null, address: '', encrypted: false };
-    stream.on('error', () => {});
+    const peer = this.peers.get(stream.session as ServerHttp2Session) ?? NO_PEER;
+    stream.on('error', ignore);
     const method = h[':method'] ?? '';
     if (method === 'CONNECT' && this.opts.connect !== undefined) {
       // nghttp2 has checked the head: an `:authority`, and no `:scheme` or `:path`.
@@ -167,13 +167,20 @@ export class Http2Downstream {
       protocol: 'HTTP/2',
     };
     const reply = new StreamReply(stream, ctx, grpc, method === 'HEAD', this.opts.onExchange);
+    let body: Body | null = null;
+    // One 'close' listener per stream: a request body cut short fails, an answer not yet sent in full
+    // aborts the exchange (the upstream side lets go), and the exchange is reported.
+    stream.once('close', () => {
+      if (body !== null && !body.done) body.fail(new MeshError('BAD_REQUEST', 'the client reset the stream before its body ended'));
+      if (!reply.complete) abortContext(ctx, new MeshError('CLIENT_CLOSED', `the client reset the stream (code ${stream.rstCode ?? 0})`));
+      reply.finish();
+    });
     const bad = method === '' || method === 'CONNECT' || authority === '' || !path.startsWith('/') ? badRequest(method, path, authority) : null;
     if (bad !== null) {
       stream.resume(); // whatever body it sent is not wanted
       reply.send(errorResponse(ctx, bad, grpc));
       return;
     }
-    let body: Body | null = null;
     if (!endStream) {
       const declared = Number(declaredLength ?? -1);
       body = new Body(Number.isSafeInteger(declared) && declared >= 0 ? declared : -1, {
@@ -190,12 +197,8 @@ export class Http2Downstream {
       });
       stream.on('trailers', (t: IncomingHttpHeaders) => (trailers = fromH2Headers(t)));
       stream.on('end', () => b.end(trailers));
-      stream.once('close', () => b.fail(new MeshError('BAD_REQUEST', 'the client reset the stream before its body ended')));
     }
     const req: ProxyRequest = { method, path, authority, headers, body };
-    stream.once('close', () => {
-      if (!reply.finished) abortContext(ctx, new MeshError('CLIENT_CLOSED', `the client reset the stream (code ${stream.rstCode ?? 0})`));
-    });
     // A gRPC caller's deadline bounds the whole exchange, like a route's request timeout.
     const deadline = grpc ? grpcTimeoutMs(getHeader(headers, 'grpc-timeout')) : null;
     const h2 = deadline === null ? handler : requestTimeout(deadline)(handler);
@@ -233,6 +236,13 @@ function sendInterim(stream: ServerHttp2Stream, status: number, fields: string[]
   }
 }
 
+const ignore = (): void => {};
+const NO_PEER = { identity: null, address: '', encrypted: false };
+// `stream.respond` options, all of one shape.
+const END_STREAM = { endStream: true, waitForTrailers: false };
+const NO_TRAILERS = { endStream: false, waitForTrailers: false };
+const WAIT_FOR_TRAILERS = { endStream: false, waitForTrailers: true };
+
 function setOne(headers: string[], name: string, value: string): void {
   for (let i = 0; i < headers.length; i += 2) {
     if (headers[i] === name) {
@@ -244,19 +254,24 @@ function setOne(headers: string[], name: string, value: string): void {
 }
 
 /** Writes one response on a stream, body and trailers with backpressure, and reports the exchange once. */
-class StreamReply {
+class StreamReply implements BodySink {
   finished = false;
+  /** The whole answer was handed to the stream (its end, or its trailers, are on the way): a reset now aborts nothing. */
+  complete = false;
   private status = 0;
   private grpcStatus = '';
+  private body: Body | null = null;
+  private trailers: string[] | null = null;
+  /** Set while the response head is not sent yet: what the body delivered meanwhile. */
+  private early: { chunks: Buffer[]; ended: boolean; err: Error | null } | null = null;
+  private drainHooked = false;
   constructor(
     private readonly stream: ServerHttp2Stream,
     private readonly ctx: RequestContext,
     private readonly grpc: boolean,
     private readonly isHead: boolean,
     private readonly onExchange: Http2ServerOptions['onExchange'],
-  ) {
-    stream.once('close', () => this.finish());
-  }
+  ) {}
 
   send(res: ProxyResponse): void {
     const stream = this.stream;
@@ -275,38 +290,90 @@ class StreamReply {
     if (body !== null && body.length >= 0) head['content-length'] = body.length;
     this.noteGrpc(res.headers);
     if (body === null) {
-      stream.respond(head, { endStream: true });
+      this.complete = true;
+      stream.respond(head, END_STREAM);
       return;
     }
-    let trailers: string[] | null = null;
-    stream.respond(head, { waitForTrailers: true });
+    this.body = body;
+    // What the body holds already is taken before the head goes out: a response complete by now
+    // (a small answer read with its head) is sent as HEADERS + DATA with END_STREAM, with no wait
+    // for trailers (a 'wantTrailers' event and an empty frame) it does not have.
+    const early = (this.early = { chunks: [] as Buffer[], ended: false, err: null as Error | null });
+    body.pipe(this);
+    this.early = null;
+    if (early.err === null && early.ended && this.trailers === null) {
+      this.complete = true;
+      stream.respond(head, NO_TRAILERS);
+      const chunks = early.chunks;
+      const last = chunks.length - 1;
+      for (let i = 0; i < last; i++) stream.write(chunks[i]);
+      if (last >= 0) stream.end(chunks[last]);
+      else stream.end();
+      return;
+    }
+    stream.respond(head, WAIT_FOR_TRAILERS);
     stream.on('wantTrailers', () => {
-      if (trailers !== null) this.noteGrpc(trailers);
-      stream.sendTrailers(trailers === null ? {} : toH2Headers(trailers));
+      const t = this.trailers;
+      if (t !== null) this.noteGrpc(t);
+      stream.sendTrailers(t === null ? {} : toH2Headers(t));
     });
-    stream.on('drain', () => body.resume());
-    body.pipe({
-      data: (c) => {
-        this.ctx.bytesSent += c.length;
-        return stream.write(c);
-      },
-      end: (t) => {
-        trailers = t;
-        stream.end();
-      },
-      error: (err) => {
-        const e = err instanceof MeshError ? err : null;
-        if (this.grpc && e !== null && !stream.closed) {
-          // A gRPC call cut by the mesh (its deadline, say) still ends with a status the caller can read.
-          this.ctx.errorCode = e.code;
-          trailers = meshErrorGrpcTrailers(e);
-          stream.end();
-          return;
-        }
-        // The response was cut: reset the stream so the client can tell it from a complete one.
-        if (!stream.closed) stream.close(e?.code === 'UPSTREAM_TIMEOUT' || e?.code === 'STREAM_IDLE_TIMEOUT' ? CANCEL : INTERNAL);
-      },
-    });
+    for (const c of early.chunks) this.write(c);
+    if (early.err !== null) this.error(early.err);
+    else if (early.ended) this.end(this.trailers);
+  }
+
+  /** BodySink: a chunk of the response body. */
+  data(c: Buffer): boolean {
+    this.ctx.bytesSent += c.length;
+    const early = this.early;
+    if (early !== null) {
+      early.chunks.push(c);
+      return true;
+    }
+    return this.write(c);
+  }
+
+  /** BodySink: the response body ended, with trailers or none. */
+  end(t: string[] | null): void {
+    this.trailers = t;
+    if (this.early !== null) {
+      this.early.ended = true;
+      return;
+    }
+    this.complete = true;
+    this.stream.end();
+  }
+
+  /** BodySink: the response body was cut. */
+  error(err: Error): void {
+    const early = this.early;
+    if (early !== null) {
+      early.err = err;
+      return;
+    }
+    const stream = this.stream;
+    const e = err instanceof MeshError ? err : null;
+    if (this.grpc && e !== null && !stream.closed) {
+      // A gRPC call cut by the mesh (its deadline, say) still ends with a status the caller can read.
+      this.ctx.errorCode = e.code;
+      this.trailers = meshErrorGrpcTrailers(e);
+      this.complete = true;
+      stream.end();
+      return;
+    }
+    // The response was cut: reset the stream so the client can tell it from a complete one.
+    if (!stream.closed) stream.close(e?.code === 'UPSTREAM_TIMEOUT' || e?.code === 'STREAM_IDLE_TIMEOUT' ? CANCEL : INTERNAL);
+  }
+
+  private write(c: Buffer): boolean {
+    const stream = this.stream;
+    if (stream.write(c)) return true;
+    // The client's window or the session's buffer is full: deliver again once it drains.
+    if (!this.drainHooked) {
+      this.drainHooked = true;
+      stream.on('drain', () => this.body?.resume());
+    }
+    return false;
   }
 
   private noteGrpc(fields: readonly string[]): void {
@@ -314,7 +381,8 @@ class StreamReply {
     if (s !== undefined) this.grpcStatus = s;
   }
 
-  private finish(): void {
+  /** Reports the exchange, once (the stream closed, or there was no stream left to answer on). */
+  finish(): void {
     if (this.finished) return;
     this.finished = true;
     this.onExchange?.(this.ctx, this.status, this.ctx.errorCode, this.grpc ? this.grpcStatus || 'none' : '');

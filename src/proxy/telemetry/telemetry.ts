@@ -251,23 +251,34 @@ function removeField(h: string[], name: string): void {
   h.length = w;
 }
 
-/** Replaces the first field named `name` (dropping any others), or appends it. */
+/**
+ * Replaces the first field named `name` (dropping any others), or appends it. Only the fields after
+ * a second occurrence move; a request without the field (the usual case) is only read, then appended to.
+ */
 function setField(h: string[], name: string, value: string): void {
-  let found = false;
-  let w = 0;
-  for (let r = 0; r < h.length; r += 2) {
-    if (h[r] === name) {
-      if (found) continue;
-      found = true;
-      h[w++] = name;
-      h[w++] = value;
-      continue;
+  let first = -1;
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i] !== name) continue;
+    if (first !== -1) {
+      removeFrom(h, name, i);
+      break;
     }
-    h[w++] = h[r]!;
-    h[w++] = h[r + 1]!;
+    first = i;
+    h[i + 1] = value;
+  }
+  if (first === -1) h.push(name, value);
+}
+
+/** Removes the fields named `name` at `from` and after. */
+function removeFrom(h: string[], name: string, from: number): void {
+  let w = from;
+  for (let r = from; r < h.length; r += 2) {
+    if (h[r] !== name) {
+      h[w++] = h[r]!;
+      h[w++] = h[r + 1]!;
+    }
   }
   h.length = w;
-  if (!found) h.push(name, value);
 }
 
 function hostOf(hostPort: string): { host: string; port: number | null } {

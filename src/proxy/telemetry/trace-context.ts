@@ -30,6 +30,27 @@ function hexId(s: string, len: number): boolean {
   return s.length === len && HEX.test(s) && s !== (len === 16 ? ZERO16 : ZERO32);
 }
 
+/** True when `s[from, to)` is lowercase hex digits and not all zeros. */
+function hexRange(s: string, from: number, to: number): boolean {
+  let nonZero = false;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x30) continue;
+    if (!((c > 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
+    nonZero = true;
+  }
+  return nonZero;
+}
+
+/** True when `s[from, from + 2)` is two lowercase hex digits. */
+function hexPair(s: string, from: number): boolean {
+  for (let i = from; i < from + 2; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
+  }
+  return true;
+}
+
 /**
  * A `traceparent` value (W3C Trace Context, level 1 §3.2), or null when it is not valid:
  * `00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>`, lowercase only, version `ff` refused,
@@ -37,16 +58,17 @@ function hexId(s: string, len: number): boolean {
  * shape and anything after them follows a `-` (the spec's forward compatibility rule).
  */
 export function parseTraceparent(value: string): IncomingTrace | null {
+  // Checked in place, character by character: no substring is made before the value is known good.
   if (value.length < 55) return null;
-  const version = value.slice(0, 2);
-  if (!HEX.test(version) || version === 'ff') return null;
-  if (version === '00' ? value.length !== 55 : value.length > 55 && value[55] !== '-') return null;
-  if (value[2] !== '-' || value[35] !== '-' || value[52] !== '-') return null;
-  const traceId = value.slice(3, 35);
-  const parentId = value.slice(36, 52);
-  const flags = value.slice(53, 55);
-  if (!hexId(traceId, 32) || !hexId(parentId, 16) || !HEX.test(flags)) return null;
-  return { traceId, parentId, sampled: (parseInt(flags, 16) & 1) === 1 };
+  if (!hexPair(value, 0) || (value.charCodeAt(0) === 0x66 && value.charCodeAt(1) === 0x66)) return null; // version ff
+  const v00 = value.charCodeAt(0) === 0x30 && value.charCodeAt(1) === 0x30;
+  if (v00 ? value.length !== 55 : value.length > 55 && value.charCodeAt(55) !== 0x2d) return null;
+  if (value.charCodeAt(2) !== 0x2d || value.charCodeAt(35) !== 0x2d || value.charCodeAt(52) !== 0x2d) return null;
+  if (!hexRange(value, 3, 35) || !hexRange(value, 36, 52) || !hexPair(value, 53)) return null;
+  // The sampled flag is bit 0 of the last hex digit: odd digits are 1, 3, 5, 7, 9, b, d, f.
+  const last = value.charCodeAt(54);
+  const sampled = ((last <= 0x39 ? last - 0x30 : last - 0x57) & 1) === 1;
+  return { traceId: value.slice(3, 35), parentId: value.slice(36, 52), sampled };
 }
 
 /** A `traceparent` value (version 00). */
