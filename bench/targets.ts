@@ -35,14 +35,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { OpenLoopResult } from './open-loop.js';
-import { oneLine, servedBy } from './lib/http-probe.js';
-import { freePort } from './lib/ports.js';
+import { oneLine } from './lib/http-probe.js';
 import { cpuMs, processTree } from './lib/proc.js';
 import { killAllNow, launch, stopAll } from './lib/processes.js';
 import { ensureCommands, hasCommand, machineInfo, type MachineInfo } from './lib/tools.js';
 import { weftMtlsTracing1Row } from './rows/weft-mtls.js';
 import type { RunningRow } from './rows/types.js';
-import { nginxHttpPreamble, nginxPreamble } from './upstream.js';
+import { startUpstream } from './upstream.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
 const REPO_ROOT = path.resolve(HERE, '..', '..');
@@ -105,26 +104,9 @@ const log = (line: string): void => {
 };
 
 /** nginx on the load core: `/` answers the rows' readiness body, `/1k` a 1,024-byte body. */
-async function startUpstream1k(dir: string, core: number | null): Promise<RunningRow> {
-  const port = await freePort();
-  const conf = path.join(dir, 'nginx.conf');
+function startUpstream1k(dir: string, core: number | null): Promise<RunningRow> {
   const body = `${'x'.repeat(BODY_BYTES - 1)}\\n`;
-  writeFileSync(
-    conf,
-    `${nginxPreamble(dir)}
-http {
-${nginxHttpPreamble(dir)}
-  server {
-    listen 127.0.0.1:${port} default_server backlog=4096;
-    default_type text/plain;
-    location = ${BODY_PATH} { return 200 "${body}"; }
-    location / { return 200 "hello world\\n"; }
-  }
-}
-`,
-  );
-  const proc = launch('upstream nginx (1 KB)', 'nginx', ['-p', dir, '-c', conf, '-e', path.join(dir, 'error.log')], { core });
-  return servedBy(proc, port);
+  return startUpstream(dir, core, `    location = ${BODY_PATH} { return 200 "${body}"; }\n`, 'upstream nginx (1 KB)');
 }
 
 /** A sample of /proc for some processes: CPU-ms of each, and the memory of the first. */

@@ -35,7 +35,11 @@ export function nginxHttpPreamble(dir: string): string {
 `;
 }
 
-export async function startUpstream(dir: string, core: number | null): Promise<RunningRow> {
+/**
+ * The upstream nginx: `/` answers `hello world`; `locations` adds more `location` blocks (e.g. an
+ * exact path with a bigger body).
+ */
+export async function startUpstream(dir: string, core: number | null, locations = '', name = 'upstream nginx'): Promise<RunningRow> {
   const port = await freePort();
   const conf = path.join(dir, 'nginx.conf');
   writeFileSync(
@@ -45,14 +49,12 @@ http {
 ${nginxHttpPreamble(dir)}
   server {
     listen 127.0.0.1:${port} default_server backlog=4096;
-    location / {
-      default_type text/plain;
-      return 200 "hello world\\n";
-    }
+    default_type text/plain;
+${locations}    location / { return 200 "hello world\\n"; }
   }
 }
 `,
   );
-  const proc = launch('upstream nginx', 'nginx', ['-p', dir, '-c', conf, '-e', path.join(dir, 'error.log')], { core });
+  const proc = launch(name, 'nginx', ['-p', dir, '-c', conf, '-e', path.join(dir, 'error.log')], { core });
   return servedBy(proc, port);
 }
