@@ -331,17 +331,7 @@ class UpstreamConnection {
   private bodyRemaining = 0;
   private untilClose = false;
   private decoder: ChunkedDecoder | null = null;
-  /**
-   * The idle timer (between exchanges) and the request timer (the try's timeout), each kept for the
-   * connection's life and re-armed in place with `refresh()`: disarming only clears its flag, so a
-   * reused connection allocates no timer per exchange. A timer that fires disarmed does nothing.
-   */
-  private idleTimer: NodeJS.Timeout | null = null;
-  private idleTimerMs = 0;
-  private idleArmed = false;
-  private requestTimer: NodeJS.Timeout | null = null;
-  private requestTimerMs = 0;
-  private requestArmed = false;
+  private timer: NodeJS.Timeout | null = null;
   /**
    * The stream idle timer, kept for the connection's life and refreshed as bytes move (a request that
    * arrives on a reused connection allocates none); when it fires between exchanges it does nothing.
@@ -377,52 +367,27 @@ class UpstreamConnection {
 
   idleSince(ms: number): void {
     this.phase = Phase.Idle;
-    this.requestArmed = false;
-    this.idleArmed = ms > 0;
-    if (ms <= 0) return;
-    if (this.idleTimer !== null && this.idleTimerMs === ms) {
-      this.idleTimer.refresh();
-      return;
-    }
-    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
-    this.idleTimerMs = ms;
-    this.idleTimer = setTimeout(this.onIdleTimer, ms).unref();
+    this.armTimer(ms, () => this.destroy());
   }
-
-  private readonly onIdleTimer = (): void => {
-    if (this.idleArmed && this.phase === Phase.Idle) this.destroy();
-  };
 
   destroy(): void {
     this.phase = Phase.Dead;
-    this.idleArmed = false;
-    this.requestArmed = false;
-    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
-    if (this.requestTimer !== null) clearTimeout(this.requestTimer);
+    this.clearTimer();
     if (this.streamTimer !== null) clearTimeout(this.streamTimer);
     this.socket.destroy();
     this.pool.forget(this);
   }
 
-  /** Arms the request timer for a try of `ms` (> 0). */
-  private armRequestTimer(ms: number): void {
-    this.requestArmed = true;
-    if (this.requestTimer !== null && this.requestTimerMs === ms) {
-      this.requestTimer.refresh();
-      return;
-    }
-    if (this.requestTimer !== null) clearTimeout(this.requestTimer);
-    this.requestTimerMs = ms;
-    this.requestTimer = setTimeout(this.onRequestTimer, ms).unref();
+  private armTimer(ms: number, fn: () => void): void {
+    this.clearTimer();
+    if (ms > 0) this.timer = setTimeout(fn, ms);
   }
 
-  private readonly onRequestTimer = (): void => {
-    if (this.requestArmed) this.timeout(this.requestTimerMs);
-  };
-
   private clearTimer(): void {
-    this.idleArmed = false;
-    this.requestArmed = false;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
   }
 
   exchange(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, onDone: () => void, reused: boolean, streamIdleMs = 0): Promise<ProxyResponse> {
@@ -447,7 +412,9 @@ class UpstreamConnection {
       this.requestBody = req.body;
       this.upgrade = req.upgrade ?? null;
       ctx.upstreamHost = this.pool.key;
-      if (timeoutMs > 0) this.armRequestTimer(timeoutMs);
+      if (timeoutMs > 0) {
+        this.armTimer(timeoutMs, () => this.timeout(timeoutMs));
+      }
       // The handler outlives the exchange; the generation keeps it from touching a later one.
       const gen = ++this.gen;
       ctx.abortHandlers.push((err) => {

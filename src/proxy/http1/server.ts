@@ -59,30 +59,6 @@ const enum State {
 }
 
 const MAX_PIPELINED = 256 * 1024;
-/** A complete response body up to this size is written with its head in one write. */
-const ONE_WRITE_MAX = 16 * 1024;
-
-/**
- * Takes a complete body's bytes: `Body.pipe` delivers everything a finished body holds before it
- * returns, so one collector serves every connection (it is emptied before anything else runs).
- */
-class Collector implements BodySink {
-  readonly chunks: Buffer[] = [];
-  failed = false;
-  data(chunk: Buffer): boolean {
-    this.chunks.push(chunk);
-    return true;
-  }
-  end(): void {}
-  error(): void {
-    this.failed = true;
-  }
-  reset(): void {
-    this.chunks.length = 0;
-    this.failed = false;
-  }
-}
-const collector = new Collector();
 
 /** Serves HTTP/1.1 on one accepted socket. */
 export class Http1ServerConnection {
@@ -474,10 +450,6 @@ export class Http1ServerConnection {
       this.finish(ctx, status);
       return;
     }
-    if (body.done && body.length >= 0 && body.length <= ONE_WRITE_MAX) {
-      this.respondWhole(ctx, status, s, body);
-      return;
-    }
     socket.cork();
     socket.write(s + '\r\n', 'latin1');
     let waitingDrain = false;
@@ -511,33 +483,6 @@ export class Http1ServerConnection {
     body.pipe(sink);
     // Flush the head with the first bytes, but never hold them past this tick.
     if (!body.done) process.nextTick(() => socket.uncork());
-  }
-
-  /**
-   * A small body that is already complete (the usual case: the upstream's response arrived in one
-   * read): head and body leave in one write of one string, with no cork, sink or tick per response.
-   * Latin-1 maps each byte to one character and back, so the body's bytes go out unchanged.
-   */
-  private respondWhole(ctx: RequestContext, status: number, head: string, body: Body): void {
-    const c = collector;
-    body.pipe(c);
-    let s = head + '\r\n';
-    for (let i = 0; i < c.chunks.length; i++) {
-      const chunk = c.chunks[i]!;
-      ctx.bytesSent += chunk.length;
-      s += chunk.toString('latin1');
-    }
-    const failed = c.failed;
-    c.reset();
-    this.socket.write(s, 'latin1');
-    if (failed) {
-      // As in the streamed case: the head is out, so the connection is reset.
-      this.keepAlive = false;
-      this.finish(ctx, status);
-      this.close();
-      return;
-    }
-    this.finish(ctx, status);
   }
 
   /**
