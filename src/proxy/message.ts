@@ -85,6 +85,36 @@ export interface RequestContext {
 }
 
 /**
+ * A context for an exchange the proxy starts itself (a mirror copy, a health check) or a test
+ * drives: the given fields, and every other one at its empty value, in the one shape the listeners
+ * build too.
+ */
+export function newRequestContext(
+  fields: Pick<RequestContext, 'direction'> & Partial<Omit<RequestContext, 'direction'>>,
+): RequestContext {
+  return {
+    requestId: '',
+    clientAddress: '',
+    peerIdentity: null,
+    start: performance.now(),
+    route: '',
+    destination: '',
+    upstreamHost: '',
+    abortHandlers: [],
+    interim: null,
+    errorCode: '',
+    aborted: null,
+    sourceService: '',
+    destinationIdentity: '',
+    bytesReceived: 0,
+    bytesSent: 0,
+    protocol: undefined,
+    telemetry: undefined,
+    ...fields,
+  };
+}
+
+/**
  * `ctx.route` of an active health check's probe: it bypasses the circuit breaker's connection
  * queue (as Envoy's health checks do not take connections from the pool's limits).
  */

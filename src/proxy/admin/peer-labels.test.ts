@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { RequestContext } from '../message.js';
+import { newRequestContext, type RequestContext } from '../message.js';
 import { DESTINATION_SERVICE_HEADER, SOURCE_SERVICE_HEADER, takePeerLabels } from './peer-labels.js';
 
 function ctx(peerIdentity: string | null): RequestContext {
-  return { direction: 'inbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity, start: 0, route: 'inbound', destination: 'web-1.shop', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null, sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0 };
+  return newRequestContext({ direction: 'inbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity, start: 0, route: 'inbound', destination: 'web-1.shop' });
 }
 const PEER = 'spiffe://cluster.local/ns/shop/sa/loadgen';
 

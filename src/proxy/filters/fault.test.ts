@@ -3,11 +3,11 @@ import { describe, test } from 'node:test';
 import { isMeshError, MeshError } from '../../core/errors.js';
 import type { FaultConfig } from '../../model/snapshot.js';
 import { meshErrorResponse } from '../local-reply.js';
-import { abortContext, type Handler, type ProxyRequest, type RequestContext } from '../message.js';
+import { newRequestContext, abortContext, type Handler, type ProxyRequest, type RequestContext } from '../message.js';
 import { faultLayer, unresolvedFault, type FaultKind } from './fault.js';
 
 function ctx(): RequestContext {
-  return { direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity: null, start: 0, route: 'r', destination: 'echo.default', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null, sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0 };
+  return newRequestContext({ direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', start: 0, route: 'r', destination: 'echo.default' });
 }
 const req = (): ProxyRequest => ({ method: 'GET', path: '/', authority: 'echo', headers: [], body: null });
 const ok: Handler = async () => ({ status: 200, headers: [], body: null });

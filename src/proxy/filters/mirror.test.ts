@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MeshError } from '../../core/errors.js';
 import { Body } from '../body.js';
-import type { Handler, ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
+import { newRequestContext, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { mirrorLayer, shadowAuthority, type MirrorResult } from './mirror.js';
 
 function ctx(): RequestContext {
-  return { direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity: null, start: 0, route: 'rt', destination: 'echo.default', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null, sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0 };
+  return newRequestContext({ direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', start: 0, route: 'rt', destination: 'echo.default' });
 }
 const get = (authority = 'echo:80'): ProxyRequest => ({ method: 'GET', path: '/a?b=1', authority, headers: ['x-request-id', 'r1'], body: null });
 

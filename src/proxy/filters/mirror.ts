@@ -13,7 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodySink } from '../body.js';
-import { abortContext, type Handler, type Layer, type ProxyRequest, type RequestContext } from '../message.js';
+import { abortContext, newRequestContext, type Handler, type Layer, type ProxyRequest, type RequestContext } from '../message.js';
 
 /** The most request body bytes copied for a mirror (as the retry filter keeps for a replay). */
 export const MAX_MIRROR_BODY_BYTES = 64 * 1024;
@@ -70,26 +70,14 @@ export function mirrorLayer(percent: number, mirror: Handler, deps: MirrorDeps):
 
   /** Sends the copy; settles (and frees its slot) when the answer has been read, or failed. */
   const send = (copy: ProxyRequest, ctx: RequestContext): void => {
-    const mctx: RequestContext = {
+    const mctx = newRequestContext({
       direction: 'outbound',
       requestId: ctx.requestId,
       clientAddress: ctx.clientAddress,
       peerIdentity: ctx.peerIdentity,
-      start: performance.now(),
       route: ctx.route,
-      destination: '',
-      upstreamHost: '',
-      abortHandlers: [],
-      interim: null,
-      errorCode: '',
-      aborted: null,
-      sourceService: '',
-      destinationIdentity: '',
-      bytesReceived: 0,
-      bytesSent: 0,
       protocol: ctx.protocol,
-      telemetry: undefined,
-    };
+    });
     let settled = false;
     const timer = setTimeout(() => abortContext(mctx, new MeshError('UPSTREAM_TIMEOUT', `mirror did not complete within ${timeoutMs} ms`)), timeoutMs);
     const done = (): void => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CircuitBreaker } from '../upstream/breaker.js';
-import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
+import { newRequestContext, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { Http1Pool } from './client.js';
 
 let server: Server;
@@ -31,7 +31,7 @@ after(() => {
   server.close();
 });
 
-const ctx = (): RequestContext => ({ direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity: null, start: 0, route: 'r', destination: 'd', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null, sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0 });
+const ctx = (): RequestContext => newRequestContext({ direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', start: 0, route: 'r', destination: 'd' });
 const req = (ms = 0): ProxyRequest => ({ method: 'GET', path: `/?ms=${ms}`, authority: 'x', headers: [], body: null });
 const limits = { maxConnections: 1, maxPendingRequests: 10, maxRequests: 100, maxRetries: 10 };
 

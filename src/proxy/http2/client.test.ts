@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { constants, createServer, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { Body } from '../body.js';
-import type { RequestContext } from '../message.js';
+import { newRequestContext, type RequestContext } from '../message.js';
 import { Http2Pool } from './client.js';
 
 function context(): RequestContext {
-  return { direction: 'outbound', requestId: 'r', clientAddress: '', peerIdentity: null, start: 0, route: '', destination: '', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null, sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0 };
+  return newRequestContext({ direction: 'outbound', requestId: 'r', start: 0 });
 }
 
 function readAll(b: Body | null): Promise<string> {

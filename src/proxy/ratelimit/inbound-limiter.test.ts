@@ -3,12 +3,10 @@ import { describe, test } from 'node:test';
 import { MeshError } from '../../core/errors.js';
 import type { InboundRateLimits, RateLimitPolicyConfig } from '../../model/snapshot.js';
 import { GRPC_STATUS, meshErrorResponse } from '../local-reply.js';
-import type { ProxyRequest, RequestContext } from '../message.js';
+import { newRequestContext, type ProxyRequest, type RequestContext } from '../message.js';
 import { InboundRateLimiter, RateLimitRegistry } from './inbound-limiter.js';
 
-const ctx = (peerIdentity: string | null = null): RequestContext => ({
-  direction: 'inbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity, start: 0, route: 'inbound', destination: 'api-1.default', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null, sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0,
-});
+const ctx = (peerIdentity: string | null = null): RequestContext => newRequestContext({ direction: 'inbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity, start: 0, route: 'inbound', destination: 'api-1.default' });
 const req = (headers: string[] = []): ProxyRequest => ({ method: 'GET', path: '/', authority: 'api', headers, body: null });
 const policy = (p: Partial<RateLimitPolicyConfig>): RateLimitPolicyConfig => ({ name: 'default/p', appPorts: [8080], key: { type: 'None' }, local: null, global: null, failureMode: 'FailOpen', ...p });
 

@@ -2,17 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { STATS_DURATION_BOUNDS, type StatsReport, type TapEvent } from '../../model/golden-signals.js';
 import { DURATION_BUCKETS, ProxyMetrics } from '../admin/metrics.js';
-import type { RequestContext } from '../message.js';
+import { newRequestContext, type RequestContext } from '../message.js';
 import { StatsReporter } from './stats-reporter.js';
 import { TapRecorder, statusRange } from './tap.js';
 import type { ExchangeTelemetry } from './telemetry.js';
 
 function ctx(over: Partial<RequestContext> = {}): RequestContext {
-  return {
-    direction: 'inbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity: 'spiffe://cluster.local/ns/default/sa/client', start: performance.now() - 30,
-    route: 'inbound', destination: 'web.default', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null,
-    sourceService: 'client.default', destinationIdentity: '', bytesReceived: 0, bytesSent: 0, ...over,
-  };
+  return newRequestContext({ direction: 'inbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity: 'spiffe://cluster.local/ns/default/sa/client', start: performance.now() - 30, route: 'inbound', destination: 'web.default', sourceService: 'client.default', ...over });
 }
 
 test('the report bounds are the metrics histogram bounds', () => {

@@ -1,17 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ProxySnapshot } from '../../model/snapshot.js';
-import type { Handler, ProxyRequest, RequestContext } from '../message.js';
+import { newRequestContext, type Handler, type ProxyRequest, type RequestContext } from '../message.js';
 import { encodeExport, int, str, unixNanos } from './otlp.js';
 import { Telemetry } from './telemetry.js';
 
 const T = '4bf92f3577b34da6a3ce929d0e0e4736';
 const S = '00f067aa0ba902b7';
 
-const ctx = (direction: 'inbound' | 'outbound' = 'outbound'): RequestContext => ({
-  direction, requestId: 'r1', clientAddress: '127.0.0.1', peerIdentity: null, start: 0, route: 'rt', destination: 'echo.default', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null,
-  sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0,
-});
+const ctx = (direction: 'inbound' | 'outbound' = 'outbound'): RequestContext => newRequestContext({ direction, requestId: 'r1', clientAddress: '127.0.0.1', start: 0, route: 'rt', destination: 'echo.default' });
 const req = (headers: string[]): ProxyRequest => ({ method: 'GET', path: '/a?b=1', authority: 'echo', headers, body: null });
 
 function snapshot(telemetry: ProxySnapshot['telemetry']): ProxySnapshot {

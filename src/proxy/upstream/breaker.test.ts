@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { MeshError } from '../../core/errors.js';
 import type { Cluster } from '../../model/snapshot.js';
 import { Body } from '../body.js';
-import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
+import { newRequestContext, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { retryLayer, type RetryResult } from '../filters/retry.js';
 import type { BreakerLimit } from './breaker.js';
 import { ClusterRuntime } from './cluster.js';
@@ -12,7 +12,7 @@ import { RetryBudgetBucket } from './retry-budget.js';
 import type { UpstreamPool } from './upstream-pool.js';
 
 function ctx(): RequestContext {
-  return { direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', peerIdentity: null, start: 0, route: 'r', destination: 'echo.default', upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null, sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0 };
+  return newRequestContext({ direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', start: 0, route: 'r', destination: 'echo.default' });
 }
 const req = (): ProxyRequest => ({ method: 'GET', path: '/', authority: 'echo', headers: [], body: null });
 

@@ -8,7 +8,7 @@
  */
 import { connect } from 'node:net';
 import type { HealthCheck } from '../../model/snapshot.js';
-import { abortContext, getHeader, HEALTH_CHECK_ROUTE, type ProxyRequest, type RequestContext } from '../message.js';
+import { abortContext, getHeader, HEALTH_CHECK_ROUTE, newRequestContext, type ProxyRequest } from '../message.js';
 import type { TunnelDialer } from '../tcp/tunnel-client.js';
 import { APP_PORT_HEADER, type ClusterEndpoint } from './cluster.js';
 import type { EndpointHealth } from './health-state.js';
@@ -111,11 +111,7 @@ export class HealthChecker {
     const headers = ['user-agent', USER_AGENT];
     if (target.appPortHeader !== null) headers.push(APP_PORT_HEADER, target.appPortHeader);
     const req: ProxyRequest = { method: 'GET', path, authority: this.deps.authority, headers, body: null };
-    const ctx: RequestContext = {
-      direction: 'outbound', requestId: '', clientAddress: '', peerIdentity: null, start: performance.now(), route: HEALTH_CHECK_ROUTE,
-      destination: this.deps.authority, upstreamHost: '', abortHandlers: [], interim: null, errorCode: '', aborted: null,
-      sourceService: '', destinationIdentity: '', bytesReceived: 0, bytesSent: 0,
-    };
+    const ctx = newRequestContext({ direction: 'outbound', route: HEALTH_CHECK_ROUTE, destination: this.deps.authority });
     const timeoutMs = this.config.timeoutMs;
     // The timeout covers the whole check, body included: an endpoint that sends a head and then
     // stalls must neither pass nor keep a stream.
