@@ -25,6 +25,8 @@
  *   --idle <n>       BENCH_IDLE       idle keep-alive connections in phase 3 (1000)
  *   --connections <n>                 sockets of the open-loop generator (50)
  *   --out <dir>      BENCH_OUT        results directory (bench/results)
+ *   --peer-transport <h2|http1>       the client proxy's --peer-transport (default: the proxy's own default)
+ *   --no-peer                         skip the peer: two nginx proxies with mTLS between them, same load
  *   --keep-tmp                        keep the temp dir (configs, logs)
  * BENCH_PROXY_NODE_OPTIONS, when set, is the NODE_OPTIONS of the two proxies only (to try V8 flags).
  */
@@ -39,7 +41,8 @@ import { oneLine } from './lib/http-probe.js';
 import { cpuMs, processTree } from './lib/proc.js';
 import { killAllNow, launch, stopAll } from './lib/processes.js';
 import { ensureCommands, hasCommand, machineInfo, type MachineInfo } from './lib/tools.js';
-import { weftMtlsTracing1Row } from './rows/weft-mtls.js';
+import { startNginxMtlsPair } from './peers/nginx-mtls-pair.js';
+import { weftMtlsTracing1Row, weftMtlsTracing1With } from './rows/weft-mtls.js';
 import type { RunningRow } from './rows/types.js';
 import { startUpstream } from './upstream.js';
 
@@ -66,6 +69,9 @@ interface Options {
   connections: number;
   outDir: string;
   keepTmp: boolean;
+  peerTransport: 'h2' | 'http1' | null;
+  /** Measure the nginx mTLS pair (the peer) too. */
+  peer: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -86,7 +92,7 @@ function parseOptions(argv: string[]): Options {
     return v;
   };
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write('usage: npm run bench:targets -- [--duration 10] [--rate 1000] [--idle 1000] [--connections 50] [--out dir] [--keep-tmp]\n');
+    process.stdout.write('usage: npm run bench:targets -- [--duration 10] [--rate 1000] [--idle 1000] [--connections 50] [--peer-transport h2|http1] [--no-peer] [--out dir] [--keep-tmp]\n');
     process.exit(0);
   }
   return {
@@ -96,7 +102,15 @@ function parseOptions(argv: string[]): Options {
     connections: Math.round(num('connections', undefined, 50, 1)),
     outDir: path.resolve(flag('out', 'BENCH_OUT') ?? path.join(REPO_ROOT, 'bench', 'results')),
     keepTmp: argv.includes('--keep-tmp'),
+    peerTransport: peerTransportOption(flag('peer-transport')),
+    peer: !argv.includes('--no-peer'),
   };
+}
+
+function peerTransportOption(v: string | undefined): 'h2' | 'http1' | null {
+  if (v === undefined) return null;
+  if (v === 'h2' || v === 'http1') return v;
+  throw new Error(`--peer-transport must be h2 or http1, got "${v}"`);
 }
 
 const log = (line: string): void => {
@@ -245,6 +259,8 @@ interface TargetLine {
   target: string;
   measured: string;
   pass: boolean;
+  /** The same figure for the nginx mTLS pair in this run, and Weft ÷ nginx; '' where it has none. */
+  peer: string;
 }
 
 const ms = (v: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(3)} ms`;
@@ -291,6 +307,25 @@ async function main(): Promise<void> {
     const upDir = path.join(tmpRoot, 'upstream');
     mkdirSync(upDir);
     const upstream = await startUpstream1k(upDir, loadCore);
+    // The peer first, so nothing of Weft's is running while it is measured.
+    let peer: { proxied: Awaited<ReturnType<typeof sampledOpenLoop>>; direct: OpenLoopResult; clientRssKiB: number } | null = null;
+    if (opts.peer) {
+      const peerDir = path.join(tmpRoot, 'nginx-pair');
+      mkdirSync(peerDir);
+      log('peer: two nginx proxies with mTLS between them (one worker each, on the proxy core)');
+      const pair = await startNginxMtlsPair(peerDir, upstream.port, proxyCore);
+      try {
+        log(`peer direct: ${opts.rate} req/s for ${opts.durationSec} s`);
+        const peerDirect = await openLoop(upstream.port, 'upstream', opts, loadCore);
+        log(`peer proxied: ${opts.rate} req/s for ${opts.durationSec} s`);
+        const proxied = await sampledOpenLoop(pair.port, pair.pids, opts, loadCore);
+        // The client-side nginx's master and worker together (sum of their RSS).
+        const clientRssKiB = processTree([pair.pids[0]!]).reduce((sum, pid) => sum + memory(pid).rssKiB, 0);
+        peer = { proxied, direct: peerDirect, clientRssKiB };
+      } finally {
+        await pair.stop();
+      }
+    }
     const rowDir = path.join(tmpRoot, 'mesh');
     mkdirSync(rowDir, { mode: 0o755 });
     log(`upstream nginx on 127.0.0.1:${upstream.port} (${BODY_PATH}: ${BODY_BYTES} bytes); starting control plane and two proxies (mTLS, tracing 1 %)`);
@@ -299,7 +334,7 @@ async function main(): Promise<void> {
     if (proxyNodeOptions !== undefined) process.env.NODE_OPTIONS = proxyNodeOptions;
     let mesh: RunningRow;
     try {
-      mesh = await weftMtlsTracing1Row.start({ upstreamPort: upstream.port, tmpDir: rowDir, proxyCore, repoRoot: REPO_ROOT });
+      mesh = await (opts.peerTransport === null ? weftMtlsTracing1Row : weftMtlsTracing1With(opts.peerTransport)).start({ upstreamPort: upstream.port, tmpDir: rowDir, proxyCore, repoRoot: REPO_ROOT });
     } finally {
       if (savedNodeOptions === undefined) delete process.env.NODE_OPTIONS;
       else process.env.NODE_OPTIONS = savedNodeOptions;
@@ -334,12 +369,16 @@ async function main(): Promise<void> {
       const vcpuIdle = loaded.cpuWindow.ms.map((c) => c / loaded.cpuWindow.sec / 1000 / (opts.rate / 1000));
       const peak = loaded.samples.reduce((a, b) => (b.rssKiB > a.rssKiB ? b : a));
       const end = loaded.samples[loaded.samples.length - 1]!;
+      const pv = peer === null ? null : peer.proxied.cpuWindow.ms.map((c) => c / peer!.proxied.cpuWindow.sec / 1000 / (opts.rate / 1000));
+      const pAdded50 = peer === null ? 0 : peer.proxied.open.latency.p50Ms - peer.direct.latency.p50Ms;
+      const pAdded99 = peer === null ? 0 : peer.proxied.open.latency.p99Ms - peer.direct.latency.p99Ms;
+      const vs = (weft: number, nginx: number, text: string): string => (peer === null ? '' : `${text} (${nginx > 0 ? `${(weft / nginx).toFixed(1)}×` : 'n/a'})`);
       lines = [
-        { measure: `added latency p50 (proxied ${proxied.open.latency.p50Ms.toFixed(3)} − direct ${direct.latency.p50Ms.toFixed(3)} ms)`, target: '≤ 0.2 ms', measured: ms(addedP50), pass: addedP50 <= TARGETS.addedP50Ms },
-        { measure: `added latency p99 (proxied ${proxied.open.latency.p99Ms.toFixed(3)} − direct ${direct.latency.p99Ms.toFixed(3)} ms)`, target: '≤ 0.5 ms', measured: ms(addedP99), pass: addedP99 <= TARGETS.addedP99Ms },
-        { measure: 'CPU per 1,000 req/s, client proxy', target: '≤ 0.10 vCPU', measured: `${vcpu[0]!.toFixed(3)} vCPU`, pass: vcpu[0]! <= TARGETS.vcpuPer1kRps },
-        { measure: 'CPU per 1,000 req/s, server proxy', target: '≤ 0.10 vCPU', measured: `${vcpu[1]!.toFixed(3)} vCPU`, pass: vcpu[1]! <= TARGETS.vcpuPer1kRps },
-        { measure: `client proxy RSS, ${opts.rate} req/s + ${stillOpen} idle connections (peak)`, target: '≤ 60 MB', measured: `${mib(peak.rssKiB)} (anon ${mib(peak.anonKiB)}, file ${mib(peak.fileKiB)})`, pass: peak.rssKiB / 1024 <= TARGETS.rssMiB },
+        { measure: `added latency p50 (proxied ${proxied.open.latency.p50Ms.toFixed(3)} − direct ${direct.latency.p50Ms.toFixed(3)} ms)`, target: '≤ 0.2 ms', measured: ms(addedP50), pass: addedP50 <= TARGETS.addedP50Ms, peer: vs(addedP50, pAdded50, ms(pAdded50)) },
+        { measure: `added latency p99 (proxied ${proxied.open.latency.p99Ms.toFixed(3)} − direct ${direct.latency.p99Ms.toFixed(3)} ms)`, target: '≤ 0.5 ms', measured: ms(addedP99), pass: addedP99 <= TARGETS.addedP99Ms, peer: vs(addedP99, pAdded99, ms(pAdded99)) },
+        { measure: 'CPU per 1,000 req/s, client proxy', target: '≤ 0.10 vCPU', measured: `${vcpu[0]!.toFixed(3)} vCPU`, pass: vcpu[0]! <= TARGETS.vcpuPer1kRps, peer: pv === null ? '' : vs(vcpu[0]!, pv[0]!, `${pv[0]!.toFixed(3)} vCPU`) },
+        { measure: 'CPU per 1,000 req/s, server proxy', target: '≤ 0.10 vCPU', measured: `${vcpu[1]!.toFixed(3)} vCPU`, pass: vcpu[1]! <= TARGETS.vcpuPer1kRps, peer: pv === null ? '' : vs(vcpu[1]!, pv[1]!, `${pv[1]!.toFixed(3)} vCPU`) },
+        { measure: `client proxy RSS, ${opts.rate} req/s + ${stillOpen} idle connections (peak)`, target: '≤ 60 MB', measured: `${mib(peak.rssKiB)} (anon ${mib(peak.anonKiB)}, file ${mib(peak.fileKiB)})`, pass: peak.rssKiB / 1024 <= TARGETS.rssMiB, peer: peer === null ? '' : `${mib(peer.clientRssKiB)}: the client-side nginx, master + worker, at the end of its load (no idle connections)` },
       ];
       notes.push(
         `client proxy RSS: ${mib(idleRss.rssKiB)} after the direct phase (no load through it yet besides readiness), ${mib(withIdleConns.rssKiB)} with the idle connections open, ${mib(end.rssKiB)} at the end of the loaded phase; server proxy ${mib(memory(serverPid).rssKiB)} at the end`,
@@ -353,6 +392,7 @@ async function main(): Promise<void> {
         proxied: { ...proxied.open, cpuMs: proxied.cpuWindow.ms, cpuSec: proxied.cpuWindow.sec, vcpuPer1kRps: vcpu },
         withIdleConnections: { ...loaded.open, cpuMs: loaded.cpuWindow.ms, cpuSec: loaded.cpuWindow.sec, vcpuPer1kRps: vcpuIdle, idleOpen: stillOpen, rss: loaded.samples.map((s) => ({ atMs: s.atMs, rssKiB: s.rssKiB, anonKiB: s.anonKiB, fileKiB: s.fileKiB })) },
         clientProxyMemory: { afterDirect: idleRss, withIdleConnections: withIdleConns, peak, end },
+        peer: peer === null ? null : { description: 'two nginx proxies (one worker each) with TLS 1.3 mutual authentication between them, keep-alive pools, no telemetry', direct: peer.direct, proxied: { ...peer.proxied.open, cpuMs: peer.proxied.cpuWindow.ms, cpuSec: peer.proxied.cpuWindow.sec, vcpuPer1kRps: pv } },
         lines,
         notes,
       };
@@ -367,10 +407,11 @@ async function main(): Promise<void> {
     cleanupTmp = () => {};
   }
 
+  const withPeer = lines.some((l) => l.peer !== '');
   const table = [
-    '| measure | target | measured | |',
-    '|---|---|---|---|',
-    ...lines.map((l) => `| ${l.measure} | ${l.target} | ${l.measured} | ${l.pass ? 'pass' : 'FAIL'} |`),
+    `| measure | target | measured | |${withPeer ? ' nginx mTLS pair, same run (Weft ÷ nginx) |' : ''}`,
+    `|---|---|---|---|${withPeer ? '---|' : ''}`,
+    ...lines.map((l) => `| ${l.measure} | ${l.target} | ${l.measured} | ${l.pass ? 'pass' : 'FAIL'} |${withPeer ? ` ${l.peer} |` : ''}`),
   ].join('\n');
   const md = `# Issue 8 targets — ${machine.date}
 

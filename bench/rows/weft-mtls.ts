@@ -250,3 +250,7 @@ export const weftMtlsHttp1Row: BenchRow = weftMtls('weft-mtls-http1', 'http1');
 export const weftMtlsTelemetryRow: BenchRow = weftMtls('weft-mtls-telemetry', null, { sampling: 100, accessLog: true });
 /** Istio's default: tracing at 1 %, no access logs. */
 export const weftMtlsTracing1Row: BenchRow = weftMtls('weft-mtls-tracing-1pct', null, { sampling: 1, accessLog: false });
+/** The same with a chosen `--peer-transport` (`npm run bench:targets -- --peer-transport h2`). */
+export function weftMtlsTracing1With(peerTransport: 'h2' | 'http1'): BenchRow {
+  return weftMtls(`weft-mtls-tracing-1pct-${peerTransport}`, peerTransport, { sampling: 1, accessLog: false });
+}
