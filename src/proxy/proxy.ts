@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { proxyLifecycle, tcpConnectionFailed } from '../core/diagnostics.js';
 import { TLS_HANDSHAKE, isH2Preface, onFirstByte, peekBytes } from '../core/first-byte.js';
 import { Http2Downstream, type Http2ConnectTunnel } from './http2/server.js';
+import { WeftHttp2Downstream } from './http2/downstream.js';
+import { HTTP2_ENGINE } from './http2/upstream.js';
 import type { ProxySnapshot } from '../model/snapshot.js';
 import { startAdmin } from './admin/admin-server.js';
 import { ProxyMetrics } from './admin/metrics.js';
@@ -83,6 +85,16 @@ export interface ProxyPorts {
   upstreams: Record<string, number>;
 }
 
+/**
+ * Downstream HTTP/2 on node:http2 (`WEFT_HTTP2_ENGINE=node`) rather than Weft's own engine
+ * (http2/downstream.ts). The inbound listener stays on node:http2 either way: its sessions carry
+ * TCP tunnels (CONNECT) from peer proxies.
+ */
+const NODE_HTTP2_DOWNSTREAM = HTTP2_ENGINE === 'node';
+
+/** The HTTP/2 side of a listener, either engine. */
+type H2Downstream = Http2Downstream | WeftHttp2Downstream;
+
 function tcpName(u: TcpUpstream): string {
   return `${u.service}.${u.namespace}:${u.port}`;
 }
@@ -124,7 +136,7 @@ export class Proxy {
   /** Inbound mTLS connections, with the certificate generation they were accepted under. */
   private readonly tlsConns = new Map<{ drain(): void }, number>();
   /** HTTP/2 for each listener direction, made at start. */
-  private readonly h2: Partial<Record<'inbound' | 'outbound', Http2Downstream>> = {};
+  private readonly h2: Partial<Record<'inbound' | 'outbound', H2Downstream>> = {};
 
   /** Outbound TCP: tunnels through destination proxies, with the same client certificate as HTTP. */
   private readonly tcpForwarding: TcpForwarding;
@@ -301,6 +313,10 @@ export class Proxy {
     });
     for (const direction of ['inbound', 'outbound'] as const) {
       const handler = direction === 'inbound' ? this.inbound : this.outbound;
+      if (direction === 'outbound' && !NODE_HTTP2_DOWNSTREAM) {
+        this.h2[direction] = new WeftHttp2Downstream(() => handler, { direction, idleTimeoutMs: o.idleTimeoutMs, maxHeaderListSize: o.limits.maxHeadBytes, onExchange: this.onExchange });
+        continue;
+      }
       this.h2[direction] = new Http2Downstream(() => handler, {
         direction,
         idleTimeoutMs: o.idleTimeoutMs,
@@ -345,7 +361,8 @@ export class Proxy {
       req.body?.abort(new Error('no route'));
       return Promise.reject(new MeshError('NO_ROUTE', `${name} is no longer a port that takes HTTP here`));
     };
-    const h2 = new Http2Downstream(() => detectedHttp, { direction: 'outbound', idleTimeoutMs: this.opts.idleTimeoutMs, maxHeaderListSize: this.opts.limits.maxHeadBytes, onExchange: this.onExchange });
+    const h2Opts = { direction: 'outbound', idleTimeoutMs: this.opts.idleTimeoutMs, maxHeaderListSize: this.opts.limits.maxHeadBytes, onExchange: this.onExchange } as const;
+    const h2 = NODE_HTTP2_DOWNSTREAM ? new Http2Downstream(() => detectedHttp, h2Opts) : new WeftHttp2Downstream(() => detectedHttp, h2Opts);
     return (socket) => {
       const target = this.runtime?.tcp.get(name);
       this.tcpConns.add(socket);
@@ -381,7 +398,8 @@ export class Proxy {
     const conn = downstream.accept(socket, peerIdentity);
     this.httpConns.add(conn);
     if (tlsGeneration !== null) this.tlsConns.set(conn, tlsGeneration);
-    conn.session.once('close', () => {
+    // The socket closes with the session, whichever engine serves it.
+    socket.once('close', () => {
       this.httpConns.delete(conn);
       this.tlsConns.delete(conn);
     });

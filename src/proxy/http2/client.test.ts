@@ -5,6 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { Body } from '../body.js';
 import { newRequestContext, type RequestContext } from '../message.js';
 import { Http2Pool } from './client.js';
+import { WeftHttp2Pool } from './upstream.js';
+
+/** The same cases against node:http2's pool and Weft's own engine. */
+const POOLS = [Http2Pool, WeftHttp2Pool] as const;
 
 function context(): RequestContext {
   return newRequestContext({ direction: 'outbound', requestId: 'r', start: 0 });
@@ -18,7 +22,7 @@ function readAll(b: Body | null): Promise<string> {
   });
 }
 
-test('a stream the server refuses unprocessed (REFUSED_STREAM) is sent again, body and all; other resets are not', async () => {
+for (const Pool of POOLS) test(`${Pool.name}: a stream the server refuses unprocessed (REFUSED_STREAM) is sent again, body and all; other resets are not`, async () => {
   let streams = 0;
   const server = createServer();
   server.on('stream', (stream: ServerHttp2Stream, headers) => {
@@ -36,7 +40,7 @@ test('a stream the server refuses unprocessed (REFUSED_STREAM) is sent again, bo
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const pool = new Http2Pool('127.0.0.1', (server.address() as AddressInfo).port, { connectTimeoutMs: 1000, idleTimeoutMs: 5000 });
+  const pool = new Pool('127.0.0.1', (server.address() as AddressInfo).port, { connectTimeoutMs: 1000, idleTimeoutMs: 5000 });
   try {
     const res = await pool.request({ method: 'POST', path: '/', authority: 'x', headers: [], body: Body.of(Buffer.from('hello')) }, context(), 0);
     assert.equal(res.status, 200);

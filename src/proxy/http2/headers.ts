@@ -2,7 +2,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 
 /** Fields HTTP/2 forbids (RFC 9113 8.2.2), and Host (`:authority` carries it). */
-const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host']);
+export const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host']);
 
 /** Regular fields of an HTTP/2 header block as a flattened list; pseudo-fields are left out. */
 export function fromH2Headers(h: IncomingHttpHeaders): string[] {

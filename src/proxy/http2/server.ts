@@ -214,13 +214,13 @@ export class Http2Downstream {
   }
 }
 
-function badRequest(method: string, path: string, authority: string): MeshError {
+export function badRequest(method: string, path: string, authority: string): MeshError {
   if (method === 'CONNECT') return new MeshError('NOT_IMPLEMENTED', 'CONNECT over HTTP/2 is not taken on this listener');
   if (authority === '') return new MeshError('BAD_REQUEST', 'missing :authority (and Host)');
   return new MeshError('BAD_REQUEST', `:path ${JSON.stringify(path.slice(0, 60))} is not origin-form`);
 }
 
-function errorResponse(ctx: RequestContext, err: unknown, grpc: boolean): ProxyResponse {
+export function errorResponse(ctx: RequestContext, err: unknown, grpc: boolean): ProxyResponse {
   const e = toMeshError(err);
   ctx.errorCode = e.code;
   return grpc ? meshErrorGrpcResponse(e, ctx.requestId) : meshErrorResponse(e, ctx.requestId);

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { createSecureContext } from 'node:tls';
 import { Http1Pool } from '../http1/client.js';
 import { Http2Pool } from '../http2/client.js';
+import { HTTP2_ENGINE, WeftHttp2Pool } from '../http2/upstream.js';
 import { PeerPool, PoolRegistry } from './pools.js';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/db';
@@ -10,7 +11,9 @@ const ID = 'spiffe://cluster.local/ns/default/sa/db';
 test('http1 peer transport: proxied HTTP/1.1 endpoints get pooled HTTP/1.1 connections', () => {
   const r = new PoolRegistry();
   assert.ok(r.get('127.0.0.1', 15006, 1000, ID) instanceof Http1Pool);
-  assert.ok(r.get('127.0.0.1', 15006, 1000, ID, 'h2') instanceof Http2Pool);
+  // HTTP/2 clusters: Weft's own engine, unless WEFT_HTTP2_ENGINE=node.
+  assert.ok(r.get('127.0.0.1', 15006, 1000, ID, 'h2') instanceof (HTTP2_ENGINE === 'node' ? Http2Pool : WeftHttp2Pool));
+  assert.ok(r.get('127.0.0.1', 8080, 1000, null, 'h2') instanceof (HTTP2_ENGINE === 'node' ? Http2Pool : WeftHttp2Pool));
   r.closeAll();
 });
 
@@ -24,6 +27,7 @@ test('h2 peer transport: proxied HTTP/1.1 and TCP endpoints share the endpoint\'
   assert.equal(r.get('127.0.0.1', 15006, 1000, ID), peer, 'one per endpoint');
   // The same session HTTP/2 and gRPC clusters use.
   assert.equal(peer.h2, r.get('127.0.0.1', 15006, 1000, ID, 'h2'));
+  assert.ok(peer.h2 instanceof Http2Pool, 'the peer session carries tunnels: node:http2');
   // Not proxied (the app itself), or the inbound→app hop: unchanged.
   assert.ok(r.get('127.0.0.1', 8080, 1000, null) instanceof Http1Pool);
   // Tunnels ride the session only with mTLS; without a certificate they get connections of their own.

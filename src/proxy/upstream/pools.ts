@@ -6,6 +6,7 @@ import type { SecureContext } from 'node:tls';
 import { MeshError } from '../../core/errors.js';
 import { Http1Pool, type PoolOptions } from '../http1/client.js';
 import { Http2Pool } from '../http2/client.js';
+import { HTTP2_ENGINE, WeftHttp2Pool } from '../http2/upstream.js';
 import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
 import type { PeerTransport, UpstreamPool, UpstreamProtocol } from './upstream-pool.js';
 
@@ -36,24 +37,32 @@ export class PoolRegistry {
       const key = `${host}|${port}|${connectTimeoutMs}|${idleTimeoutMs}|${peerIdentity}|peer`;
       let pool = this.pools.get(key);
       if (pool === undefined) {
-        const h2 = this.raw(host, port, connectTimeoutMs, peerIdentity, 'h2', idleTimeoutMs) as Http2Pool;
+        const h2 = this.raw(host, port, connectTimeoutMs, peerIdentity, 'h2', idleTimeoutMs, true) as Http2Pool;
         const h1 = this.raw(host, port, connectTimeoutMs, peerIdentity, 'http/1.1', idleTimeoutMs) as Http1Pool;
         pool = new PeerPool(h2, h1, () => this.clientContext() !== null);
         this.pools.set(key, pool);
       }
       return pool;
     }
-    return this.raw(host, port, connectTimeoutMs, peerIdentity, protocol, idleTimeoutMs);
+    // Under the h2 peer transport an HTTP/2 cluster's proxied endpoint shares the PeerPool's session.
+    const peerSession = protocol === 'h2' && peerIdentity !== null && this.peerTransport === 'h2';
+    return this.raw(host, port, connectTimeoutMs, peerIdentity, protocol, idleTimeoutMs, peerSession);
   }
 
-  private raw(host: string, port: number, connectTimeoutMs: number, peerIdentity: string | null, protocol: UpstreamProtocol, idleTimeoutMs: number): UpstreamPool {
+  /**
+   * `peerSession`: the `h2` part of a PeerPool, which also carries TCP tunnels: node:http2's
+   * Http2Pool. Other HTTP/2 pools run on Weft's own engine (unless WEFT_HTTP2_ENGINE=node).
+   */
+  private raw(host: string, port: number, connectTimeoutMs: number, peerIdentity: string | null, protocol: UpstreamProtocol, idleTimeoutMs: number, peerSession = false): UpstreamPool {
     const key = `${host}|${port}|${connectTimeoutMs}|${idleTimeoutMs}|${peerIdentity ?? ''}|${protocol}`;
     let pool = this.pools.get(key);
     if (pool === undefined) {
       const tls = peerIdentity === null ? null : { peerIdentity, context: () => this.clientContext() };
-      pool = protocol === 'h2'
-        ? new Http2Pool(host, port, { connectTimeoutMs, idleTimeoutMs, tls })
-        : new Http1Pool(host, port, { ...this.base, connectTimeoutMs, idleTimeoutMs, tls });
+      pool = protocol === 'http/1.1'
+        ? new Http1Pool(host, port, { ...this.base, connectTimeoutMs, idleTimeoutMs, tls })
+        : peerSession || HTTP2_ENGINE === 'node'
+          ? new Http2Pool(host, port, { connectTimeoutMs, idleTimeoutMs, tls })
+          : new WeftHttp2Pool(host, port, { connectTimeoutMs, idleTimeoutMs, tls });
       this.pools.set(key, pool);
     }
     return pool;
