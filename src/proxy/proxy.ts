@@ -7,8 +7,8 @@ import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { proxyLifecycle, tcpConnectionFailed } from '../core/diagnostics.js';
 import { TLS_HANDSHAKE, isH2Preface, onFirstByte, peekBytes } from '../core/first-byte.js';
-import { Http2Downstream, type Http2ConnectTunnel } from './http2/server.js';
-import { WeftHttp2Downstream } from './http2/downstream.js';
+import type { Http2Downstream, Http2ConnectTunnel } from './http2/server.js';
+import { WeftHttp2Downstream, type WeftConnectTunnel } from './http2/downstream.js';
 import { HTTP2_ENGINE } from './http2/upstream.js';
 import type { ProxySnapshot } from '../model/snapshot.js';
 import { startAdmin } from './admin/admin-server.js';
@@ -87,10 +87,10 @@ export interface ProxyPorts {
 
 /**
  * Downstream HTTP/2 on node:http2 (`WEFT_HTTP2_ENGINE=node`) rather than Weft's own engine
- * (http2/downstream.ts). The inbound listener stays on node:http2 either way: its sessions carry
- * TCP tunnels (CONNECT) from peer proxies.
+ * (http2/downstream.ts), on every listener; node:http2 is loaded only then.
  */
 const NODE_HTTP2_DOWNSTREAM = HTTP2_ENGINE === 'node';
+const NodeHttp2Downstream = NODE_HTTP2_DOWNSTREAM ? (await import('./http2/server.js')).Http2Downstream : null;
 
 /** The HTTP/2 side of a listener, either engine. */
 type H2Downstream = Http2Downstream | WeftHttp2Downstream;
@@ -313,11 +313,18 @@ export class Proxy {
     });
     for (const direction of ['inbound', 'outbound'] as const) {
       const handler = direction === 'inbound' ? this.inbound : this.outbound;
-      if (direction === 'outbound' && !NODE_HTTP2_DOWNSTREAM) {
-        this.h2[direction] = new WeftHttp2Downstream(() => handler, { direction, idleTimeoutMs: o.idleTimeoutMs, maxHeaderListSize: o.limits.maxHeadBytes, onExchange: this.onExchange });
+      if (NodeHttp2Downstream === null) {
+        this.h2[direction] = new WeftHttp2Downstream(() => handler, {
+          direction,
+          idleTimeoutMs: o.idleTimeoutMs,
+          maxHeaderListSize: o.limits.maxHeadBytes,
+          onExchange: this.onExchange,
+          // TCP tunnels from peer proxies as HTTP/2 CONNECT streams (the h2 peer transport): decided as HTTP/1.1 ones.
+          ...(direction === 'inbound' ? { connect: (t: WeftConnectTunnel) => acceptH2Tunnel(t, this.tunnels, this.reportTunnel, this.trackTunnelApp) } : {}),
+        });
         continue;
       }
-      this.h2[direction] = new Http2Downstream(() => handler, {
+      this.h2[direction] = new NodeHttp2Downstream(() => handler, {
         direction,
         idleTimeoutMs: o.idleTimeoutMs,
         maxHeaderListSize: o.limits.maxHeadBytes,
@@ -362,7 +369,7 @@ export class Proxy {
       return Promise.reject(new MeshError('NO_ROUTE', `${name} is no longer a port that takes HTTP here`));
     };
     const h2Opts = { direction: 'outbound', idleTimeoutMs: this.opts.idleTimeoutMs, maxHeaderListSize: this.opts.limits.maxHeadBytes, onExchange: this.onExchange } as const;
-    const h2 = NODE_HTTP2_DOWNSTREAM ? new Http2Downstream(() => detectedHttp, h2Opts) : new WeftHttp2Downstream(() => detectedHttp, h2Opts);
+    const h2 = NodeHttp2Downstream !== null ? new NodeHttp2Downstream(() => detectedHttp, h2Opts) : new WeftHttp2Downstream(() => detectedHttp, h2Opts);
     return (socket) => {
       const target = this.runtime?.tcp.get(name);
       this.tcpConns.add(socket);

@@ -155,6 +155,7 @@ export class H2Stream {
   /** @internal Our head is out (client: always). */ headSent = false;
   /** @internal */ done = false;
   /** @internal The peer sent END_STREAM. */ remoteEnded = false;
+  /** @internal A CONNECT stream (RFC 9113 8.5): END_STREAM is a TCP half-close, not the end of an exchange. */ tunnel = false;
   /** @internal end() was called (or respond/request with endStream). */ endPending = false;
   /** @internal END_STREAM is out. */ endSent = false;
   /** @internal Server: the request head; client: the final response head. */ headReceived = false;
@@ -440,7 +441,10 @@ export class H2Connection {
     const s = new H2Stream(this, id, this.peerInitialWindow, this.recvInitialWindow);
     s.headSent = true;
     for (let i = 0; i < fields.length && fields[i]!.charCodeAt(0) === 0x3a; i += 2) {
-      if (fields[i] === ':method') s.headRequest = fields[i + 1] === 'HEAD';
+      if (fields[i] === ':method') {
+        s.headRequest = fields[i + 1] === 'HEAD';
+        s.tunnel = fields[i + 1] === 'CONNECT';
+      }
     }
     this.streams.set(id, s);
     if (endStream) s.endPending = s.endSent = true;
@@ -859,7 +863,8 @@ export class H2Connection {
   localEnded(s: H2Stream): void {
     if (s.done) return;
     if (s.remoteEnded) this.closeStream(s, ErrorCode.NO_ERROR, CLOSED_ENDED);
-    else if (this.isServer) {
+    // A tunnel's END_STREAM is a half-close: the other direction keeps flowing until the peer's END_STREAM.
+    else if (this.isServer && !s.tunnel) {
       // The response is complete before the request: ask the client to stop sending (RFC 9113 8.1).
       // For the caller the request was cut: CANCEL, as code 0 means both sides arrived whole.
       this.out(rstStreamFrame(s.id, ErrorCode.NO_ERROR));
@@ -1296,6 +1301,7 @@ function checkRequestHead(f: readonly string[], s: H2Stream): string | null {
   if (method === 'CONNECT') {
     if (!authority) return 'CONNECT without :authority';
     if (scheme || path) return 'CONNECT with :scheme or :path';
+    s.tunnel = true;
     return null;
   }
   if (!scheme) return 'missing :scheme';

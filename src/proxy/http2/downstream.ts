@@ -7,7 +7,8 @@
  *
  * Per stream: one `StreamExchange` (the request's Body flow and the response's BodySink both), its
  * context, and the few callbacks the stream calls; no EventEmitter and no Promise but the handler's.
- * CONNECT is not taken here (answered 501): TCP tunnels over HTTP/2 stay on server.ts.
+ * CONNECT streams (RFC 9113 8.5, TCP tunnels from peer proxies) go to the `connect` option when
+ * given (the inbound listener), else are answered 501.
  */
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -19,12 +20,31 @@ import { grpcTimeoutMs, isGrpc } from '../grpc.js';
 import { meshErrorGrpcTrailers } from '../local-reply.js';
 import { abortContext, getHeader, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { H2Connection, type H2Stream } from './connection.js';
-import { ErrorCode, goawayFrame } from './frames.js';
+import { ErrorCode } from './frames.js';
 import { CONNECTION_SPECIFIC } from './headers.js';
-import { badRequest, errorResponse, type Http2ServerOptions } from './server.js';
+import { badRequest, errorResponse } from './replies.js';
+import type { Http2ServerOptions } from './server.js';
 
-/** What the engine's listeners take: server.ts's options but `connect` (tunnels stay on node:http2). */
-export type WeftHttp2Options = Omit<Http2ServerOptions, 'connect'>;
+/** What the engine's listeners take: server.ts's options, with `connect` handing over H2Streams. */
+export type WeftHttp2Options = Omit<Http2ServerOptions, 'connect'> & {
+  /** Takes a CONNECT stream once its head arrived (nothing answered or read yet); without it, 501. */
+  connect?: (tunnel: WeftConnectTunnel) => void;
+};
+
+/** A CONNECT stream handed over by the engine: its onClose is the connection's (call it on close). */
+export interface WeftConnectTunnel {
+  stream: H2Stream;
+  /** `:authority`, the `host:port` to tunnel to. */
+  target: string;
+  /** Regular fields of the head, flat. */
+  headers: string[];
+  /** The head came with END_STREAM: the caller sends nothing. */
+  ended: boolean;
+  /** The caller's SPIFFE ID from its mTLS certificate; null for plaintext. */
+  peerIdentity: string | null;
+  /** The connection runs over TLS. */
+  encrypted: boolean;
+}
 
 /**
  * Streams one client may have open at once. node:http2 announced no limit at all; the engine's 100
@@ -114,9 +134,7 @@ export class WeftHttp2ServerConnection {
       h2.goaway();
       return;
     }
-    // Written past the engine, which has no API for it: its SETTINGS went out before any stream
-    // opened, and a GOAWAY may come before frames still queued for the end of this turn.
-    this.socket.write(goawayFrame(LAST_STREAM_ID, ErrorCode.NO_ERROR));
+    h2.goaway(ErrorCode.NO_ERROR, LAST_STREAM_ID);
     setTimeout(() => h2.goaway(), DRAIN_GRACE_MS).unref();
   }
 
@@ -203,6 +221,14 @@ export class WeftHttp2ServerConnection {
     }
     fields.length = w;
     const headers = fields;
+    if (method === 'CONNECT' && opts.connect !== undefined) {
+      // A TCP tunnel (the engine checked its head: :method and :authority only); it stays open, for
+      // the idle timer, until its stream closes. Its content-length is for the tunnel to refuse.
+      if (declaredLength !== '') headers.push('content-length', declaredLength);
+      stream.onClose = () => this.streamClosed();
+      opts.connect({ stream, target: authority ?? '', headers, ended: endStream, peerIdentity: this.peerIdentity, encrypted: 'encrypted' in this.socket });
+      return;
+    }
     authority = (authority ?? host).toLowerCase();
     const grpc = isGrpc(contentType);
     let requestId = requestIdAt >= 0 ? headers[requestIdAt + 1]! : '';

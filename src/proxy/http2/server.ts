@@ -24,9 +24,10 @@ import { MeshError } from '../../core/errors.js';
 import { Body, type BodySink } from '../body.js';
 import { requestTimeout } from '../filters/request-timeout.js';
 import { grpcTimeoutMs, isGrpc } from '../grpc.js';
-import { meshErrorGrpcResponse, meshErrorGrpcTrailers, meshErrorResponse, toMeshError } from '../local-reply.js';
+import { meshErrorGrpcTrailers } from '../local-reply.js';
 import { abortContext, getHeader, removeHeader, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { fromH2Headers, toH2Headers } from './headers.js';
+import { badRequest, errorResponse } from './replies.js';
 
 export interface Http2ServerOptions {
   direction: 'inbound' | 'outbound';
@@ -214,17 +215,6 @@ export class Http2Downstream {
   }
 }
 
-export function badRequest(method: string, path: string, authority: string): MeshError {
-  if (method === 'CONNECT') return new MeshError('NOT_IMPLEMENTED', 'CONNECT over HTTP/2 is not taken on this listener');
-  if (authority === '') return new MeshError('BAD_REQUEST', 'missing :authority (and Host)');
-  return new MeshError('BAD_REQUEST', `:path ${JSON.stringify(path.slice(0, 60))} is not origin-form`);
-}
-
-export function errorResponse(ctx: RequestContext, err: unknown, grpc: boolean): ProxyResponse {
-  const e = toMeshError(err);
-  ctx.errorCode = e.code;
-  return grpc ? meshErrorGrpcResponse(e, ctx.requestId) : meshErrorResponse(e, ctx.requestId);
-}
 
 /** An interim (1xx) answer on a stream whose final answer has not gone out yet. */
 function sendInterim(stream: ServerHttp2Stream, status: number, fields: string[]): void {

@@ -429,3 +429,49 @@ test('a plaintext session is replaced once the proxy has its certificate', async
     await shut(server, sessions);
   }
 });
+
+test('connect(): a CONNECT stream on the session, which stays open while it is (past the idle timeout), then closes; a closed port rejects', async () => {
+  let seen: Record<string, string | string[] | undefined> = {};
+  const { server, sessions } = h2c((stream, headers) => {
+    seen = headers;
+    stream.respond({ ':status': 200 });
+    stream.pipe(stream); // an echo, half-close included
+  });
+  const port = await listen(server);
+  const pool = new WeftHttp2Pool('127.0.0.1', port, { connectTimeoutMs: 1000, idleTimeoutMs: 100 });
+  try {
+    const stream = await pool.connect('127.0.0.1:5432', ['weft-service', 'db.default:9000']);
+    let closed = -1;
+    // The pool counts the stream with its onClose: whoever takes the stream over calls it too.
+    const poolClose = stream.onClose;
+    stream.onClose = (code) => {
+      closed = code;
+      poolClose?.(code);
+    };
+    const head = await new Promise<string[]>((r) => (stream.onHeaders = (f) => r(f)));
+    assert.equal(head[1], '200');
+    assert.equal(seen[':method'], 'CONNECT');
+    assert.equal(seen[':authority'], '127.0.0.1:5432');
+    assert.equal(seen[':path'], undefined);
+    assert.equal(seen['weft-service'], 'db.default:9000');
+    await sleep(300);
+    assert.equal(sessions.size, 1, 'an open tunnel keeps its session past the idle timeout');
+    assert.equal(pool.idleCount, 0);
+    const parts: Buffer[] = [];
+    stream.onData = (c) => parts.push(c);
+    const ended = new Promise<void>((r) => (stream.onEnd = () => r()));
+    stream.end(Buffer.from('ping'));
+    await ended;
+    assert.equal(Buffer.concat(parts).toString(), 'ping');
+    await sleep(20);
+    assert.equal(closed, 0);
+    assert.equal(pool.idleCount, 1);
+    await sleep(300);
+    assert.equal(sessions.size, 0, 'idle once the tunnel closed: the session went away');
+  } finally {
+    pool.close();
+    await shut(server, sessions);
+  }
+  const gone = new WeftHttp2Pool('127.0.0.1', port, { connectTimeoutMs: 1000, idleTimeoutMs: 100 });
+  await assert.rejects(gone.connect('127.0.0.1:5432', []), (e: MeshError) => e.code === 'UPSTREAM_CONNECT_FAILURE');
+});

@@ -1,10 +1,11 @@
 /**
  * The upstream side of HTTP/2 on Weft's own engine (connection.ts on a raw socket): the exchanges of
  * HTTP/2 and gRPC clusters, cleartext with prior knowledge to an app or mutual TLS with ALPN `h2` to
- * another proxy. Same behaviour as Http2Pool (client.ts, node:http2), which keeps the `h2` peer
- * transport's session and TCP tunnels: one session per endpoint shared by every exchange, another
- * when the peer's SETTINGS_MAX_CONCURRENT_STREAMS is reached; a session that fails, closes or is told
- * to go away is replaced on the next request, and a stream it never processed is sent again once.
+ * another proxy (under the `h2` peer transport also HTTP/1.1 requests as streams and TCP tunnels as
+ * CONNECT streams). Same behaviour as Http2Pool (client.ts, node:http2, under WEFT_HTTP2_ENGINE=node):
+ * one session per endpoint shared by every exchange, another when the peer's
+ * SETTINGS_MAX_CONCURRENT_STREAMS is reached; a session that fails, closes or is told to go away is
+ * replaced on the next request, and a stream it never processed is sent again once.
  *
  * One Exchange object per request holds its state: it is the request body's sink, the response
  * body's flow, and the target of its stream's callbacks; timers only when configured.
@@ -44,6 +45,16 @@ interface Replay {
 }
 /** A request with no body can always be sent again. */
 const NO_BODY_REPLAY: Replay = { chunks: [], bytes: 0, ended: true, trailers: null };
+
+/** What waits for a session with room: an exchange, or a CONNECT stream to open. */
+interface Waiter {
+  /** Opens its stream on `s`. */
+  start(s: Session): void;
+  /** No session came: fails with `err`. */
+  finish(err: Error): void;
+  /** Queued; `behindStreams`: behind the streams of a full session, not a connect. */
+  queued(behindStreams: boolean): void;
+}
 
 /** One HTTP/2 connection of a pool, from connect to close. */
 class Session {
@@ -185,8 +196,8 @@ export class WeftHttp2Pool implements UpstreamPool {
   private readonly opts: Http2PoolOptions;
   /** Usable or connecting sessions, oldest first (exchanges fill the first with room). */
   private sessions: Session[] = [];
-  /** Exchanges waiting for a session with room, oldest first. */
-  private readonly waiting: Exchange[] = [];
+  /** Exchanges (and CONNECT streams) waiting for a session with room, oldest first. */
+  private readonly waiting: Waiter[] = [];
   private connecting = 0;
   private closed = false;
   /** @internal The last TLS session with this endpoint, for resumption. */
@@ -231,8 +242,19 @@ export class WeftHttp2Pool implements UpstreamPool {
     });
   }
 
+  /**
+   * Opens a CONNECT stream (RFC 9113 8.5: `:method CONNECT`, `:authority host:port`, no `:scheme` or
+   * `:path`) with the regular `fields`, for a TCP tunnel; the caller reads the answer (its
+   * onHeaders). Its session stays open while it is: the pool's onClose of the stream counts it, so
+   * whoever takes the stream over keeps calling the onClose it found. Rejects with the mesh error of
+   * a session that cannot be opened (connect, mTLS), or UPSTREAM_RESET.
+   */
+  connect(authority: string, fields: readonly string[]): Promise<H2Stream> {
+    return new Promise<H2Stream>((resolve, reject) => this.dispatch(new TunnelOpen(this, [':method', 'CONNECT', ':authority', authority, ...fields], resolve, reject)));
+  }
+
   /** @internal Starts `x` on a session with room, or queues it until one has room (opening one if allowed). */
-  dispatch(x: Exchange): void {
+  dispatch(x: Waiter): void {
     const s = this.sessionWithRoom();
     if (s !== null) return x.start(s);
     this.waiting.push(x);
@@ -242,7 +264,7 @@ export class WeftHttp2Pool implements UpstreamPool {
   }
 
   /** @internal A queued exchange gave up. */
-  unqueue(x: Exchange): void {
+  unqueue(x: Waiter): void {
     const i = this.waiting.indexOf(x);
     if (i !== -1) this.waiting.splice(i, 1);
   }
@@ -344,12 +366,40 @@ export class WeftHttp2Pool implements UpstreamPool {
   }
 }
 
+/** A CONNECT stream to open on the first session with room (no timer: the tunnel's dial has its own). */
+class TunnelOpen implements Waiter {
+  constructor(
+    private readonly pool: WeftHttp2Pool,
+    private readonly fields: readonly string[],
+    private readonly resolve: (stream: H2Stream) => void,
+    private readonly reject: (err: Error) => void,
+  ) {}
+
+  queued(): void {}
+
+  start(s: Session): void {
+    let stream: H2Stream;
+    try {
+      stream = s.conn!.request(this.fields, false);
+    } catch (err) {
+      return this.finish(new MeshError('UPSTREAM_RESET', `HTTP/2 to ${this.pool.key}: ${(err as Error).message}`));
+    }
+    const pool = this.pool;
+    stream.onClose = () => pool.streamClosed(s);
+    this.resolve(stream);
+  }
+
+  finish(err: Error): void {
+    this.reject(err);
+  }
+}
+
 /**
  * One exchange: the request as HEADERS (+ DATA), the response head and body, timers, the retry of a
  * stream the server never processed. It is the request body's sink (data/end/error) and the
  * response body's flow (pause/resume/abort).
  */
-class Exchange implements BodySink, BodyFlow {
+class Exchange implements BodySink, BodyFlow, Waiter {
   resolve!: (res: ProxyResponse) => void;
   reject!: (err: Error) => void;
   private readonly pool: WeftHttp2Pool;

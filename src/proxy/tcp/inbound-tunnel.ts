@@ -9,16 +9,19 @@
  * answered 200 once the app accepted, then carries bytes both ways.
  */
 import { connect, type Socket } from 'node:net';
-import { constants, type ServerHttp2Stream } from 'node:http2';
+import type { ServerHttp2Stream } from 'node:http2';
 import { MeshError } from '../../core/errors.js';
 import type { InboundConfig } from '../../model/snapshot.js';
 import type { Authorizer } from '../authz/authorize.js';
 import type { ConnectTunnel } from '../http1/server.js';
 import type { Http2ConnectTunnel } from '../http2/server.js';
+import type { WeftConnectTunnel } from '../http2/downstream.js';
+import { ErrorCode } from '../http2/frames.js';
 import type { RequestHead } from '../http1/parse.js';
 import { meshErrorWire } from '../local-reply.js';
 import { getHeader } from '../message.js';
 import { joinSockets } from './join.js';
+import { H2Tunnel } from './h2-tunnel.js';
 import { TUNNEL_SERVICE_HEADER, joinStream } from './tunnel-client.js';
 
 /** What a tunnel request is decided on: its target and header fields, and whether it declared content. */
@@ -153,23 +156,30 @@ function dialApp(address: string, port: number, done: (err: MeshError | null) =>
   return app;
 }
 
+/** The verdict on a CONNECT stream's head (either HTTP/2 engine). */
+function streamVerdict(t: { target: string; headers: string[]; peerIdentity: string | null }, tunnels: InboundTunnels | null): Verdict {
+  const cl = Number(getHeader(t.headers, 'content-length') ?? -1);
+  const request: TunnelRequest = { target: t.target, headers: t.headers, chunked: false, contentLength: Number.isSafeInteger(cl) ? cl : 1 };
+  return tunnels === null
+    ? { error: new MeshError('NO_CONFIGURATION', 'this proxy has not received its configuration yet'), result: 'no_configuration', policy: '' }
+    : tunnels.decide(request, t.peerIdentity);
+}
+
 /**
- * Serves one HTTP/2 CONNECT stream from a peer proxy's session (the `h2` peer transport) exactly as
- * `acceptTunnel` serves an HTTP/1.1 CONNECT: the same decision (own app ports only, the mTLS mode
- * applied at accept, AuthorizationPolicy by identity and port), the app dialled only when allowed.
- * A refusal is a `:status` 400/403/404/503 with `weft-error` and the JSON body, then END_STREAM;
- * an allowed tunnel gets `:status 200` once the app accepted, then DATA frames carry the bytes
- * (END_STREAM is a half-close, RST_STREAM a reset). `onApp` gets the app's socket (counted while open).
+ * Serves one HTTP/2 CONNECT stream from a peer proxy's session (the `h2` peer transport), on either
+ * HTTP/2 engine, exactly as `acceptTunnel` serves an HTTP/1.1 CONNECT: the same decision (own app
+ * ports only, the mTLS mode applied at accept, AuthorizationPolicy by identity and port), the app
+ * dialled only when allowed. A refusal is a `:status` 400/403/404/503 with `weft-error` and the JSON
+ * body, then END_STREAM; an allowed tunnel gets `:status 200` once the app accepted, then DATA
+ * frames carry the bytes (END_STREAM is a half-close, RST_STREAM a reset). `onApp` gets the app's
+ * socket (counted while open).
  */
-export function acceptH2Tunnel(t: Http2ConnectTunnel, tunnels: InboundTunnels | null, report: (o: TunnelOutcome) => void, onApp: (app: Socket) => void): void {
+export function acceptH2Tunnel(t: Http2ConnectTunnel | WeftConnectTunnel, tunnels: InboundTunnels | null, report: (o: TunnelOutcome) => void, onApp: (app: Socket) => void): void {
+  if ('ended' in t) return acceptEngineTunnel(t, tunnels, report, onApp);
   const stream = t.stream;
   const security = t.encrypted ? 'mtls' : 'plaintext';
   stream.on('error', () => {});
-  const cl = Number(getHeader(t.headers, 'content-length') ?? -1);
-  const request: TunnelRequest = { target: t.target, headers: t.headers, chunked: false, contentLength: Number.isSafeInteger(cl) ? cl : 1 };
-  const verdict: Verdict = tunnels === null
-    ? { error: new MeshError('NO_CONFIGURATION', 'this proxy has not received its configuration yet'), result: 'no_configuration', policy: '' }
-    : tunnels.decide(request, t.peerIdentity);
+  const verdict = streamVerdict(t, tunnels);
   if ('error' in verdict) {
     report({ security, result: verdict.result, policy: verdict.policy });
     refuseStream(stream, verdict.error);
@@ -199,6 +209,55 @@ export function acceptH2Tunnel(t: Http2ConnectTunnel, tunnels: InboundTunnels | 
   stream.once('close', callerLeft);
 }
 
+/** acceptH2Tunnel on Weft's engine: the stream is held by an H2Tunnel until the app accepted. */
+function acceptEngineTunnel(t: WeftConnectTunnel, tunnels: InboundTunnels | null, report: (o: TunnelOutcome) => void, onApp: (app: Socket) => void): void {
+  const security = t.encrypted ? 'mtls' : 'plaintext';
+  const tunnel = new H2Tunnel(t.stream, t.ended);
+  const verdict = streamVerdict(t, tunnels);
+  if ('error' in verdict) {
+    report({ security, result: verdict.result, policy: verdict.policy });
+    refuseH2Tunnel(tunnel, verdict.error);
+    return;
+  }
+  // Nothing is passed on until the app accepted: the caller's bytes are held, within the stream's window.
+  t.stream.pause();
+  const app = dialApp(tunnels!.appAddress, verdict.port, (err) => {
+    tunnel.onEarlyClose = null;
+    if (tunnel.closed) {
+      app.destroy();
+      return;
+    }
+    if (err !== null) {
+      report({ security, result: 'connect_failure', policy: verdict.policy });
+      refuseH2Tunnel(tunnel, err);
+      return;
+    }
+    report({ security, result: 'allowed', policy: verdict.policy, app });
+    onApp(app);
+    t.stream.respond(OK_HEAD, false);
+    tunnel.join(app, () => {});
+  });
+  // The caller left (or its session was lost) while the app was dialled.
+  tunnel.onEarlyClose = () => app.destroy();
+}
+
+const OK_HEAD: readonly string[] = [':status', '200'];
+
+/** refuseStream for Weft's engine: the coded answer, the caller's bytes dropped, cut after LINGER_MS. */
+function refuseH2Tunnel(tunnel: H2Tunnel, e: MeshError): void {
+  tunnel.discard();
+  const stream = tunnel.stream;
+  if (stream.closed) return;
+  const json = Buffer.from(JSON.stringify({ code: e.code, message: e.message }));
+  stream.respond([':status', String(e.status), 'content-type', 'application/json', 'weft-error', e.code, 'content-length', String(json.length)], false);
+  stream.end(json);
+  if (stream.closed) return;
+  // The caller ends its side on reading the answer; one that does not is cut after a while.
+  const timer = setTimeout(() => tunnel.destroy(), LINGER_MS);
+  timer.unref();
+  tunnel.onEarlyClose = () => clearTimeout(timer);
+}
+
 /** Answers a CONNECT stream with the coded error, dropping whatever the caller still sends, and ends it. */
 function refuseStream(stream: ServerHttp2Stream, e: MeshError): void {
   stream.on('data', () => {});
@@ -209,7 +268,7 @@ function refuseStream(stream: ServerHttp2Stream, e: MeshError): void {
   stream.end(json);
   // The caller ends its side on reading the answer; one that does not is cut after a while.
   const timer = setTimeout(() => {
-    if (!stream.closed) stream.close(constants.NGHTTP2_CANCEL);
+    if (!stream.closed) stream.close(ErrorCode.CANCEL);
   }, LINGER_MS);
   timer.unref();
   stream.once('close', () => clearTimeout(timer));

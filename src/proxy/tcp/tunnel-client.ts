@@ -9,13 +9,17 @@
  */
 import { hostPort, type UpstreamPool } from '../upstream/upstream-pool.js';
 import { Socket, connect } from 'node:net';
-import { constants, type ClientHttp2Stream, type Http2Stream, type IncomingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Stream, Http2Stream, IncomingHttpHeaders } from 'node:http2';
 import { connect as tlsConnect, type ConnectionOptions, type SecureContext } from 'node:tls';
 import { expectSpiffeId } from '../tls/peer-identity.js';
 import { MeshError, meshErrorStatus, type MeshErrorCode } from '../../core/errors.js';
 import type { Endpoint } from '../../model/snapshot.js';
 import { ParseError, findHeadEnd, parseResponseHead } from '../http1/parse.js';
 import type { Http2Pool } from '../http2/client.js';
+import { ErrorCode } from '../http2/frames.js';
+import { WeftHttp2Pool } from '../http2/upstream.js';
+import { getHeader } from '../message.js';
+import { H2Tunnel } from './h2-tunnel.js';
 import { joinSockets } from './join.js';
 
 /** Header naming the `<service>.<namespace>:<port>` a tunnel is for. For logs only: the inbound decides by the target's app port. */
@@ -24,8 +28,11 @@ export const TUNNEL_SERVICE_HEADER = 'weft-service';
 /** How a tunnel reached the inbound: mutual TLS, or plaintext (this proxy has no certificate, or mTLS is off). */
 export type TunnelTransport = 'mtls' | 'plaintext';
 
-/** The far end of a tunnel: a connection of its own, or a CONNECT stream of a shared HTTP/2 session. */
-export type TunnelEnd = Socket | ClientHttp2Stream;
+/**
+ * The far end of a tunnel: a connection of its own, or a CONNECT stream of a shared HTTP/2 session
+ * (node:http2's, or an H2Tunnel on Weft's engine).
+ */
+export type TunnelEnd = Socket | ClientHttp2Stream | H2Tunnel;
 
 /** An established tunnel: bytes written to `socket` reach the app; `rest` already came from it. */
 export interface OpenTunnel {
@@ -34,9 +41,10 @@ export interface OpenTunnel {
   transport: TunnelTransport;
 }
 
-/** Joins a client's socket to the far end of its tunnel (see joinSockets and joinStream). */
+/** Joins a client's socket to the far end of its tunnel (see joinSockets, H2Tunnel.join and joinStream). */
 export function joinTunnel(client: Socket, end: TunnelEnd, onClosed: () => void): void {
   if (end instanceof Socket) joinSockets(client, end, onClosed);
+  else if (end instanceof H2Tunnel) end.join(client, onClosed);
   else joinStream(client, end, onClosed);
 }
 
@@ -83,7 +91,7 @@ export function joinStream(socket: Socket, stream: Http2Stream, onClosed: () => 
   stream.on('error', () => {});
   stream.on('close', () => {
     if (!socket.destroyed) {
-      if (!streamEnded || stream.rstCode !== constants.NGHTTP2_NO_ERROR) socket.resetAndDestroy();
+      if (!streamEnded || stream.rstCode !== ErrorCode.NO_ERROR) socket.resetAndDestroy();
       else if (!socket.writableEnded) socket.end();
     }
     closeOne();
@@ -122,6 +130,7 @@ export class TunnelDialer {
     const where = tunnelTarget(ep.address, ep.port);
     const target = tunnelTarget(ep.address, ep.appPort);
     const shared = via?.tunnelPool?.() ?? null;
+    if (shared instanceof WeftHttp2Pool) return this.openEngineStream(shared, ep, service, timeoutMs, done);
     if (shared !== null) return this.openStream(shared, ep, service, timeoutMs, done);
     const context = this.clientContext();
     const transport: TunnelTransport = context === null ? 'plaintext' : 'mtls';
@@ -252,7 +261,7 @@ export class TunnelDialer {
       settled = true;
       clearTimeout(timer);
       if (err !== null) {
-        if (stream !== null && !stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
+        if (stream !== null && !stream.destroyed) stream.close(ErrorCode.CANCEL);
         done(err, null);
         return;
       }
@@ -267,7 +276,7 @@ export class TunnelDialer {
         s.on('error', () => {});
         if (settled) {
           // Given up (timeout, or the client left) while the session was being opened.
-          s.close(constants.NGHTTP2_CANCEL);
+          s.close(ErrorCode.CANCEL);
           return;
         }
         s.once('close', onClose);
@@ -289,9 +298,59 @@ export class TunnelDialer {
     return {
       socket: {
         destroy: () => {
-          if (stream !== null && !stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
+          if (stream !== null && !stream.destroyed) stream.close(ErrorCode.CANCEL);
           finish(new MeshError('CLIENT_CLOSED', 'the client left before the tunnel was established'));
         },
+      },
+      transport: 'mtls',
+    };
+  }
+
+  /** openStream on Weft's engine: the CONNECT stream is held by an H2Tunnel, which becomes the tunnel's far end. */
+  private openEngineStream(pool: WeftHttp2Pool, ep: Endpoint, service: string, timeoutMs: number, done: (err: MeshError | null, tunnel: OpenTunnel | null) => void): { socket: { destroy(): void }; transport: TunnelTransport } {
+    const where = tunnelTarget(ep.address, ep.port);
+    const target = tunnelTarget(ep.address, ep.appPort);
+    let tunnel: H2Tunnel | null = null;
+    let settled = false;
+    const finish = (err: MeshError | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err !== null) {
+        tunnel?.destroy();
+        done(err, null);
+        return;
+      }
+      const t = tunnel!;
+      t.onHead = t.onEarlyEnd = t.onEarlyClose = null;
+      done(null, { socket: t, rest: null, transport: 'mtls' });
+    };
+    const timer = setTimeout(() => finish(new MeshError('UPSTREAM_CONNECT_FAILURE', `tunnel to ${where} not established within ${timeoutMs} ms`)), timeoutMs);
+    pool.connect(target, [TUNNEL_SERVICE_HEADER, service]).then(
+      (stream) => {
+        const t = (tunnel = new H2Tunnel(stream));
+        // Given up (timeout, or the client left) while the session was being opened.
+        if (settled) return t.destroy();
+        t.onEarlyClose = (code) => finish(new MeshError('UPSTREAM_RESET', `${where} reset the CONNECT stream before answering (code ${code})`));
+        t.onHead = (fields, endStream) => {
+          const status = Number(fields[1]); // the engine checked: `:status` comes first
+          if (status < 200) return;
+          if (status === 200) return finish(null);
+          const code = getHeader(fields, 'weft-error') ?? '';
+          t.maxHeld = MAX_REFUSAL_BODY;
+          const refused = (): void => {
+            const body = Buffer.concat(t.held ?? []);
+            finish(refusalError(ep, where, target, status, code, body.toString('utf8', 0, Math.min(body.length, MAX_REFUSAL_BODY))));
+          };
+          if (endStream) refused();
+          else t.onEarlyEnd = refused;
+        };
+      },
+      (err: unknown) => finish(err instanceof MeshError ? err : new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${where} failed: ${String(err)}`)),
+    );
+    return {
+      socket: {
+        destroy: () => finish(new MeshError('CLIENT_CLOSED', 'the client left before the tunnel was established')),
       },
       transport: 'mtls',
     };

@@ -27,7 +27,7 @@ test('h2 peer transport: proxied HTTP/1.1 and TCP endpoints share the endpoint\'
   assert.equal(r.get('127.0.0.1', 15006, 1000, ID), peer, 'one per endpoint');
   // The same session HTTP/2 and gRPC clusters use.
   assert.equal(peer.h2, r.get('127.0.0.1', 15006, 1000, ID, 'h2'));
-  assert.ok(peer.h2 instanceof Http2Pool, 'the peer session carries tunnels: node:http2');
+  assert.ok(peer.h2 instanceof (HTTP2_ENGINE === 'node' ? Http2Pool : WeftHttp2Pool), 'the peer session (tunnels too) is on the engine in force');
   // Not proxied (the app itself), or the inbound→app hop: unchanged.
   assert.ok(r.get('127.0.0.1', 8080, 1000, null) instanceof Http1Pool);
   // Tunnels ride the session only with mTLS; without a certificate they get connections of their own.

@@ -5,10 +5,16 @@
 import type { SecureContext } from 'node:tls';
 import { MeshError } from '../../core/errors.js';
 import { Http1Pool, type PoolOptions } from '../http1/client.js';
-import { Http2Pool } from '../http2/client.js';
+import type { Http2Pool } from '../http2/client.js';
 import { HTTP2_ENGINE, WeftHttp2Pool } from '../http2/upstream.js';
 import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
 import type { PeerTransport, UpstreamPool, UpstreamProtocol } from './upstream-pool.js';
+
+/** node:http2's pool, loaded only under WEFT_HTTP2_ENGINE=node: a proxy on Weft's engine never loads node:http2. */
+const NodeHttp2Pool = HTTP2_ENGINE === 'node' ? (await import('../http2/client.js')).Http2Pool : null;
+
+/** An HTTP/2 pool of either engine. */
+type H2Pool = Http2Pool | WeftHttp2Pool;
 
 /** Owns every upstream pool of a proxy. */
 export class PoolRegistry {
@@ -37,31 +43,27 @@ export class PoolRegistry {
       const key = `${host}|${port}|${connectTimeoutMs}|${idleTimeoutMs}|${peerIdentity}|peer`;
       let pool = this.pools.get(key);
       if (pool === undefined) {
-        const h2 = this.raw(host, port, connectTimeoutMs, peerIdentity, 'h2', idleTimeoutMs, true) as Http2Pool;
+        const h2 = this.raw(host, port, connectTimeoutMs, peerIdentity, 'h2', idleTimeoutMs) as H2Pool;
         const h1 = this.raw(host, port, connectTimeoutMs, peerIdentity, 'http/1.1', idleTimeoutMs) as Http1Pool;
         pool = new PeerPool(h2, h1, () => this.clientContext() !== null);
         this.pools.set(key, pool);
       }
       return pool;
     }
-    // Under the h2 peer transport an HTTP/2 cluster's proxied endpoint shares the PeerPool's session.
-    const peerSession = protocol === 'h2' && peerIdentity !== null && this.peerTransport === 'h2';
-    return this.raw(host, port, connectTimeoutMs, peerIdentity, protocol, idleTimeoutMs, peerSession);
+    // Under the h2 peer transport an HTTP/2 cluster's proxied endpoint shares the PeerPool's session (same key).
+    return this.raw(host, port, connectTimeoutMs, peerIdentity, protocol, idleTimeoutMs);
   }
 
-  /**
-   * `peerSession`: the `h2` part of a PeerPool, which also carries TCP tunnels: node:http2's
-   * Http2Pool. Other HTTP/2 pools run on Weft's own engine (unless WEFT_HTTP2_ENGINE=node).
-   */
-  private raw(host: string, port: number, connectTimeoutMs: number, peerIdentity: string | null, protocol: UpstreamProtocol, idleTimeoutMs: number, peerSession = false): UpstreamPool {
+  /** HTTP/2 pools run on Weft's own engine, node:http2's under WEFT_HTTP2_ENGINE=node (tunnels included). */
+  private raw(host: string, port: number, connectTimeoutMs: number, peerIdentity: string | null, protocol: UpstreamProtocol, idleTimeoutMs: number): UpstreamPool {
     const key = `${host}|${port}|${connectTimeoutMs}|${idleTimeoutMs}|${peerIdentity ?? ''}|${protocol}`;
     let pool = this.pools.get(key);
     if (pool === undefined) {
       const tls = peerIdentity === null ? null : { peerIdentity, context: () => this.clientContext() };
       pool = protocol === 'http/1.1'
         ? new Http1Pool(host, port, { ...this.base, connectTimeoutMs, idleTimeoutMs, tls })
-        : peerSession || HTTP2_ENGINE === 'node'
-          ? new Http2Pool(host, port, { connectTimeoutMs, idleTimeoutMs, tls })
+        : NodeHttp2Pool !== null
+          ? new NodeHttp2Pool(host, port, { connectTimeoutMs, idleTimeoutMs, tls })
           : new WeftHttp2Pool(host, port, { connectTimeoutMs, idleTimeoutMs, tls });
       this.pools.set(key, pool);
     }
@@ -100,14 +102,14 @@ export class PeerPool implements UpstreamPool {
   readonly host: string;
   readonly port: number;
   readonly key: string;
-  readonly h2: Http2Pool;
+  readonly h2: H2Pool;
   readonly h1: Http1Pool;
   private readonly secure: () => boolean;
   active = 0;
   total = 0;
   connectFailures = 0;
 
-  constructor(h2: Http2Pool, h1: Http1Pool, secure: () => boolean) {
+  constructor(h2: H2Pool, h1: Http1Pool, secure: () => boolean) {
     this.h2 = h2;
     this.h1 = h1;
     this.secure = secure;
@@ -145,7 +147,7 @@ export class PeerPool implements UpstreamPool {
     return res;
   }
 
-  tunnelPool(): Http2Pool | null {
+  tunnelPool(): H2Pool | null {
     return this.secure() ? this.h2 : null;
   }
 

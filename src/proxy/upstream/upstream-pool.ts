@@ -2,6 +2,7 @@
 import type { MeshError } from '../../core/errors.js';
 import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
 import type { Http2Pool } from '../http2/client.js';
+import type { WeftHttp2Pool } from '../http2/upstream.js';
 
 /** HTTP/1.1 keep-alive connections, or one multiplexed HTTP/2 session. */
 export type UpstreamProtocol = 'http/1.1' | 'h2';
@@ -29,7 +30,7 @@ export interface UpstreamPool {
    * CONNECT streams, or null (or absent) when each tunnel gets a connection of its own: only the
    * pools of proxied endpoints under the `h2` peer transport, while this proxy speaks mTLS.
    */
-  tunnelPool?(): Http2Pool | null;
+  tunnelPool?(): Http2Pool | WeftHttp2Pool | null;
   /** Connections open or opening (HTTP/1.1 pools), counted against `maxConnections`. */
   readonly connections?: number;
   /** The cluster's connection limit (circuit breaker), set by the cluster that uses this pool. */
