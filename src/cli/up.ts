@@ -56,12 +56,53 @@ Ctrl-C stops everything; a second Ctrl-C kills at once.`,
   run: runUp,
 };
 
+/** Ports this run handed out: never twice, even when the OS would give one again. */
+const handedOut = new Set<number>();
+
+/**
+ * A port free on 127.0.0.1 for a sidecar or an app to bind a moment later. It is picked below the
+ * kernel's ephemeral range when there is room, so ports the OS assigns meanwhile (the sidecars'
+ * admin servers on port 0, outgoing connections) cannot take it before its owner binds it.
+ */
 async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
+  const low = ephemeralLow();
+  const floor = 10_000;
+  for (let i = 0; i < 64 && low - floor >= 1000; i++) {
+    const p = floor + Math.floor(Math.random() * (low - floor));
+    if (!handedOut.has(p) && (await bindable(p)) !== null) return take(p);
+  }
+  for (let i = 0; i < 64; i++) {
+    const p = await bindable(0);
+    if (p !== null && !handedOut.has(p)) return take(p);
+  }
+  throw new Error('no free port found on 127.0.0.1');
+}
+
+function take(p: number): number {
+  handedOut.add(p);
   return p;
+}
+
+/** Binds `port` (0: any) on 127.0.0.1 and lets go: the port bound, or null when it was taken. */
+function bindable(port: number): Promise<number | null> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(null));
+    s.listen(port, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** The lowest port of the kernel's ephemeral range (Linux's default 32768 when it cannot be read). */
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 0 ? low : 32768;
+  } catch {
+    return 32768;
+  }
 }
 
 const COLORS = [36, 33, 35, 32, 34, 91, 96, 93, 95, 92];
