@@ -13,7 +13,7 @@ import type { PeerTransport } from '../proxy/upstream/upstream-pool.js';
 import { UsageError, duration, pairs, port, type Command } from './command.js';
 
 /** `--peer-transport` when not given: the faster of the two in the bench (docs/performance.md). */
-const DEFAULT_PEER_TRANSPORT: PeerTransport = 'http1';
+const DEFAULT_PEER_TRANSPORT: PeerTransport = 'h2';
 
 /** After leaving the mesh, how long to keep serving while other proxies learn the endpoint is gone. */
 const LEAVE_GRACE_MS = 250;

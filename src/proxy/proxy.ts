@@ -59,7 +59,7 @@ export interface ProxyOptions {
   drainTimeoutMs: number;
   /** This proxy's certificate and trust bundle (from the control plane); null: no mTLS at all. */
   identity?: WorkloadIdentity | null;
-  /** How HTTP/1.1 requests and TCP tunnels go to other proxies over mTLS (`--peer-transport`); default http1. */
+  /** How HTTP/1.1 requests and TCP tunnels go to other proxies over mTLS (`--peer-transport`); default h2. */
   peerTransport?: PeerTransport;
   /** How long an `--upstream` port of an undeclared Service port waits for the client's first bytes (DETECT_WAIT_MS by default). */
   protocolDetectionMs?: number;
@@ -173,7 +173,7 @@ export class Proxy {
     this.opts = opts;
     const identity = opts.identity ?? null;
     this.pools.clientContext = () => (identity !== null && this.mtlsMode() !== 'DISABLED' ? identity.clientContext : null);
-    this.pools.peerTransport = opts.peerTransport ?? 'http1';
+    this.pools.peerTransport = opts.peerTransport ?? 'h2';
     this.tcpForwarding = {
       dialer: new TunnelDialer(() => this.pools.clientContext()),
       report: (o) => {

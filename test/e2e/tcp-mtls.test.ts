@@ -1,5 +1,6 @@
 // TCP services through the destination's proxy: a caller's `--upstream` port tunnels (HTTP/1.1
-// CONNECT) over mutual TLS to the workload's inbound listener, which authorizes the connection by
+// CONNECT, so the callers run `--peer-transport http1`; peer-transport.test.ts covers CONNECT streams
+// under the default h2) over mutual TLS to the workload's inbound listener, which authorizes the connection by
 // the caller's SPIFFE ID and port before the app ever sees it, and relays only to its own app ports.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -88,9 +89,9 @@ metadata: { name: liar-1, labels: { app: liar } }
 spec: { address: 127.0.0.1, ports: { sql: ${sql.port} }, serviceAccount: other, proxy: { inboundPort: ${server.inbound} } }
 `,
     );
-    client = await startProxyWith(['--control-plane', cp.url, '--workload', 'client', '--register', '--service-account', 'client', '--token', await token(cp, 'client'), ...upstreams, '--upstream', 'liar:7000=0', '-q']);
+    client = await startProxyWith(['--control-plane', cp.url, '--workload', 'client', '--register', '--service-account', 'client', '--token', await token(cp, 'client'), '--peer-transport', 'http1', ...upstreams, '--upstream', 'liar:7000=0', '-q']);
     proxies.push(client);
-    intruder = await startProxyWith(['--control-plane', cp.url, '--workload', 'intruder', '--register', '--service-account', 'intruder', '--token', await token(cp, 'intruder'), ...upstreams, '-q']);
+    intruder = await startProxyWith(['--control-plane', cp.url, '--workload', 'intruder', '--register', '--service-account', 'intruder', '--token', await token(cp, 'intruder'), '--peer-transport', 'http1', ...upstreams, '-q']);
     proxies.push(intruder);
     for (const p of [client, intruder]) {
       await eventually(async () => (await tcpExchange(port(p, 9000), 'ping', 2000)).data.toString() === 'ping', 15_000, 'TCP through the mesh');
