@@ -178,24 +178,13 @@ export class HpackDecoder {
           name = table.name(d);
           value = table.value(d);
         }
-      } else if (b & 0x40) {
-        // Literal with incremental indexing (6.2.1).
-        const index = this.integer(block, pos, 6);
-        pos = this.pos;
-        if (index === 0) {
-          name = this.string(block, pos);
-          pos = this.pos;
-        } else {
-          name = this.indexedName(index, at);
-        }
-        value = this.string(block, pos);
-        pos = this.pos;
-        table.add(name, value);
-      } else if (b & 0x20) {
+      } else if (b & 0x20 && !(b & 0x40)) {
         throw compressionError(`dynamic table size update at byte ${at} after the first field of the block`);
       } else {
-        // Literal without indexing (6.2.2) or never indexed (6.2.3): the same to a decoder.
-        const index = this.integer(block, pos, 4);
+        // A literal: with incremental indexing (6.2.1, 01xxxxxx, a 6-bit name index), or without
+        // indexing (6.2.2) or never indexed (6.2.3) (0000xxxx / 0001xxxx, 4 bits: the same to a decoder).
+        const indexing = (b & 0x40) !== 0;
+        const index = this.integer(block, pos, indexing ? 6 : 4);
         pos = this.pos;
         if (index === 0) {
           name = this.string(block, pos);
@@ -205,6 +194,7 @@ export class HpackDecoder {
         }
         value = this.string(block, pos);
         pos = this.pos;
+        if (indexing) table.add(name, value);
       }
       listSize += name.length + value.length + ENTRY_OVERHEAD;
       if (out !== null) {
