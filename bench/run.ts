@@ -38,7 +38,7 @@ import { fileURLToPath } from 'node:url';
 import type { OpenLoopResult } from './open-loop.js';
 import { oneLine } from './lib/http-probe.js';
 import { coreBusyPercent, coreTimes, cpuMs, processTree, rssKiB } from './lib/proc.js';
-import { killAllNow, launch, stopAll } from './lib/processes.js';
+import { launch, runBench, stopAll, wasInterrupted } from './lib/processes.js';
 import { ensureCommands, hasCommand, machineInfo } from './lib/tools.js';
 import {
   markdownReport,
@@ -318,7 +318,7 @@ async function main(): Promise<void> {
     const upstream = await startUpstream(upstreamDir, loadCore);
     log(`upstream nginx on 127.0.0.1:${upstream.port}`);
     for (const row of rows) {
-      if (interrupted) break;
+      if (wasInterrupted()) break;
       const dir = path.join(tmpRoot, row.name.replace(/[^a-z0-9-]/gi, '_'));
       mkdirSync(dir, { mode: 0o755 });
       const ctx: RowContext = { upstreamPort: upstream.port, tmpDir: dir, proxyCore, repoRoot: REPO_ROOT };
@@ -343,29 +343,4 @@ async function main(): Promise<void> {
 
 let cleanupTmp: () => void = () => {};
 
-process.on('exit', () => killAllNow());
-let interrupted = false;
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(signal, () => {
-    if (interrupted) {
-      // Second Ctrl-C: no more waiting.
-      killAllNow();
-      cleanupTmp();
-      process.exit(130);
-    }
-    interrupted = true;
-    log(`${signal}: stopping everything (again to force)`);
-    // SIGTERM first so nginx/haproxy masters reap their workers; stopAll is bounded (≤ 5 s).
-    void stopAll().finally(() => {
-      cleanupTmp();
-      process.exit(130);
-    });
-  });
-}
-
-main().catch(async (err: unknown) => {
-  log(`error: ${err instanceof Error ? err.message : String(err)}`);
-  await stopAll();
-  cleanupTmp();
-  process.exitCode = 1;
-});
+runBench(main, log, () => cleanupTmp);

@@ -39,7 +39,7 @@ import { fileURLToPath } from 'node:url';
 import type { OpenLoopResult } from './open-loop.js';
 import { oneLine } from './lib/http-probe.js';
 import { cpuMs, processTree } from './lib/proc.js';
-import { killAllNow, launch, stopAll } from './lib/processes.js';
+import { launch, runBench, stopAll } from './lib/processes.js';
 import { ensureCommands, hasCommand, machineInfo, type MachineInfo } from './lib/tools.js';
 import { startNginxMtlsPair } from './peers/nginx-mtls-pair.js';
 import { weftMtlsTracing1Row, weftMtlsTracing1With } from './rows/weft-mtls.js';
@@ -429,20 +429,4 @@ ${notes.map((n) => `- ${n}`).join('\n')}
   process.stdout.write(`\n${table}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n\nresults: ${path.relative(process.cwd(), base)}.md and .json\n`);
 }
 
-process.on('exit', () => killAllNow());
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(signal, () => {
-    log(`${signal}: stopping everything`);
-    void stopAll().finally(() => {
-      cleanupTmp();
-      process.exit(130);
-    });
-  });
-}
-
-main().catch(async (err: unknown) => {
-  log(`error: ${err instanceof Error ? err.message : String(err)}`);
-  await stopAll();
-  cleanupTmp();
-  process.exitCode = 1;
-});
+runBench(main, log, () => cleanupTmp);

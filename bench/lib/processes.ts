@@ -118,3 +118,42 @@ export function killAllNow(): void {
   for (const p of live) if (p.pid > 0) signalGroup(p.pid, 'SIGKILL');
   live.clear();
 }
+
+let interrupted = false;
+
+/** A stop signal arrived (runBench): a benchmark checks it between rows. */
+export function wasInterrupted(): boolean {
+  return interrupted;
+}
+
+/**
+ * Runs a benchmark's `main` so that nothing it launched outlives it: on exit everything is killed;
+ * SIGINT/SIGTERM/SIGHUP stop everything gracefully (SIGTERM first, so nginx/haproxy masters reap
+ * their workers; bounded by stopAll) and a second signal kills at once; an error is logged, everything
+ * stopped, and the exit code set to 1. `cleanup()` returns the current temp-file cleanup (the caller
+ * may replace it as the run goes).
+ */
+export function runBench(main: () => Promise<void>, log: (line: string) => void, cleanup: () => () => void): void {
+  process.on('exit', () => killAllNow());
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      if (interrupted) {
+        killAllNow();
+        cleanup()();
+        process.exit(130);
+      }
+      interrupted = true;
+      log(`${signal}: stopping everything (again to force)`);
+      void stopAll().finally(() => {
+        cleanup()();
+        process.exit(130);
+      });
+    });
+  }
+  main().catch(async (err: unknown) => {
+    log(`error: ${err instanceof Error ? err.message : String(err)}`);
+    await stopAll();
+    cleanup()();
+    process.exitCode = 1;
+  });
+}
