@@ -21,6 +21,7 @@ export type MeshErrorCode =
   | 'UPSTREAM_RESET'
   | 'CLIENT_CLOSED'
   | 'UPSTREAM_PROTOCOL_ERROR'
+  | 'HEADERS_OVER_PEER_LIMIT'
   | 'EXPECTATION_FAILED'
   | 'NOT_IMPLEMENTED'
   | 'VERSION_NOT_SUPPORTED'
@@ -48,6 +49,8 @@ export const meshErrorStatus: Readonly<Record<MeshErrorCode, number>> = {
   /** Never sent (the client is gone): nginx's 499, for metrics and logs. */
   CLIENT_CLOSED: 499,
   UPSTREAM_PROTOCOL_ERROR: 502,
+  /** A head the proxy was to send over HTTP/2 is over the receiver's SETTINGS_MAX_HEADER_LIST_SIZE. */
+  HEADERS_OVER_PEER_LIMIT: 502,
   EXPECTATION_FAILED: 417,
   NOT_IMPLEMENTED: 501,
   VERSION_NOT_SUPPORTED: 505,

@@ -26,6 +26,9 @@ export interface BodyFlow {
 
 const HIGH_WATER = 64 * 1024;
 const noFlow: BodyFlow = { pause() {}, resume() {}, abort() {} };
+const EMPTY = Buffer.alloc(0);
+/** The sink of a body taken whole: a second consumer is refused like after `pipe`. */
+const TAKEN: BodySink = { data: () => true, end() {}, error() {} };
 
 /** A streamed body with a known length (`length >= 0`) or not (`length === -1`). */
 export class Body {
@@ -133,6 +136,21 @@ export class Body {
       return;
     }
     this.flush();
+  }
+
+  /**
+   * Consumer: the whole body at once, when it has already ended, without trailers, in at most one
+   * chunk (a small body that arrived with its head): the body counts as delivered. Otherwise null,
+   * and nothing changed (pipe it). Lets a writer send head and body in one write.
+   */
+  takeWhole(): Buffer | null {
+    if (!this.ended || this.sink !== null || this.trailers !== null || this.held.length > 1) return null;
+    const whole = this.held.length === 1 ? this.held[0]! : EMPTY;
+    this.held = [];
+    this.heldBytes = 0;
+    this.sink = TAKEN;
+    this.delivered = true;
+    return whole;
   }
 
   /** Consumer: the sink drained; deliver again. */

@@ -2,7 +2,7 @@
  * The one place a mesh-generated error becomes a response: status from the code, a `weft-error`
  * header, and a JSON body `{ code, message }` — or, for a gRPC caller, a gRPC status.
  */
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES } from './http1/status.js';
 import { MeshError, type MeshErrorCode } from '../core/errors.js';
 import { Body } from './body.js';
 import type { ProxyResponse } from './message.js';
@@ -52,6 +52,7 @@ export const GRPC_STATUS: Readonly<Record<MeshErrorCode, number>> = {
   UPSTREAM_RESET: 14,
   CLIENT_CLOSED: 1, // CANCELLED
   UPSTREAM_PROTOCOL_ERROR: 13,
+  HEADERS_OVER_PEER_LIMIT: 8, // RESOURCE_EXHAUSTED, as gRPC answers metadata over a limit
   EXPECTATION_FAILED: 13,
   NOT_IMPLEMENTED: 12,
   VERSION_NOT_SUPPORTED: 12,

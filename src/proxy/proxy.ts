@@ -3,7 +3,6 @@
  * from the configuration in force, the admin server, and drain on shutdown.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { proxyLifecycle, tcpConnectionFailed } from '../core/diagnostics.js';
 import { TLS_HANDSHAKE, isH2Preface, onFirstByte, peekBytes } from '../core/first-byte.js';
@@ -11,7 +10,7 @@ import type { Http2Downstream, Http2ConnectTunnel } from './http2/server.js';
 import { WeftHttp2Downstream, type WeftConnectTunnel } from './http2/downstream.js';
 import { HTTP2_ENGINE } from './http2/upstream.js';
 import type { ProxySnapshot } from '../model/snapshot.js';
-import { startAdmin } from './admin/admin-server.js';
+import { startAdmin, type AdminServer } from './admin/admin-server.js';
 import { ProxyMetrics } from './admin/metrics.js';
 import { canonicalService } from './admin/peer-labels.js';
 import { Http1ServerConnection, type ConnectTunnel, type Http1ServerOptions } from './http1/server.js';
@@ -125,7 +124,7 @@ export class Proxy {
     (result, n) => this.metrics.count(`weft_tap_events_total{result="${result}"}`, n),
   );
   private readonly servers: Server[] = [];
-  private admin: HttpServer | null = null;
+  private admin: AdminServer | null = null;
   /** Downstream HTTP connections (HTTP/1.1) and sessions (HTTP/2). */
   private readonly httpConns = new Set<{ drain(): void }>();
   private readonly tcpConns = new Set<Socket>();
@@ -349,7 +348,7 @@ export class Proxy {
       clusters: () => this.clusterState(),
       drain: () => void this.drain(),
     });
-    ports.admin = (this.admin.address() as AddressInfo).port;
+    ports.admin = this.admin.port;
     this.listening = true;
     proxyLifecycle.publish({ event: 'listening', detail: ports });
     return ports;
@@ -575,10 +574,7 @@ export class Proxy {
     this.rateLimits.close();
     const admin = this.admin;
     this.admin = null;
-    if (admin !== null) {
-      admin.closeAllConnections();
-      await new Promise((r) => admin.close(r));
-    }
+    if (admin !== null) await admin.close();
     proxyLifecycle.publish({ event: 'stopped', detail: null });
   }
 }

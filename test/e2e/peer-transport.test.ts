@@ -28,6 +28,11 @@ spec:
 
 const MTLS_CONNECTIONS = 'weft_inbound_connections_total{security="mtls"}';
 
+/** Whether a proxy that joined with a token holds the certificate of its mTLS config stream (its second). */
+async function renewed(p: RunningProxy): Promise<boolean> {
+  return (await (await fetch(`http://127.0.0.1:${p.admin}/config_dump`)).json()).identity?.renewals >= 1;
+}
+
 /** What the HTTP app saw of one request. */
 interface SeenRequest {
   method: string;
@@ -201,6 +206,10 @@ describe('--peer-transport h2: one multiplexed mTLS connection between proxies',
     proxies.push(server);
     client = await startProxyWith(['--control-plane', cp.url, '--workload', 'client', '--register', '--service-account', 'client', '--token', await token(cp, 'client'), '--peer-transport', 'h2', ...upstreams, '-q']);
     proxies.push(client);
+    // A proxy that joined with a token reconnects over mTLS and gets its certificate anew on that
+    // stream; a session opened under the first one would be replaced (as after any renewal), so the
+    // counts of connections below start once both hold their second certificate.
+    await eventually(async () => (await renewed(server)) && (await renewed(client)), 15_000, 'both proxies on their mTLS-stream certificate');
     await eventually(async () => (await http(client.outbound, { path: '/echo' }).catch(() => null))?.status === 200, 15_000, 'HTTP through the mesh');
   });
 
@@ -372,6 +381,7 @@ describe('--peer-transport h2: one multiplexed mTLS connection between proxies',
   test('AuthorizationPolicy refuses CONNECT streams by identity and port before the app sees a connection', async () => {
     const intruder = await startProxyWith(['--control-plane', cp.url, '--workload', 'intruder', '--register', '--service-account', 'intruder', '--token', await token(cp, 'intruder'), '--peer-transport', 'h2', ...upstreams, '-q']);
     proxies.push(intruder);
+    await eventually(() => renewed(intruder), 15_000, 'the intruder on its mTLS-stream certificate');
     const connections = counter(await metrics(server), MTLS_CONNECTIONS);
     await eventually(async () => (await tcpExchange(tcpPort(intruder, 9000), 'ping', 2000)).data.toString() === 'ping', 15_000, 'the intruder reaches db before any policy');
     await apply(

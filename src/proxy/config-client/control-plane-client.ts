@@ -9,8 +9,6 @@
  * control plane over mutual TLS on the same port: its certificate proves who it is (an expired or
  * revoked token no longer matters for reconnects) and it checks the server is the control plane.
  */
-import { request, type ClientRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { configApplied, configRejected } from '../../core/diagnostics.js';
 // From the module itself, not model/index.js: that one also loads the YAML parser and the compiler.
@@ -27,11 +25,14 @@ import type {
 } from '../../model/index.js';
 import { controlPlaneId, parseSpiffeId } from '../../core/identity/spiffe.js';
 import { expectSpiffeId } from '../tls/peer-identity.js';
+import { HttpClientError, upgradeRequest, type ClientTls } from '../http1/simple-client.js';
 import type { WorkloadIdentity } from '../tls/workload-identity.js';
 import type { TapSpec } from '../../model/golden-signals.js';
 
 /** A stream with more than this waiting to be written takes no telemetry (stats, tap events) until it drains. */
 const MAX_TELEMETRY_BACKLOG = 1 << 20;
+/** Connecting, the TLS handshake and the answer to the Upgrade request must all fit in this. */
+const CONNECT_TIMEOUT_MS = 5000;
 
 
 export interface ControlPlaneClientOptions {
@@ -99,8 +100,9 @@ export class ControlPlaneClient {
 
   private connect(): void {
     if (this.closed) return;
-    const mtls = this.mtlsRequest();
-    const req = mtls ?? request(new URL('/api/v1/stream', this.opts.url), { headers: { connection: 'Upgrade', upgrade: STREAM_PROTOCOL }, timeout: 5000 });
+    const mtls = this.mtlsOptions();
+    const url = new URL('/api/v1/stream', this.opts.url);
+    if (mtls !== null) url.protocol = 'https:';
     let upgraded = false;
     const retry = (why: string): void => {
       if (this.closed) return;
@@ -119,13 +121,7 @@ export class ControlPlaneClient {
       if (this.attempt === 1 || this.attempt % 5 === 0) this.opts.log(`control plane ${this.opts.url}: ${why}; retrying in ${Math.round(delay)} ms${this.configured ? ' (serving the last configuration meanwhile)' : ''}`);
       this.retryTimer = setTimeout(() => this.connect(), delay);
     };
-    req.on('timeout', () => req.destroy(new Error('connect timed out')));
-    req.on('error', (err) => retry((err as NodeJS.ErrnoException).code ?? err.message));
-    req.on('response', (res) => {
-      res.resume();
-      retry(`refused the stream with HTTP ${res.statusCode}`);
-    });
-    req.on('upgrade', (_res, socket, head) => {
+    const onUpgrade = (socket: Socket, head: Buffer): void => {
       upgraded = true;
       this.socket = socket;
       this.secure = mtls !== null;
@@ -194,31 +190,29 @@ export class ControlPlaneClient {
         ...(this.opts.identity != null ? { ...(mtls === null ? { token: this.opts.identity.token } : {}), csr: this.opts.identity.holder.newCsr(null) } : {}),
       });
       drainLines();
-    });
-    req.end();
+      socket.resume();
+    };
+    upgradeRequest({ url, method: 'GET', timeoutMs: CONNECT_TIMEOUT_MS, tls: mtls }, STREAM_PROTOCOL).then(
+      (res) => {
+        if (!('socket' in res)) retry(`refused the stream with HTTP ${res.status}`);
+        else if (this.closed) res.socket.destroy();
+        else onUpgrade(res.socket, res.rest);
+      },
+      (err: Error) => retry(err instanceof HttpClientError ? err.message : ((err as NodeJS.ErrnoException).code ?? err.message)),
+    );
   }
 
   /**
-   * A request for the stream over mutual TLS, when this proxy holds a certificate that has not expired;
+   * TLS settings for the stream over mutual TLS, when this proxy holds a certificate that has not expired;
    * null otherwise (then the token opens a plaintext stream). The server must prove the control plane's identity
    * in this proxy's trust domain, with a chain to a root of the proxy's bundle.
    */
-  private mtlsRequest(): ClientRequest | null {
+  private mtlsOptions(): ClientTls | null {
     const holder = this.opts.identity?.holder;
     const tls = holder?.tlsOptions() ?? null;
     const id = holder?.spiffeId === null || holder?.spiffeId === undefined ? null : parseSpiffeId(holder.spiffeId);
     if (holder === undefined || tls === null || id === null || (holder.secondsLeft() ?? 0) <= 0) return null;
-    const expected = controlPlaneId(id.trustDomain);
-    const url = new URL('/api/v1/stream', this.opts.url);
-    url.protocol = 'https:';
-    return httpsRequest(url, {
-      headers: { connection: 'Upgrade', upgrade: STREAM_PROTOCOL },
-      timeout: 5000,
-      agent: false,
-      ...tls,
-      minVersion: 'TLSv1.3',
-      checkServerIdentity: expectSpiffeId(expected),
-    });
+    return { ...tls, minVersion: 'TLSv1.3', checkServerIdentity: expectSpiffeId(controlPlaneId(id.trustDomain)) };
   }
 
   private send(msg: ProxyMessage): void {

@@ -14,7 +14,7 @@ import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js'
 import {
   ChunkedDecoder, ParseError, defaultHeadLimits, findHeadEnd, parseResponseHead, type ResponseHead,
 } from './parse.js';
-import { BODYLESS_RESPONSE_FRAMING, RESPONSE_FRAMING, headerLines, stripHopByHop, upgradeValue, writeChunk, writeLastChunk } from './wire.js';
+import { BODYLESS_RESPONSE_FRAMING, JOIN_BODY_MAX, RESPONSE_FRAMING, headerLines, stripHopByHop, upgradeValue, writeChunk, writeHeadAndBody, writeLastChunk } from './wire.js';
 
 /** Settings of one endpoint's pool. */
 export interface PoolOptions {
@@ -87,8 +87,9 @@ export class Http1Pool {
       // A connection found stale (closed by the server while idle) is dropped and the next one tried.
       for (;;) {
         let conn = this.idle.pop();
-        if (conn !== undefined && !conn.secure && this.opts.tls != null && this.opts.tls.context() !== null) {
-          // Opened in plaintext before this proxy had its certificate: a STRICT peer refuses it now.
+        if (conn !== undefined && this.opts.tls != null && conn.context !== this.opts.tls.context()) {
+          // Opened before this proxy's certificate (or its roots) changed, or in plaintext before it had
+          // one: a new connection presents the current certificate, as the peer would require.
           conn.destroy();
           continue;
         }
@@ -129,6 +130,7 @@ export class Http1Pool {
 
   /** The last TLS session with this endpoint, for resumption (a 1-RTT handshake without signatures). */
   private tlsSession: Buffer | undefined;
+  private tlsSessionContext: SecureContext | null = null;
 
   /**
    * Waits, under the cluster's `maxConnections`, until a connection of this pool is released to this
@@ -214,8 +216,10 @@ export class Http1Pool {
     if (context === null) {
       const socket = connect({ host: this.host, port: this.port, noDelay: true });
       socket.once('close', this.onConnectionClose);
-      return this.established(socket, 'connect', (err) => new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} failed: ${err.code ?? err.message}`));
+      return this.established(socket, null, (err) => new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} failed: ${err.code ?? err.message}`));
     }
+    // A session resumed under an older certificate would present that certificate's identity.
+    if (this.tlsSessionContext !== context) this.tlsSession = undefined;
     const expected = this.opts.tls!.peerIdentity;
     let wrongPeer: string | null = null;
     const socket = tlsConnect({
@@ -230,8 +234,9 @@ export class Http1Pool {
     socket.setNoDelay(true);
     socket.on('session', (s: Buffer) => {
       this.tlsSession = s;
+      this.tlsSessionContext = context;
     });
-    return this.established(socket, 'secureConnect', (err) => {
+    return this.established(socket, context, (err) => {
       if (err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') {
         return new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} failed: ${err.code}`);
       }
@@ -241,18 +246,18 @@ export class Http1Pool {
     });
   }
 
-  /** Resolves once `socket` emits `ready` (connected, or handshake done), within the connect timeout. */
-  private established(socket: Socket, ready: 'connect' | 'secureConnect', failure: (err: NodeJS.ErrnoException) => MeshError): Promise<UpstreamConnection> {
+  /** Resolves once `socket` is connected (plaintext: `context` null) or its handshake done, within the connect timeout. */
+  private established(socket: Socket, context: SecureContext | null, failure: (err: NodeJS.ErrnoException) => MeshError): Promise<UpstreamConnection> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         socket.destroy();
         this.connectFailures++;
         reject(new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} timed out after ${this.opts.connectTimeoutMs} ms`));
       }, this.opts.connectTimeoutMs);
-      socket.once(ready, () => {
+      socket.once(context === null ? 'connect' : 'secureConnect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
-        resolve(new UpstreamConnection(socket, this));
+        resolve(new UpstreamConnection(socket, this, context));
       });
       socket.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
@@ -346,13 +351,13 @@ class UpstreamConnection {
   /** The `Upgrade` value sent with the request in flight, or null. */
   private upgrade: string | null = null;
 
-  /** Mutual TLS (false: plaintext). */
-  readonly secure: boolean;
+  /** The client context of its mutual TLS (null: plaintext). */
+  readonly context: SecureContext | null;
 
-  constructor(socket: Socket, pool: Http1Pool) {
+  constructor(socket: Socket, pool: Http1Pool, context: SecureContext | null) {
     this.socket = socket;
     this.pool = pool;
-    this.secure = (socket as Socket & { encrypted?: boolean }).encrypted === true;
+    this.context = context;
     socket.on('data', this.onDataListener);
     socket.on('error', this.onErrorListener);
     socket.on('close', this.onCloseListener);
@@ -465,6 +470,13 @@ class UpstreamConnection {
       socket.write(`${s}\r\n`, 'latin1');
       return;
     }
+    const whole = !chunked && body.length <= JOIN_BODY_MAX ? body.takeWhole() : null;
+    if (whole !== null) {
+      writeHeadAndBody(socket, s, whole);
+      this.requestDone = true;
+      this.maybeRelease();
+      return;
+    }
     socket.cork();
     socket.write(`${s}\r\n`, 'latin1');
     let waiting = false;
@@ -495,7 +507,10 @@ class UpstreamConnection {
       },
     };
     body.pipe(sink);
-    if (!body.done) process.nextTick(() => socket.uncork());
+    // Flush the head with the first bytes, but never hold them past this tick. A sink already full
+    // (a complete body over the high-water mark) waits for a 'drain' only an uncorked socket emits.
+    if (waiting) socket.uncork();
+    else if (!body.done) process.nextTick(() => socket.uncork());
   }
 
   private onData(chunk: Buffer): void {

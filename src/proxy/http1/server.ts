@@ -4,7 +4,7 @@
  * in the buffer (the socket is paused) until the response before them is complete.
  */
 import type { Socket } from 'node:net';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES } from './status.js';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { MeshError } from '../../core/errors.js';
@@ -14,7 +14,7 @@ import { joinSockets } from '../tcp/join.js';
 import { abortContext } from '../message.js';
 import { meshErrorResponse, toMeshError } from '../local-reply.js';
 import { ChunkedDecoder, ParseError, findHeadEnd, parseRequestHead, type HeadLimits, type RequestHead } from './parse.js';
-import { REQUEST_FRAMING, REQUEST_FRAMING_HTTP10, requestedUpgrade, stripHopByHop, writeChunk, writeLastChunk } from './wire.js';
+import { JOIN_BODY_MAX, REQUEST_FRAMING, REQUEST_FRAMING_HTTP10, requestedUpgrade, stripHopByHop, writeChunk, writeHeadAndBody, writeLastChunk } from './wire.js';
 
 /** Per-listener settings of the HTTP/1.1 server side. */
 export interface Http1ServerOptions {
@@ -450,6 +450,13 @@ export class Http1ServerConnection {
       this.finish(ctx, status);
       return;
     }
+    const whole = body.length >= 0 && body.length <= JOIN_BODY_MAX ? body.takeWhole() : null;
+    if (whole !== null) {
+      ctx.bytesSent += whole.length;
+      writeHeadAndBody(socket, s, whole);
+      this.finish(ctx, status);
+      return;
+    }
     socket.cork();
     socket.write(s + '\r\n', 'latin1');
     let waitingDrain = false;
@@ -481,8 +488,10 @@ export class Http1ServerConnection {
       },
     };
     body.pipe(sink);
-    // Flush the head with the first bytes, but never hold them past this tick.
-    if (!body.done) process.nextTick(() => socket.uncork());
+    // Flush the head with the first bytes, but never hold them past this tick. A sink already full
+    // (a complete body over the high-water mark) waits for a 'drain' only an uncorked socket emits.
+    if (waitingDrain) socket.uncork();
+    else if (!body.done) process.nextTick(() => socket.uncork());
   }
 
   /**

@@ -34,6 +34,27 @@ export function stripHopByHop(headers: string[], connection: readonly string[] |
   headers.length = w;
 }
 
+/** Bodies up to this size that are complete when their head is written go out in the head's write. */
+export const JOIN_BODY_MAX = 16 * 1024;
+
+/**
+ * Writes a head (its lines, without the blank line) and a complete body of known length in one
+ * write: one buffer, not a corked pair that goes out as a writev from the next tick.
+ */
+export function writeHeadAndBody(socket: Socket, head: string, body: Buffer): void {
+  if (body.length === 0) {
+    socket.write(`${head}\r\n`, 'latin1');
+    return;
+  }
+  const n = head.length + 2;
+  const out = Buffer.allocUnsafe(n + body.length);
+  out.write(head, 0, 'latin1');
+  out[n - 2] = 0x0d;
+  out[n - 1] = 0x0a;
+  body.copy(out, n);
+  socket.write(out);
+}
+
 /** Writes one chunk of a chunked body; returns the socket's backpressure verdict. */
 export function writeChunk(socket: Socket, chunk: Buffer): boolean {
   if (chunk.length === 0) return true;

@@ -133,6 +133,9 @@ export class Http2Pool {
   private session: ClientHttp2Session | null = null;
   private connecting: Promise<ClientHttp2Session> | null = null;
   private tlsSession: Buffer | undefined;
+  private tlsSessionContext: SecureContext | null = null;
+  /** The client context `session` was opened with (null: plaintext). */
+  private sessionContext: SecureContext | null = null;
   private closed = false;
   /** CONNECT streams open on the session (TCP tunnels): they keep it from closing when idle. */
   private tunnels = 0;
@@ -177,8 +180,9 @@ export class Http2Pool {
   private sessionFor(): Promise<ClientHttp2Session> {
     const s = this.session;
     if (s !== null && !s.closed && !s.destroyed) {
-      // Opened in plaintext before this proxy had its certificate: mTLS from now on (it drains).
-      if (!s.encrypted && this.opts.tls != null && this.opts.tls.context() !== null) {
+      // Opened before this proxy's certificate (or its roots) changed, or in plaintext before it had
+      // one: it drains, and a new session presents the current certificate.
+      if (this.opts.tls != null && this.sessionContext !== this.opts.tls.context()) {
         this.session = null;
         s.close();
       } else {
@@ -193,6 +197,8 @@ export class Http2Pool {
     const context = this.opts.tls?.context() ?? null;
     const expected = this.opts.tls?.peerIdentity ?? '';
     let wrongPeer: string | null = null;
+    // A session resumed under an older certificate would present that certificate's identity.
+    if (this.tlsSessionContext !== context) this.tlsSession = undefined;
     return new Promise((resolve, reject) => {
       const secure = context !== null;
       const session = h2Connect(`${secure ? 'https' : 'http'}://${this.key}`, {
@@ -210,7 +216,10 @@ export class Http2Pool {
             checkServerIdentity: expectSpiffeId(expected, (presented) => (wrongPeer = presented)),
           });
           socket.setNoDelay(true);
-          socket.on('session', (t: Buffer) => (this.tlsSession = t));
+          socket.on('session', (t: Buffer) => {
+            this.tlsSession = t;
+            this.tlsSessionContext = context;
+          });
           return socket;
         },
       });
@@ -247,7 +256,10 @@ export class Http2Pool {
         });
         session.unref();
         if (this.closed) session.close();
-        else this.session = session;
+        else {
+          this.session = session;
+          this.sessionContext = context;
+        }
         resolve(session);
       });
     });

@@ -10,7 +10,7 @@ import { connect as netConnect, createServer as createNetServer, type AddressInf
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { H2Connection, type H2ConnectionOptions, type H2Stream } from './connection.js';
+import { H2Connection, H2HeadTooLarge, headerListSize, type H2ConnectionOptions, type H2Stream } from './connection.js';
 import { CLIENT_PREFACE, ErrorCode, Flag, FrameReader, FrameType, writeFrameHeader } from './frames.js';
 import { HpackDecoder, HpackEncoder } from './hpack.js';
 
@@ -759,8 +759,8 @@ test('raw: more connection and stream state errors', async () => {
   await expectGoaway(frame(FrameType.PUSH_PROMISE, Flag.END_HEADERS, 1, [0, 0, 0, 2, ...GET_BLOCK]), ErrorCode.PROTOCOL_ERROR, /PUSH_PROMISE/);
   await expectGoaway(frame(FrameType.WINDOW_UPDATE, 0, 5, u32(100)), ErrorCode.PROTOCOL_ERROR, /idle stream 5/);
   await expectGoaway(frame(FrameType.RST_STREAM, 0, 7, u32(8)), ErrorCode.PROTOCOL_ERROR, /idle stream 7/);
-  // A lower id with END_STREAM could be trailers on a stream reset long ago (ignored); without it, not.
-  await expectGoaway(Buffer.concat([head(3), frame(FrameType.HEADERS, Flag.END_HEADERS, 1, GET_BLOCK)]), ErrorCode.PROTOCOL_ERROR, /closed stream 1/);
+  // A lower id the client skipped was never open: a HEADERS there opens it out of order.
+  await expectGoaway(Buffer.concat([head(3), frame(FrameType.HEADERS, Flag.END_HEADERS, 1, GET_BLOCK)]), ErrorCode.PROTOCOL_ERROR, /opens stream 1, lower than stream 3/);
   await expectGoaway(Buffer.concat([head(1), frame(FrameType.DATA, 0, 1, [1])]), ErrorCode.STREAM_CLOSED, /after both sides ended/);
   await expectGoaway(frame(FrameType.PING, 0, 0, [1, 2, 3]), ErrorCode.FRAME_SIZE_ERROR, /PING frame of 3 bytes/);
   await expectGoaway(frame(FrameType.SETTINGS, 0, 0, [0, 4, ...u32(0x80000000)]), ErrorCode.FLOW_CONTROL_ERROR, /INITIAL_WINDOW_SIZE/);
@@ -1143,6 +1143,11 @@ test('trailers on a stream we reset long ago (out of the closed ring) are ignore
     await until(() => peer.frames.some((f) => f.type === FrameType.HEADERS && f.id === 603) || peer.closed(), 2000, 'answer to 603');
     assert.deepEqual(goaways(peer.frames), []);
     assert.equal(peer.closed(), false);
+    // A HEADERS without END_STREAM there cannot be trailers: a connection error.
+    peer.send(frame(FrameType.HEADERS, Flag.END_HEADERS, 1, GET_BLOCK));
+    const g = await peer.goaway();
+    assert.equal(g.code, ErrorCode.PROTOCOL_ERROR);
+    assert.match(g.debug, /without END_STREAM on closed stream 1/);
   } finally {
     peer.socket.destroy();
     await srv.close();
@@ -1266,6 +1271,124 @@ test('a flush past 16 KB joins small frames: a burst of 200 small answers takes 
     assert.ok(writes <= 10, `${writes} writes`);
   } finally {
     peer.socket.destroy();
+    await srv.close();
+  }
+});
+
+// ---- ids the client skipped, SETTINGS timeout, the peer's header list limit ---------------------
+
+test('a HEADERS on a stream id the client skipped is a connection error (RFC 9113 5.1.1), with END_STREAM too; DATA there is a stream error', async () => {
+  const head = (id: number): Buffer => frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, id, GET_BLOCK);
+  // With END_STREAM it cannot be told from late trailers by the closed ring alone: 1 was never opened.
+  await expectGoaway(Buffer.concat([head(3), head(1)]), ErrorCode.PROTOCOL_ERROR, /opens stream 1, lower than stream 3/);
+  const srv = await serve(ok200);
+  const peer = await rawPeer(srv.port);
+  try {
+    // 1 and 7 opened (3 and 5 skipped); DATA on 5 is answered RST_STREAM STREAM_CLOSED, the
+    // connection goes on; then a HEADERS with END_STREAM on 3 ends it.
+    peer.send(Buffer.concat([head(1), head(7), frame(FrameType.DATA, Flag.END_STREAM, 5, [1, 2])]));
+    await until(() => rstOf(peer.frames, 5) !== undefined, 2000, 'RST_STREAM on 5');
+    assert.equal(rstOf(peer.frames, 5), ErrorCode.STREAM_CLOSED);
+    peer.send(head(9));
+    await until(() => peer.frames.some((f) => f.type === FrameType.HEADERS && f.id === 9), 2000, 'answer to 9');
+    assert.deepEqual(goaways(peer.frames), []);
+    peer.send(head(3));
+    const g = await peer.goaway();
+    assert.equal(g.code, ErrorCode.PROTOCOL_ERROR);
+    assert.equal(g.last, 9);
+    assert.match(g.debug, /opens stream 3, lower than stream 9/);
+    console.log(`# skipped ids: DATA on 5 got RST_STREAM ${String(rstOf(peer.frames, 5))}, HEADERS on 3 got GOAWAY ${g.code} (last ${g.last})`);
+  } finally {
+    peer.socket.destroy();
+    await srv.close();
+  }
+});
+
+test('SETTINGS not acknowledged within settingsTimeoutMs: GOAWAY SETTINGS_TIMEOUT, server and client roles; an ACK stops the timer', async () => {
+  const srv = await serve(ok200, { settingsTimeoutMs: 200 });
+  const silent = await rawPeer(srv.port); // never acknowledges our SETTINGS
+  const acking = await rawPeer(srv.port);
+  try {
+    acking.send(frame(FrameType.SETTINGS, Flag.ACK, 0));
+    const t0 = Date.now();
+    const g = await silent.goaway(3000);
+    const took = Date.now() - t0;
+    assert.equal(g.code, ErrorCode.SETTINGS_TIMEOUT);
+    assert.match(g.debug, /not acknowledged within 200 ms/);
+    await delay(200);
+    assert.equal(acking.closed(), false, 'a peer that acknowledged stays');
+    acking.send(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, GET_BLOCK));
+    await until(() => acking.frames.some((f) => f.type === FrameType.HEADERS && f.id === 1), 2000, 'answer');
+    console.log(`# settings timeout (server): GOAWAY ${g.code} after ${took} ms; the acknowledging peer still served`);
+  } finally {
+    silent.socket.destroy();
+    acking.socket.destroy();
+    await srv.close();
+  }
+  // Client role: a server that sends its SETTINGS but never acknowledges ours.
+  const frames: RawFrame[] = [];
+  const sockets: Socket[] = [];
+  const raw = createNetServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+    const reader = new FrameReader((type, flags, id, payload) => frames.push({ type, flags, id, payload: Buffer.from(payload) }), 1 << 24);
+    let preface = CLIENT_PREFACE.length;
+    socket.on('data', (c: Buffer) => {
+      const skip = Math.min(preface, c.length);
+      preface -= skip;
+      if (skip < c.length) reader.push(c.subarray(skip));
+    });
+    socket.write(frame(FrameType.SETTINGS, 0, 0));
+  });
+  await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+  try {
+    const t0 = Date.now();
+    const { closed } = await ourClient((raw.address() as AddressInfo).port, undefined, { settingsTimeoutMs: 150 });
+    const err = await closed;
+    const took = Date.now() - t0;
+    assert.match(String(err), /not acknowledged within 150 ms/);
+    await until(() => frames.some((f) => f.type === FrameType.GOAWAY), 2000, 'GOAWAY at the server');
+    const g = frames.find((f) => f.type === FrameType.GOAWAY);
+    assert.equal(g?.payload.readUInt32BE(4), ErrorCode.SETTINGS_TIMEOUT);
+    assert.ok(took >= 140 && took < 2000, `${took} ms`);
+    console.log(`# settings timeout (client): closed after ${took} ms with GOAWAY SETTINGS_TIMEOUT`);
+  } finally {
+    for (const s of sockets) s.destroy();
+    raw.close();
+  }
+});
+
+test("the peer's SETTINGS_MAX_HEADER_LIST_SIZE: request() and respond() throw H2HeadTooLarge and send nothing; trailers over it reset the stream", async () => {
+  let seen = 0;
+  const big = 'x'.repeat(1500);
+  const srv = await serve((s, f) => {
+    seen++;
+    const path = f[f.indexOf(':path') + 1];
+    if (path === '/big-head') {
+      // The client announced 1024: the head is refused before anything goes out.
+      assert.throws(() => s.respond([':status', '200', 'x-big', big], true), (e: unknown) => e instanceof H2HeadTooLarge && e.limit === 1024 && /over the peer's SETTINGS_MAX_HEADER_LIST_SIZE of 1024/.test(e.message));
+      assert.equal(s.sentHead, false);
+      s.respond([':status', '500', 'x-why', 'head too large'], true);
+    } else if (path === '/big-trailers') {
+      s.respond([':status', '200'], false);
+      s.end(Buffer.from('body'), ['x-big', big]);
+    } else s.respond([':status', '200'], true);
+  }, { settings: { maxHeaderListSize: 1024 } });
+  try {
+    const { conn } = await ourClient(srv.port, undefined, { settings: { maxHeaderListSize: 1024 } });
+    assert.equal(conn.peerMaxHeaderListSize, 1024);
+    const fields = [':method', 'GET', ':scheme', 'http', ':authority', 'a', ':path', '/', 'x-big', big];
+    assert.throws(() => conn.request(fields, true), (e: unknown) => e instanceof H2HeadTooLarge && e.size === headerListSize(fields) && e.size > 1024);
+    const a = await ourRequest(conn, GET('/big-head'), null);
+    assert.equal(a.fields[1], '500');
+    assert.equal(seen, 1, 'the refused request never reached the server');
+    const t = await ourRequest(conn, GET('/big-trailers'), null).then(() => -1, (e: { code: number }) => e.code);
+    assert.equal(t, ErrorCode.INTERNAL_ERROR);
+    // Ids were not used up by the refused request: the streams so far are 1 and 3, the next is 5.
+    assert.equal(conn.request(GET('/'), true).id, 5);
+    console.log(`# peer header list limit 1024: a ${headerListSize(fields)}-byte request head not sent, a big response head replaced by 500, big trailers reset (${t})`);
+    conn.destroy();
+  } finally {
     await srv.close();
   }
 });

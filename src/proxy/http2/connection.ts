@@ -57,9 +57,16 @@ export interface H2ConnectionOptions {
   settings?: Partial<H2Settings>;
   /** Our connection-level receive window (default 4 MiB), announced with a WINDOW_UPDATE at start. */
   connectionWindowSize?: number;
+  /** How long the peer has to acknowledge our SETTINGS before the connection is closed with
+   *  SETTINGS_TIMEOUT (RFC 9113 6.5.3); default DEFAULT_SETTINGS_TIMEOUT_MS, 0: no limit. */
+  settingsTimeoutMs?: number;
   /** Server: a new stream's complete head arrived (fields flat, pseudo-headers included and
    *  checked per RFC 9113 8.3.1). endStream: no body follows, and onEnd will not be called. */
   onStream?: (stream: H2Stream, fields: string[], endStream: boolean) => void;
+  /** Server: a new stream's head was over our SETTINGS_MAX_HEADER_LIST_SIZE (decoded and dropped):
+   *  the caller answers it (431). Without it, a bare 431 is sent. endStream: no body follows; one
+   *  that does is read and dropped. */
+  onHeadTooLarge?: (stream: H2Stream, endStream: boolean) => void;
   /** The peer's SETTINGS were applied (the first time: the connection is established). */
   onSettings?: () => void;
   /** The peer sent GOAWAY (client: stop opening streams on this connection). */
@@ -82,6 +89,31 @@ export const DEFAULT_SETTINGS: Readonly<H2Settings> = {
  *  that paused streams hold past PAUSED_CREDIT: so one connection's paused streams hold at most
  *  this plus PAUSED_CREDIT. */
 export const DEFAULT_CONNECTION_WINDOW = 4 << 20;
+/** How long the peer has to acknowledge our SETTINGS by default (nghttp2 and Envoy allow 10 s too). */
+export const DEFAULT_SETTINGS_TIMEOUT_MS = 10_000;
+
+/** A head (or trailers) we were asked to send is larger than the peer's SETTINGS_MAX_HEADER_LIST_SIZE
+ *  (RFC 9113 6.5.2: names + values + 32 per field): it was not sent, and nothing else changed. */
+export class H2HeadTooLarge extends Error {
+  /** The head's size as RFC 9113 counts it. */
+  readonly size: number;
+  /** The peer's SETTINGS_MAX_HEADER_LIST_SIZE. */
+  readonly limit: number;
+  constructor(what: string, size: number, limit: number) {
+    super(`${what} is ${size} bytes as HTTP/2 counts it (names + values + 32 per field), over the peer's SETTINGS_MAX_HEADER_LIST_SIZE of ${limit}`);
+    this.name = 'H2HeadTooLarge';
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/** The size of a flat field list as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 6.5.2):
+ *  the octets of every name and value (the strings are latin1) plus 32 per field. */
+export function headerListSize(fields: readonly string[]): number {
+  let n = 16 * fields.length;
+  for (let i = 0; i < fields.length; i++) n += fields[i]!.length;
+  return n;
+}
 
 /** The protocol's initial window for both sides until SETTINGS say otherwise. */
 const SPEC_WINDOW = 65535;
@@ -105,6 +137,9 @@ const MAX_EMPTY_DATA = 1000;
 const MAX_CONTINUATIONS = 128;
 /** Recently closed streams remembered, to tell late frames (ignored) from protocol errors. */
 const CLOSED_RING = 256;
+/** Runs of stream ids the peer skipped (never opened) remembered, to tell a HEADERS opening a
+ *  stream below one already opened (a connection error) from late trailers of a closed stream. */
+const SKIPPED_RING = 64;
 /** Bytes paused streams may hold (delivered while paused) whose connection window is returned at
  *  once, so a few paused streams never stall the others; past it, only on resume() or close. */
 const PAUSED_CREDIT = 1 << 20;
@@ -190,7 +225,8 @@ export class H2Stream {
     return this.done;
   }
 
-  /** Server: sends the response head (HEADERS + CONTINUATION as needed); also 1xx interim heads. */
+  /** Server: sends the response head (HEADERS + CONTINUATION as needed); also 1xx interim heads.
+   *  Throws H2HeadTooLarge, sending nothing, when the head is over the peer's header list limit. */
   respond(fields: readonly string[], endStream: boolean): void {
     if (this.done) return;
     const conn = this.conn;
@@ -199,6 +235,7 @@ export class H2Stream {
     const status = fields[0] === ':status' ? fields[1]! : '';
     const interim = status.length === 3 && status.charCodeAt(0) === 0x31; // 1xx
     if (interim && endStream) throw new Error(`stream ${this.id}: a ${status} interim head cannot end the stream`);
+    conn.checkHead(fields, `the ${status} response head of stream ${this.id}`);
     if (!interim) this.headSent = true;
     if (endStream) this.endPending = this.endSent = true;
     conn.sendHeaders(this.id, fields, endStream);
@@ -225,10 +262,15 @@ export class H2Stream {
   }
 
   /** Ends our side: optional last chunk, then trailers (HEADERS with END_STREAM) or END_STREAM on
-   *  the last DATA frame (an empty one when nothing is queued). */
+   *  the last DATA frame (an empty one when nothing is queued). Trailers over the peer's header list
+   *  limit reset the stream (INTERNAL_ERROR) instead: the head is out, no answer can replace them. */
   end(chunk?: Buffer | null, trailers?: readonly string[] | null): void {
     if (this.done || this.endPending) return;
     if (!this.headSent) throw new Error(`stream ${this.id}: end() before the response head`);
+    if (trailers != null && trailers.length > 0 && headerListSize(trailers) > this.conn.peerMaxHeaderListSize) {
+      this.reset(ErrorCode.INTERNAL_ERROR);
+      return;
+    }
     if (chunk != null && chunk.length > 0) {
       const q = this.queue;
       if (q === null) this.queue = [chunk];
@@ -278,6 +320,8 @@ export class H2Connection {
   private peerInitialWindow = SPEC_WINDOW;
   private peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
   private peerMaxStreams = 100; // assumed until the peer's SETTINGS (as nghttp2 does)
+  /** The peer's SETTINGS_MAX_HEADER_LIST_SIZE (unlimited until it names one). */
+  private peerMaxHeaderList = Infinity;
   private peerSettingsSeen = false;
   /** The receive window a new stream starts with: until the peer acknowledged our SETTINGS it may
    *  still use the protocol's 65,535, so never less than that. */
@@ -348,6 +392,11 @@ export class H2Connection {
   private readonly closedIds = new Int32Array(CLOSED_RING);
   private readonly closedHow = new Uint8Array(CLOSED_RING);
   private closedNext = 0;
+  /** Skipped id runs as [first, last] pairs (odd ids, so the zeroed pairs match nothing). */
+  private readonly skippedIds = new Int32Array(2 * SKIPPED_RING);
+  private skippedNext = 0;
+  /** Until the peer acknowledges our SETTINGS (RFC 9113 6.5.3). */
+  private settingsTimer: NodeJS.Timeout | null = null;
 
   constructor(socket: Socket | TLSSocket, opts: H2ConnectionOptions) {
     this.socket = socket;
@@ -378,6 +427,8 @@ export class H2Connection {
     settings.push([SettingId.MAX_HEADER_LIST_SIZE, local.maxHeaderListSize]);
     this.out(settingsFrame(settings));
     if (this.connWindow > SPEC_WINDOW) this.out(windowUpdateFrame(0, this.connWindow - SPEC_WINDOW));
+    const settingsTimeout = opts.settingsTimeoutMs ?? DEFAULT_SETTINGS_TIMEOUT_MS;
+    if (settingsTimeout > 0) this.settingsTimer = setTimeout(() => this.onSettingsTimeout(settingsTimeout), settingsTimeout).unref();
 
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
@@ -396,6 +447,12 @@ export class H2Connection {
   /** The peer's MAX_CONCURRENT_STREAMS (100 assumed until its SETTINGS arrive). */
   get peerMaxConcurrentStreams(): number {
     return this.peerMaxStreams;
+  }
+
+  /** The peer's SETTINGS_MAX_HEADER_LIST_SIZE (Infinity until it names one): heads we send must
+   *  fit (headerListSize), else request()/respond() throw H2HeadTooLarge. */
+  get peerMaxHeaderListSize(): number {
+    return this.peerMaxHeaderList;
   }
 
   /** No new streams may be opened (GOAWAY either way, the peer's side of the socket ended, or closed). */
@@ -428,13 +485,14 @@ export class H2Connection {
   }
 
   /** Client: opens a stream and sends its head. Throws when closed/going away or at the peer's
-   *  MAX_CONCURRENT_STREAMS. */
+   *  MAX_CONCURRENT_STREAMS, and H2HeadTooLarge (no stream opened) over its header list limit. */
   request(fields: readonly string[], endStream: boolean): H2Stream {
     if (this.isServer) throw new Error('request() is for the client role');
     if (this.closed) throw new Error(this.dead ? 'the HTTP/2 connection is closed' : 'the HTTP/2 connection is going away');
     if (this.streams.size >= this.peerMaxStreams) {
       throw new Error(`the peer's SETTINGS_MAX_CONCURRENT_STREAMS (${this.peerMaxStreams}) is reached`);
     }
+    this.checkHead(fields, 'the request head');
     const id = this.nextStreamId;
     if (id > MAX_WINDOW_SIZE) throw new Error('stream ids of this HTTP/2 connection are used up');
     this.nextStreamId = id + 2;
@@ -479,6 +537,21 @@ export class H2Connection {
     this.closeAll(err ? ErrorCode.INTERNAL_ERROR : ErrorCode.CANCEL);
     this.socket.destroy();
     this.reportClose(err ?? null);
+  }
+
+  /** @internal Throws H2HeadTooLarge when `fields` are over the peer's SETTINGS_MAX_HEADER_LIST_SIZE. */
+  checkHead(fields: readonly string[], what: string): void {
+    const limit = this.peerMaxHeaderList;
+    if (limit === Infinity) return;
+    const size = headerListSize(fields);
+    if (size > limit) throw new H2HeadTooLarge(what, size, limit);
+  }
+
+  private onSettingsTimeout(ms: number): void {
+    this.settingsTimer = null;
+    if (this.dead || this.settingsAcked) return;
+    const err = new H2Error(ErrorCode.SETTINGS_TIMEOUT, `our SETTINGS were not acknowledged within ${ms} ms`);
+    this.connectionError(err.code, err.message, err);
   }
 
   // ---- Frames in -------------------------------------------------------------------------------
@@ -625,7 +698,12 @@ export class H2Connection {
       return this.frameOnClosed(id, endStream);
     }
     if ((id & 1) === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `HEADERS frame opens stream ${id}: a client's stream ids are odd`);
-    if (id <= this.lastPeerStreamId) return this.frameOnClosed(id, endStream);
+    const last = this.lastPeerStreamId;
+    if (id <= last) return this.frameOnClosed(id, endStream);
+    // Ids the peer skips are closed implicitly (RFC 9113 5.1.1): remembered, so a HEADERS on one
+    // later can be told from late trailers. Clients rarely skip, so this is rarely more than a compare.
+    const next = last === 0 ? 1 : last + 2;
+    if (id !== next) this.noteSkipped(next, id - 2);
     this.lastPeerStreamId = id;
     // Past our GOAWAY's last stream: ignored, not answered (RFC 9113 6.8), so a peer that keeps
     // opening streams while not reading makes us write nothing.
@@ -640,10 +718,13 @@ export class H2Connection {
     this.streams.set(id, s);
     s.headReceived = true;
     if (fields === null) {
-      // Larger than our SETTINGS_MAX_HEADER_LIST_SIZE: answered, the connection goes on.
+      // Larger than our SETTINGS_MAX_HEADER_LIST_SIZE: answered (by the caller when it wants to),
+      // the connection goes on.
       s.remoteEnded = endStream;
       this.countReset();
-      s.respond([':status', '431'], true);
+      const tooLarge = this.opts.onHeadTooLarge;
+      if (tooLarge !== undefined) tooLarge(s, endStream);
+      else s.respond([':status', '431'], true);
       return;
     }
     if (this.selfDependent || checkRequestHead(fields, s) !== null) return this.resetStream(s, ErrorCode.PROTOCOL_ERROR, true);
@@ -691,6 +772,8 @@ export class H2Connection {
    * a protocol error. A stream closed too long ago to be remembered may be one we reset while the
    * peer was still sending (RFC 9113 5.1: its frames MUST be ignored): late DATA and trailers (a
    * HEADERS with END_STREAM) are ignored there; a HEADERS without END_STREAM cannot be trailers.
+   * An id the peer skipped was never open, so no frame on it can be late: a HEADERS there is an
+   * attempt to open it, a connection error.
    */
   private frameOnClosed(id: number, headersEnd: boolean | null): void {
     const what = headersEnd === null ? 'DATA' : 'HEADERS';
@@ -698,6 +781,12 @@ export class H2Connection {
       throw new H2Error(ErrorCode.PROTOCOL_ERROR, `${what} frame on idle stream ${id}`);
     }
     if (this.isServer && this.goawaySent && id > this.goawayLastId) return; // ignored after our GOAWAY
+    if (this.isServer && this.wasSkipped(id)) {
+      // Never opened: a HEADERS here opens a stream below one already opened, which RFC 9113
+      // 5.1.1 makes a connection error; DATA on a stream not open is a stream error (6.1).
+      if (headersEnd !== null) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `HEADERS frame opens stream ${id}, lower than stream ${this.lastPeerStreamId} opened before`);
+      return this.answer(rstStreamFrame(id, ErrorCode.STREAM_CLOSED));
+    }
     const how = this.closedState(id);
     if (how === CLOSED_BY_US) return;
     if (how === CLOSED_BY_PEER) return this.answer(rstStreamFrame(id, ErrorCode.STREAM_CLOSED));
@@ -738,6 +827,10 @@ export class H2Connection {
       if (payload.length !== 0) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, `SETTINGS ACK with a ${payload.length}-byte payload`);
       this.recvInitialWindow = this.local.initialWindowSize;
       this.settingsAcked = true;
+      if (this.settingsTimer !== null) {
+        clearTimeout(this.settingsTimer);
+        this.settingsTimer = null;
+      }
       return;
     }
     if (payload.length > 6 * MAX_SETTINGS_ENTRIES) {
@@ -763,6 +856,9 @@ export class H2Connection {
           break;
         case SettingId.MAX_FRAME_SIZE:
           this.peerMaxFrameSize = value;
+          break;
+        case SettingId.MAX_HEADER_LIST_SIZE:
+          this.peerMaxHeaderList = value;
           break;
       }
     }
@@ -902,6 +998,20 @@ export class H2Connection {
     this.closedIds[i] = id;
     this.closedHow[i] = how;
     this.closedNext = i + 1 === CLOSED_RING ? 0 : i + 1;
+  }
+
+  /** Stream ids `first`..`last` were skipped by the peer (the oldest run is forgotten past SKIPPED_RING). */
+  private noteSkipped(first: number, last: number): void {
+    const i = this.skippedNext;
+    this.skippedIds[2 * i] = first;
+    this.skippedIds[2 * i + 1] = last;
+    this.skippedNext = i + 1 === SKIPPED_RING ? 0 : i + 1;
+  }
+
+  private wasSkipped(id: number): boolean {
+    const runs = this.skippedIds;
+    for (let i = 0; i < runs.length; i += 2) if (id >= runs[i]! && id <= runs[i + 1]!) return true;
+    return false;
   }
 
   private closedState(id: number): number {
@@ -1207,6 +1317,10 @@ export class H2Connection {
   private reportClose(err: Error | null): void {
     if (this.closeReported) return;
     this.closeReported = true;
+    if (this.settingsTimer !== null) {
+      clearTimeout(this.settingsTimer);
+      this.settingsTimer = null;
+    }
     const cb = this.opts.onClose;
     if (cb === undefined) return;
     try {

@@ -3,7 +3,7 @@
 // two stay interchangeable (WEFT_HTTP2_ENGINE picks one per process).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { connect, constants, type Settings, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { MeshError } from '../../core/errors.js';
 import { Body } from '../body.js';
@@ -25,7 +25,7 @@ interface Served {
   exchanges: Exchange[];
   conns: Array<{ drain(): void }>;
   downstream: { close(): void };
-  client(): ClientHttp2Session;
+  client(settings?: Settings): ClientHttp2Session;
   close(): void;
 }
 type Engine = { name: string; make(handler: Handler, opts: Required<Options>, onExchange: (e: Exchange) => void): { accept(s: Socket, id: string | null): { drain(): void }; close(): void } };
@@ -54,8 +54,8 @@ async function serve(engine: Engine, handler: Handler, opts: Options = {}): Prom
     exchanges,
     conns,
     downstream,
-    client() {
-      const c = connect(`http://127.0.0.1:${port}`);
+    client(settings?: Settings) {
+      const c = connect(`http://127.0.0.1:${port}`, settings === undefined ? {} : { settings });
       c.on('error', () => {});
       clients.push(c);
       return c;
@@ -454,11 +454,48 @@ for (const engine of ENGINES) {
       try {
         const client = sv.client();
         const big = await exchange(client, { ':path': '/big', 'x-big': 'x'.repeat(4000) });
-        // node:http2 only announces the limit; Weft's engine answers 431 past it.
-        if (engine.name === 'weft') assert.equal(big.head[':status'], 431, `refused: ${JSON.stringify(big.head)} rst ${String(big.rstCode)}`);
+        // node:http2 only announces the limit; Weft's engine answers 431 past it, coded and counted
+        // like the HTTP/1.1 listener's 431.
+        if (engine.name === 'weft') {
+          assert.equal(big.head[':status'], 431, `refused: ${JSON.stringify(big.head)} rst ${String(big.rstCode)}`);
+          assert.equal(big.head['weft-error'], 'HEADERS_TOO_LARGE');
+          assert.match(JSON.parse(big.body.toString()).message as string, /larger than 2048 bytes/);
+          // With a body on the way too: answered the same, the body dropped.
+          const withBody = await exchange(client, { ':path': '/big', ':method': 'POST', 'x-big': 'x'.repeat(4000) }, Buffer.alloc(10_000));
+          assert.equal(withBody.head['weft-error'], 'HEADERS_TOO_LARGE');
+        }
         const ok = await exchange(client, { ':path': '/small' });
         assert.equal(ok.body.toString(), 'ok');
+        if (engine.name === 'weft') {
+          assert.deepEqual(sv.exchanges.map((e) => `${e.status} ${e.errorCode}`), ['431 HEADERS_TOO_LARGE', '431 HEADERS_TOO_LARGE', '200 ']);
+        }
         console.log(`# ${engine.name}: a 4 KB field over a 2 KB limit: status ${String(big.head[':status'])}, rst ${String(big.rstCode)}`);
+      } finally {
+        sv.close();
+      }
+    });
+
+    test("an answer whose head is over the client's SETTINGS_MAX_HEADER_LIST_SIZE becomes 502 HEADERS_OVER_PEER_LIMIT (gRPC: RESOURCE_EXHAUSTED)", { skip: engine.name !== 'weft' && 'node:http2 sends it regardless' }, async () => {
+      const sv = await serve(engine, async (req) => ({
+        status: 200,
+        headers: ['content-type', req.path === '/grpc' ? 'application/grpc' : 'text/plain', 'x-big', 'y'.repeat(3000)],
+        body: Body.of(Buffer.from('never sent')),
+      }));
+      try {
+        const client = sv.client({ maxHeaderListSize: 2048 });
+        const a = await exchange(client, { ':path': '/plain' });
+        assert.equal(a.head[':status'], 502, JSON.stringify(a.head));
+        assert.equal(a.head['weft-error'], 'HEADERS_OVER_PEER_LIMIT');
+        assert.match(JSON.parse(a.body.toString()).message as string, /response head is \d+ bytes .* over the client's SETTINGS_MAX_HEADER_LIST_SIZE of 2048/);
+        const g = await exchange(client, { ':path': '/grpc', ':method': 'POST', 'content-type': 'application/grpc' }, Buffer.alloc(5));
+        assert.equal(g.head[':status'], 200);
+        assert.equal(g.head['grpc-status'], '8');
+        assert.equal(g.head['weft-error'], 'HEADERS_OVER_PEER_LIMIT');
+        // A client that takes the head gets it.
+        const other = await exchange(sv.client(), { ':path': '/plain' });
+        assert.equal(other.body.toString(), 'never sent');
+        assert.deepEqual(sv.exchanges.map((e) => `${e.status} ${e.errorCode} ${e.grpcStatus}`), ['502 HEADERS_OVER_PEER_LIMIT ', '200 HEADERS_OVER_PEER_LIMIT 8', '200  ']);
+        console.log(`# weft: a ${3000 + 50}-ish byte response head to a client taking 2048: ${String(a.head[':status'])} ${String(a.head['weft-error'])}; gRPC status ${String(g.head['grpc-status'])}`);
       } finally {
         sv.close();
       }

@@ -19,7 +19,7 @@ import { requestTimeout } from '../filters/request-timeout.js';
 import { grpcTimeoutMs, isGrpc } from '../grpc.js';
 import { meshErrorGrpcTrailers } from '../local-reply.js';
 import { abortContext, getHeader, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
-import { H2Connection, type H2Stream } from './connection.js';
+import { H2Connection, headerListSize, type H2Stream } from './connection.js';
 import { ErrorCode } from './frames.js';
 import { CONNECTION_SPECIFIC } from './headers.js';
 import { badRequest, errorResponse } from './replies.js';
@@ -114,6 +114,7 @@ export class WeftHttp2ServerConnection {
       role: 'server',
       settings: { maxHeaderListSize: opts.maxHeaderListSize, enablePush: false, maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
       onStream: (stream, fields, endStream) => this.onStream(stream, fields, endStream),
+      onHeadTooLarge: (stream) => this.onHeadTooLarge(stream),
       onClose: () => this.onClosed(),
     });
     const idle = opts.idleTimeoutMs;
@@ -241,28 +242,8 @@ export class WeftHttp2ServerConnection {
     if (xffAt >= 0) headers[xffAt + 1] = `${headers[xffAt + 1]!}, ${address}`;
     else headers.push('x-forwarded-for', address);
 
-    const ctx: RequestContext = {
-      direction: opts.direction,
-      requestId,
-      clientAddress: address,
-      peerIdentity: this.peerIdentity,
-      start: performance.now(),
-      route: '',
-      destination: '',
-      upstreamHost: '',
-      abortHandlers: [],
-      // An `Expect: 100-continue` gets the upstream's interim answers, as on HTTP/1.1.
-      interim: expect !== undefined && expect.toLowerCase() === '100-continue' ? (status, f) => sendInterim(stream, status, f) : null,
-      errorCode: '',
-      aborted: null,
-      sourceService: '',
-      destinationIdentity: '',
-      bytesReceived: 0,
-      bytesSent: 0,
-      protocol: 'HTTP/2',
-      // Present from the start, so telemetry setting it later keeps every context one shape.
-      telemetry: undefined,
-    };
+    // An `Expect: 100-continue` gets the upstream's interim answers, as on HTTP/1.1.
+    const ctx = this.newContext(requestId, expect !== undefined && expect.toLowerCase() === '100-continue' ? (status, f) => sendInterim(stream, status, f) : null);
     const ex = new StreamExchange(this, stream, ctx, grpc, method === 'HEAD');
     stream.onClose = (code) => ex.closed(code);
     if (method === 'CONNECT' || authority === '' || path.charCodeAt(0) !== 0x2f) {
@@ -286,12 +267,53 @@ export class WeftHttp2ServerConnection {
       (err) => ex.send(errorResponse(ctx, err, grpc)),
     );
   }
+
+  /**
+   * A request head over maxHeaderListSize (the engine decoded and dropped it): answered 431
+   * HEADERS_TOO_LARGE and reported like every local answer, as the HTTP/1.1 listener does for a
+   * head over its limit. Nothing of the head is known, so no request id and no gRPC status.
+   */
+  private onHeadTooLarge(stream: H2Stream): void {
+    this.open++;
+    const ctx = this.newContext('', null);
+    const ex = new StreamExchange(this, stream, ctx, false, false);
+    stream.onClose = (code) => ex.closed(code);
+    const limit = this.downstream.opts.maxHeaderListSize;
+    ex.send(errorResponse(ctx, new MeshError('HEADERS_TOO_LARGE', `request header list larger than ${limit} bytes (names + values + 32 per field)`), false));
+  }
+
+  /** A new exchange's context; one literal, so every context has one shape. */
+  private newContext(requestId: string, interim: RequestContext['interim']): RequestContext {
+    return {
+      direction: this.downstream.opts.direction,
+      requestId,
+      clientAddress: this.address,
+      peerIdentity: this.peerIdentity,
+      start: performance.now(),
+      route: '',
+      destination: '',
+      upstreamHost: '',
+      abortHandlers: [],
+      interim,
+      errorCode: '',
+      aborted: null,
+      sourceService: '',
+      destinationIdentity: '',
+      bytesReceived: 0,
+      bytesSent: 0,
+      protocol: 'HTTP/2',
+      // Present from the start, so telemetry setting it later keeps every context one shape.
+      telemetry: undefined,
+    };
+  }
 }
 
 /** An interim (1xx) answer on a stream whose final answer has not gone out yet. */
 function sendInterim(stream: H2Stream, status: number, fields: readonly string[]): void {
   if (stream.sentHead || stream.closed) return;
-  stream.respond(responseHead(status, fields, true, -1), false);
+  const head = responseHead(status, fields, true, -1);
+  // An interim answer is advisory: one over the client's header list limit is left out.
+  if (headerListSize(head) <= stream.conn.peerMaxHeaderListSize) stream.respond(head, false);
 }
 
 /**
@@ -330,6 +352,8 @@ class StreamExchange implements BodyFlow, BodySink {
   private heldTrailers: string[] | null = null;
   private heldError: Error | null = null;
   private drainHooked = false;
+  /** The answer was replaced by a local one (its head did not fit the client's limit). */
+  private replaced = false;
 
   constructor(
     private readonly conn: WeftHttp2ServerConnection,
@@ -386,13 +410,18 @@ class StreamExchange implements BodyFlow, BodySink {
     const bodyless = this.isHead || status === 204 || status === 304;
     const body = bodyless ? null : res.body;
     if (bodyless && res.body !== null) res.body.abort(new Error('no body for this response'));
+    const head = body === null ? responseHead(status, res.headers, true, -1) : responseHead(status, res.headers, false, body.length);
+    const limit = this.conn.h2.peerMaxHeaderListSize;
+    if (limit !== Infinity) {
+      const size = headerListSize(head);
+      if (size > limit) return this.headTooLarge(body, status, size, limit);
+    }
     this.noteGrpc(res.headers);
     if (body === null) {
       this.complete = true;
-      stream.respond(responseHead(status, res.headers, true, -1), true);
+      stream.respond(head, true);
       return;
     }
-    const head = responseHead(status, res.headers, false, body.length);
     this.resBody = body;
     // What the body holds already is taken before the head goes out: an answer complete by now (a
     // small one read with its head) goes out as HEADERS + DATA with END_STREAM on the last frame.
@@ -422,6 +451,22 @@ class StreamExchange implements BodyFlow, BodySink {
     stream.respond(head, false);
     if (held !== null) for (let i = 0; i < held.length; i++) this.write(held[i]!);
     if (this.heldError !== null) this.error(this.heldError);
+  }
+
+  /**
+   * The answer's head is over the client's SETTINGS_MAX_HEADER_LIST_SIZE, so it cannot be sent:
+   * a 502 HEADERS_OVER_PEER_LIMIT goes instead (the caller learns why, and it is counted), or, when
+   * even that does not fit, a reset.
+   */
+  private headTooLarge(body: Body | null, status: number, size: number, limit: number): void {
+    const err = new MeshError('HEADERS_OVER_PEER_LIMIT', `the ${status} response head is ${size} bytes (names + values + 32 per field), over the client's SETTINGS_MAX_HEADER_LIST_SIZE of ${limit}`);
+    body?.abort(err);
+    if (this.replaced) {
+      this.stream.reset(ErrorCode.INTERNAL_ERROR);
+      return;
+    }
+    this.replaced = true;
+    this.send(errorResponse(this.ctx, err, this.grpc));
   }
 
   /** BodySink: a chunk of the response body. */

@@ -475,3 +475,34 @@ test('connect(): a CONNECT stream on the session, which stays open while it is (
   const gone = new WeftHttp2Pool('127.0.0.1', port, { connectTimeoutMs: 1000, idleTimeoutMs: 100 });
   await assert.rejects(gone.connect('127.0.0.1:5432', []), (e: MeshError) => e.code === 'UPSTREAM_CONNECT_FAILURE');
 });
+
+test("a request head over the upstream's SETTINGS_MAX_HEADER_LIST_SIZE is not sent: HEADERS_OVER_PEER_LIMIT (502), the session goes on", async () => {
+  let streams = 0;
+  const { server, sessions } = h2c((stream) => {
+    streams++;
+    stream.respond({ ':status': 200 });
+    stream.end('ok');
+  }, { maxHeaderListSize: 4096 });
+  const port = await listen(server);
+  const pool = new WeftHttp2Pool('127.0.0.1', port, { connectTimeoutMs: 1000, idleTimeoutMs: 5000 });
+  try {
+    // The first request opens the session (and learns its SETTINGS).
+    assert.equal((await pool.request(get('/warm'), context(), 1000)).status, 200);
+    const err = await pool.request(get('/big', ['x-big', 'z'.repeat(5000)]), context(), 1000).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof MeshError, String(err));
+    assert.equal(err.code, 'HEADERS_OVER_PEER_LIMIT');
+    assert.equal(err.status, 502);
+    assert.match(err.message, /over the peer's SETTINGS_MAX_HEADER_LIST_SIZE of 4096/);
+    // A body that was on its way is let go too.
+    const body = Body.of(Buffer.from('payload'));
+    const err2 = await pool.request({ method: 'POST', path: '/big', authority: 'app', headers: ['x-big', 'z'.repeat(5000)], body }, context(), 1000).then(() => null, (e: unknown) => e);
+    assert.equal((err2 as MeshError).code, 'HEADERS_OVER_PEER_LIMIT');
+    assert.equal((await pool.request(get('/after'), context(), 1000)).status, 200);
+    assert.equal(streams, 2, 'the upstream saw only the requests that fit');
+    assert.equal(sessions.size, 1);
+    console.log(`# upstream header list limit 4096: 2 requests refused locally (${err.code}), ${streams} reached the upstream`);
+  } finally {
+    pool.close();
+    await shut(server, sessions);
+  }
+});

@@ -11,14 +11,14 @@
  * body's flow, and the target of its stream's callbacks; timers only when configured.
  */
 import { connect as tcpConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodyFlow, type BodySink } from '../body.js';
 import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
 import { expectSpiffeId } from '../tls/peer-identity.js';
 import { hostPort, type UpstreamPool } from '../upstream/upstream-pool.js';
 import type { Http2PoolOptions } from './client.js';
-import { H2Connection, type H2Stream } from './connection.js';
+import { H2Connection, H2HeadTooLarge, type H2Stream } from './connection.js';
 import { ErrorCode } from './frames.js';
 
 /**
@@ -61,6 +61,8 @@ class Session {
   readonly pool: WeftHttp2Pool;
   readonly socket: Socket | TLSSocket;
   readonly secure: boolean;
+  /** The client context of its mutual TLS (null: plaintext). */
+  readonly context: SecureContext | null;
   /** Set once the socket is connected (and TLS agreed to `h2`). */
   conn: H2Connection | null = null;
   /** The peer's SETTINGS arrived: streams may open (within its MAX_CONCURRENT_STREAMS). */
@@ -71,10 +73,12 @@ class Session {
   private idleTimer: NodeJS.Timeout | null = null;
   private wrongPeer: string | null = null;
 
-  constructor(pool: WeftHttp2Pool, socket: Socket | TLSSocket, secure: boolean, connectTimeoutMs: number) {
+  constructor(pool: WeftHttp2Pool, socket: Socket | TLSSocket, context: SecureContext | null, connectTimeoutMs: number) {
     this.pool = pool;
     this.socket = socket;
+    const secure = context !== null;
     this.secure = secure;
+    this.context = context;
     this.connectTimer = setTimeout(onConnectTimeout, connectTimeoutMs, this);
     socket.once(secure ? 'secureConnect' : 'connect', () => this.connected());
     socket.once('error', (err: NodeJS.ErrnoException) => this.connectError(err));
@@ -202,6 +206,7 @@ export class WeftHttp2Pool implements UpstreamPool {
   private closed = false;
   /** @internal The last TLS session with this endpoint, for resumption. */
   tlsSession: Buffer | undefined;
+  private tlsSessionContext: SecureContext | null = null;
   active = 0;
   total = 0;
   connectFailures = 0;
@@ -274,8 +279,9 @@ export class WeftHttp2Pool implements UpstreamPool {
     for (let i = 0; i < sessions.length; i++) {
       const s = sessions[i]!;
       if (!s.ready) continue;
-      // Opened in plaintext before this proxy had its certificate: mTLS from now on (it drains).
-      if (!s.secure && this.opts.tls != null && this.opts.tls.context() !== null) {
+      // Opened before this proxy's certificate (or its roots) changed, or in plaintext before it had
+      // one: it drains, and a new session presents the current certificate.
+      if (this.opts.tls != null && s.context !== this.opts.tls.context()) {
         this.retire(s);
         i--;
         continue;
@@ -290,9 +296,11 @@ export class WeftHttp2Pool implements UpstreamPool {
     this.connecting++;
     const context = this.opts.tls?.context() ?? null;
     if (context === null) {
-      this.sessions.push(new Session(this, tcpConnect({ host: this.host, port: this.port, noDelay: true }), false, this.opts.connectTimeoutMs));
+      this.sessions.push(new Session(this, tcpConnect({ host: this.host, port: this.port, noDelay: true }), null, this.opts.connectTimeoutMs));
       return;
     }
+    // A session resumed under an older certificate would present that certificate's identity.
+    if (this.tlsSessionContext !== context) this.tlsSession = undefined;
     let session: Session | null = null;
     const socket = tlsConnect({
       host: this.host,
@@ -303,8 +311,11 @@ export class WeftHttp2Pool implements UpstreamPool {
       checkServerIdentity: expectSpiffeId(this.opts.tls!.peerIdentity, (presented) => session?.noteWrongPeer(presented)),
     });
     socket.setNoDelay(true);
-    socket.on('session', (t: Buffer) => (this.tlsSession = t));
-    session = new Session(this, socket, true, this.opts.connectTimeoutMs);
+    socket.on('session', (t: Buffer) => {
+      this.tlsSession = t;
+      this.tlsSessionContext = context;
+    });
+    session = new Session(this, socket, context, this.opts.connectTimeoutMs);
     this.sessions.push(session);
   }
 
@@ -366,6 +377,13 @@ export class WeftHttp2Pool implements UpstreamPool {
   }
 }
 
+/** Why request() threw: a head over the upstream's header list limit (not sent; the caller's
+ *  request, not the endpoint, is at fault), else the session failing under it. */
+function requestFailed(key: string, err: unknown): MeshError {
+  if (err instanceof H2HeadTooLarge) return new MeshError('HEADERS_OVER_PEER_LIMIT', `HTTP/2 to ${key}: ${err.message}`);
+  return new MeshError('UPSTREAM_RESET', `HTTP/2 to ${key}: ${(err as Error).message}`);
+}
+
 /** A CONNECT stream to open on the first session with room (no timer: the tunnel's dial has its own). */
 class TunnelOpen implements Waiter {
   constructor(
@@ -382,7 +400,7 @@ class TunnelOpen implements Waiter {
     try {
       stream = s.conn!.request(this.fields, false);
     } catch (err) {
-      return this.finish(new MeshError('UPSTREAM_RESET', `HTTP/2 to ${this.pool.key}: ${(err as Error).message}`));
+      return this.finish(requestFailed(this.pool.key, err));
     }
     const pool = this.pool;
     stream.onClose = () => pool.streamClosed(s);
@@ -480,7 +498,7 @@ class Exchange implements BodySink, BodyFlow, Waiter {
       stream = s.conn!.request(fields, endStream);
     } catch (err) {
       this.early = null;
-      return this.finish(new MeshError('UPSTREAM_RESET', `HTTP/2 to ${this.pool.key}: ${(err as Error).message}`));
+      return this.finish(requestFailed(this.pool.key, err));
     }
     this.session = s;
     this.stream = stream;

@@ -114,6 +114,8 @@ export function tunnelTarget(address: string, port: number): string {
 /** Opens tunnels to proxied endpoints; owns the TLS sessions kept per endpoint, across configurations. */
 export class TunnelDialer {
   private readonly sessions = new Map<string, Buffer>();
+  /** The client context the kept sessions were made under: a session resumed under an older certificate would present its identity. */
+  private sessionsContext: SecureContext | null = null;
   private readonly clientContext: () => SecureContext | null;
 
   /** `clientContext` is read at each dial, so a renewed certificate is used from then on. */
@@ -140,6 +142,10 @@ export class TunnelDialer {
     if (context === null) {
       socket = connect({ host: ep.address, port: ep.port, noDelay: true, allowHalfOpen: true });
     } else {
+      if (this.sessionsContext !== context) {
+        this.sessions.clear();
+        this.sessionsContext = context;
+      }
       const expected = ep.identity;
       const options: ConnectionOptions & { allowHalfOpen: boolean } = {
         host: ep.address,

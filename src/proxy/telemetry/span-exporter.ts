@@ -5,8 +5,7 @@
  * least every FLUSH_MS, and at most MAX_IN_FLIGHT posts per target (a batch a slow target cannot
  * take is dropped for that target and counted). Nothing here runs on the request path but `add`.
  */
-import { request as httpRequest, Agent as HttpAgent, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { ConnectionPool, simpleRequest, type ClientTls } from '../http1/simple-client.js';
 import { encodeExport, type OtlpResource, type OtlpSpan } from './otlp.js';
 
 const MAX_QUEUE = 4096;
@@ -14,23 +13,32 @@ const MAX_BATCH = 512;
 const FLUSH_MS = 1000;
 const MAX_IN_FLIGHT = 4;
 const POST_TIMEOUT_MS = 5000;
+const JSON_TYPE = ['content-type', 'application/json'];
 
-/** Where batches go. `options()` is read per post (a certificate may have been renewed); null skips the post. */
+/**
+ * Where batches go. `options()` is read per post (a certificate may have been renewed): the TLS
+ * settings for an `https:` URL (`{}` for plain HTTP or the system's roots); null skips the post.
+ */
 export interface ExportTarget {
   /** A short label for metrics: `otlp` or `control-plane`. */
   readonly name: string;
   readonly url: string;
-  options(): RequestOptions | null;
+  /** Keep-alive connections of this target, at most MAX_IN_FLIGHT. */
+  readonly pool: ConnectionPool;
+  options(): ClientTls | null;
 }
 
 /** How the exporter reports: spans `exported`, `dropped` (queue full or target busy) or `failed`, per target. */
 export type ExportReport = (target: string, result: 'exported' | 'dropped' | 'failed', spans: number) => void;
 
-const agent = new HttpAgent({ keepAlive: true, maxSockets: MAX_IN_FLIGHT });
+/** A new pool of keep-alive connections for one target. */
+export function targetPool(): ConnectionPool {
+  return new ConnectionPool(MAX_IN_FLIGHT);
+}
 
-/** A target that takes plain OTLP/HTTP (a collector): no credentials. */
+/** A target that takes OTLP/HTTP (a collector): no client credentials; `https:` checks the server against the system's roots. */
 export function collectorTarget(url: string): ExportTarget {
-  return { name: 'otlp', url, options: () => (url.startsWith('https:') ? {} : { agent }) };
+  return { name: 'otlp', url, pool: targetPool(), options: () => ({}) };
 }
 
 export class SpanExporter {
@@ -67,19 +75,20 @@ export class SpanExporter {
     while (this.queue.length > 0) {
       const batch = this.queue.length <= MAX_BATCH ? this.queue : this.queue.slice(0, MAX_BATCH);
       this.queue = this.queue.length <= MAX_BATCH ? [] : this.queue.slice(MAX_BATCH);
-      const body = encodeExport(this.resource, batch);
+      const body = Buffer.from(encodeExport(this.resource, batch));
       for (const t of this.targets) this.post(t, body, batch.length);
     }
   }
 
-  /** Sends what is queued and waits (at most `ms`) for the posts in flight. */
+  /** Sends what is queued and waits (at most `ms`) for the posts in flight, then closes idle connections. */
   async close(ms = 2000): Promise<void> {
     this.flush();
     const deadline = Date.now() + ms;
     while ([...this.inFlight.values()].some((n) => n > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const t of this.targets) t.pool.close();
   }
 
-  private post(t: ExportTarget, body: string, spans: number): void {
+  private post(t: ExportTarget, body: Buffer, spans: number): void {
     const busy = this.inFlight.get(t.name) ?? 0;
     const options = busy >= MAX_IN_FLIGHT ? null : t.options();
     if (options === null) {
@@ -94,15 +103,9 @@ export class SpanExporter {
       this.inFlight.set(t.name, (this.inFlight.get(t.name) ?? 1) - 1);
       this.report(t.name, ok ? 'exported' : 'failed', spans);
     };
-    const url = new URL(t.url);
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = send(url, { ...options, method: 'POST', timeout: POST_TIMEOUT_MS, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on('end', () => settle(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300));
-      res.on('error', () => settle(false));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => settle(false));
-    req.end(body);
+    simpleRequest({ url: new URL(t.url), method: 'POST', headers: JSON_TYPE, body, timeoutMs: POST_TIMEOUT_MS, tls: options, pool: t.pool }).then(
+      (res) => settle(res.status >= 200 && res.status < 300),
+      () => settle(false),
+    );
   }
 }

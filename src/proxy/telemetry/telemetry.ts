@@ -10,8 +10,6 @@
  * handler: no allocation, no header touched.
  */
 import { performance } from 'node:perf_hooks';
-import { Agent as HttpsAgent } from 'node:https';
-import type { RequestOptions } from 'node:http';
 import type { ProxySnapshot, TelemetryConfig } from '../../model/snapshot.js';
 import { controlPlaneId, parseSpiffeId } from '../../core/identity/spiffe.js';
 import type { Handler, ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
@@ -19,7 +17,8 @@ import { expectSpiffeId } from '../tls/peer-identity.js';
 import type { WorkloadIdentity } from '../tls/workload-identity.js';
 import { AccessLogWriter, RESPONSE_FLAGS, type AccessLogEntry } from './access-log.js';
 import { SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, STATUS_UNSET, int, str, unixNanos, type KeyValue, type OtlpSpan } from './otlp.js';
-import { SpanExporter, collectorTarget, type ExportReport, type ExportTarget } from './span-exporter.js';
+import { SpanExporter, collectorTarget, targetPool, type ExportReport, type ExportTarget } from './span-exporter.js';
+import type { ClientTls } from '../http1/simple-client.js';
 import { B3Form, formatTraceparent, newSpanId, newTraceId, parseB3Multi, parseB3Single, parseTraceparent, type IncomingTrace } from './trace-context.js';
 
 /** What telemetry keeps of one exchange between `handle` and `finish`. */
@@ -81,15 +80,15 @@ export class Telemetry {
   exportToControlPlane(url: string, identity: WorkloadIdentity): void {
     const endpoint = new URL('/v1/traces', url);
     endpoint.protocol = 'https:';
-    const agent = new HttpsAgent({ keepAlive: true, maxSockets: 4 });
     this.controlPlane = {
       name: 'control-plane',
       url: endpoint.href,
-      options: (): RequestOptions | null => {
+      pool: targetPool(),
+      options: (): ClientTls | null => {
         const tls = identity.tlsOptions();
         const id = identity.spiffeId === null ? null : parseSpiffeId(identity.spiffeId);
         if (tls === null || id === null) return null;
-        return { ...tls, agent, minVersion: 'TLSv1.3', checkServerIdentity: expectSpiffeId(controlPlaneId(id.trustDomain)) } as RequestOptions;
+        return { ...tls, minVersion: 'TLSv1.3', checkServerIdentity: expectSpiffeId(controlPlaneId(id.trustDomain)) };
       },
     };
     this.updateTargets();

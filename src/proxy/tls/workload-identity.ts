@@ -54,6 +54,9 @@ export class WorkloadIdentity {
     const [leafDer] = unpem(chain, 'CERTIFICATE');
     if (leafDer === undefined) throw new Error('identity: the chain holds no certificate');
     const leaf = new X509Certificate(leafDer);
+    // The same chain and roots again (the control plane re-sends them on each new stream): nothing
+    // changed, so contexts, connections made under them and the renewal time all stay.
+    if (this.leaf !== null && chain === this.chain && bundle.length === this.bundle.length && bundle.every((p, i) => p === this.bundle[i])) return leaf.serialNumber;
     const fp = fingerprint(leaf.publicKey);
     const key = this.pending.get(fp) ?? (this.leaf !== null && fingerprint(this.leaf.publicKey) === fp ? this.key : null);
     if (key === null || key === undefined) throw new Error(`identity: certificate ${leaf.serialNumber} is not for a key this proxy made`);
