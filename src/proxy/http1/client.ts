@@ -31,6 +31,20 @@ export interface PoolOptions {
   tls?: { peerIdentity: string; context: () => SecureContext | null } | null;
 }
 
+/**
+ * Plaintext upstream connections read into this one buffer (`onread`), and each read is copied out
+ * at its size and emitted as 'data', so every listener (and `pipe`, and pause/resume) works as
+ * before. It spares a 64 KiB allocation, a new ArrayBuffer and the Readable bookkeeping per read:
+ * +5.6 % req/s through one proxy (median of 8 interleaved pairs, docs/performance.md). Safe to
+ * share: a read callback runs to its end before the next read of any socket.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+function emitRead(socket: Socket, n: number): boolean {
+  socket.emit('data', Buffer.from(READ_BUFFER.subarray(0, n)));
+  return true;
+}
+
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** A connection that failed before any byte of the response arrived, on a reused socket: safe to retry. */
@@ -214,7 +228,7 @@ export class Http1Pool {
     if (!counted) this.connections++;
     const context = this.opts.tls?.context() ?? null;
     if (context === null) {
-      const socket = connect({ host: this.host, port: this.port, noDelay: true });
+      const socket: Socket = connect({ host: this.host, port: this.port, noDelay: true, onread: { buffer: READ_BUFFER, callback: (n) => emitRead(socket, n) } });
       socket.once('close', this.onConnectionClose);
       return this.established(socket, null, (err) => new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} failed: ${err.code ?? err.message}`));
     }
