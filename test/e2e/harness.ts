@@ -176,9 +176,29 @@ export interface RunningWeft<T> {
   stop(): Promise<number | null>;
 }
 
+/**
+ * Every `weft` process a test started and that has not exited. A test file that ends without
+ * stopping them (a hook cancelled by the runner's timeout, an exception in an `after`) still takes
+ * them down when its process exits or is told to stop: no proxy or control plane outlives its test.
+ */
+const live = new Set<ChildProcess>();
+function killLive(): void {
+  for (const p of live) p.kill('SIGKILL');
+  live.clear();
+}
+process.once('exit', killLive);
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(sig, () => {
+    killLive();
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  });
+}
+
 /** Spawns `weft <args>` and waits (up to 10 s) for the JSON line it prints once listening. */
 export function startWeft<T>(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<RunningWeft<T>> {
   const proc = spawn(process.execPath, [weftBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
   let err = '';
   let out = '';
   proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
