@@ -1,29 +1,49 @@
 /**
- * Interleaved A/B of two builds of Weft through one proxy (HTTP/1.1, plaintext, the `weft` row's
- * setup): one upstream nginx, proxy A and proxy B both started and idle, then wrk alternates
- * short closed-loop runs on each (A B, B A, …). Each pair is measured within seconds, so the VM's
- * slow spells (which move a lone row by ±40 % here) hit both sides of a pair alike; the verdict is
- * the median of the per-pair ratios, for req/s and for CPU per request.
+ * Interleaved A/B through one proxy (HTTP/1.1, plaintext, small answers, the `weft` row's setup):
+ * one upstream nginx, both sides started and idle, then wrk alternates short closed-loop runs on
+ * each (A B, B A, …). Each pair is measured within seconds, so the VM's slow spells (which move a
+ * lone row by ±40 % here) hit both sides of a pair alike; the verdict is the median of the per-pair
+ * ratios, for req/s and for CPU per request.
  *
- *   npm run bench:ab -- <treeA> <treeB> [--pairs 10] [--seconds 2] [--connections 50]
+ *   npm run bench:ab -- <A> <B> [--pairs 10] [--seconds 2] [--connections 50]
  *
- * A tree is a built checkout (its `bin/weft.js` and `dist/`), e.g. a `git worktree` of an older
- * commit after `npm run build`. The proxies are pinned to core 0, wrk and the upstream to core 1.
+ * A side is a built Weft tree (its `bin/weft.js` and `dist/`, e.g. a `git worktree` of an older
+ * commit after `npm run build`; `.` is this one), run as the `weft` row, or the name of another
+ * row of `npm run bench` (`nginx`, `haproxy`, `node+undici`): `npm run bench:ab -- nginx .` is
+ * issue 8's HTTP/1.1 line measured pair by pair. Sides are pinned to core 0, wrk and the upstream
+ * to core 1.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { waitUntilServing } from './lib/http-probe.js';
-import { freePorts } from './lib/ports.js';
-import { cpuMs } from './lib/proc.js';
-import { launch, runBench, type Launched } from './lib/processes.js';
-import { meshYaml } from './rows/weft.js';
+import { cpuMs, processTree } from './lib/proc.js';
+import { runBench } from './lib/processes.js';
+import { ROWS } from './rows/index.js';
+import type { BenchRow, RunningRow } from './rows/types.js';
+import { weftRow } from './rows/weft.js';
 import { startUpstream } from './upstream.js';
 import { runWrk } from './wrk.js';
 
 const log = (line: string): void => console.error(`[ab] ${line}`);
 
-function options(argv: string[]): { a: string; b: string; pairs: number; seconds: number; connections: number } {
+/** A side to measure: a row of the bench, and the tree it runs from (Weft's rows: the tree under test). */
+interface Side {
+  label: string;
+  row: BenchRow;
+  tree: string;
+}
+
+function side(arg: string): Side {
+  const row = ROWS.find((r) => r.name === arg && r !== weftRow);
+  if (row !== undefined) return { label: arg, row, tree: process.cwd() };
+  const tree = path.resolve(arg);
+  if (!existsSync(path.join(tree, 'bin', 'weft.js')) || !existsSync(path.join(tree, 'dist', 'src', 'cli', 'main.js'))) {
+    throw new Error(`${arg}: neither a row (${ROWS.filter((r) => r !== weftRow).map((r) => r.name).join(', ')}) nor a built Weft tree (bin/weft.js and dist/ expected)`);
+  }
+  return { label: tree, row: weftRow, tree };
+}
+
+function options(argv: string[]): { a: Side; b: Side; pairs: number; seconds: number; connections: number } {
   const trees: string[] = [];
   const o = { pairs: 10, seconds: 2, connections: 50 };
   for (let i = 0; i < argv.length; i++) {
@@ -35,12 +55,11 @@ function options(argv: string[]): { a: string; b: string; pairs: number; seconds
     } else if (arg.startsWith('--')) {
       throw new Error(`unknown option ${arg}`);
     } else {
-      trees.push(path.resolve(arg));
+      trees.push(arg);
     }
   }
-  if (trees.length !== 2) throw new Error('usage: npm run bench:ab -- <treeA> <treeB> [--pairs 10] [--seconds 2] [--connections 50]');
-  for (const t of trees) if (!existsSync(path.join(t, 'bin', 'weft.js')) || !existsSync(path.join(t, 'dist', 'src', 'cli', 'main.js'))) throw new Error(`${t}: not a built Weft tree (bin/weft.js and dist/ expected)`);
-  return { a: trees[0]!, b: trees[1]!, ...o };
+  if (trees.length !== 2) throw new Error('usage: npm run bench:ab -- <A> <B> [--pairs 10] [--seconds 2] [--connections 50] (a side: a built Weft tree, or a row such as nginx)');
+  return { a: side(trees[0]!), b: side(trees[1]!), ...o };
 }
 
 const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
@@ -51,23 +70,21 @@ runBench(
     const o = options(process.argv.slice(2));
     tmp = mkdtempSync(path.join(tmpdir(), 'weft-ab-'));
     const upstream = await startUpstream(tmp, 1);
-    const mesh = path.join(tmp, 'mesh.yaml');
-    writeFileSync(mesh, meshYaml(upstream.port));
-    const start = async (tree: string): Promise<{ port: number; proc: Launched }> => {
-      const [outbound, inbound, admin] = (await freePorts(3)) as [number, number, number];
-      const args = [path.join(tree, 'bin', 'weft.js'), 'proxy', '--file', mesh, '--workload', 'client-1', '--outbound-port', String(outbound), '--inbound-port', String(inbound), '--admin-port', String(admin)];
-      const proc = launch(`weft ${path.basename(tree)}`, process.execPath, args, { core: 0, cwd: tree });
-      await waitUntilServing({ port: outbound, hostHeader: 'upstream', process: proc });
-      return { port: outbound, proc };
+    const start = async (x: Side, name: string): Promise<RunningRow> => {
+      const dir = path.join(tmp, name);
+      mkdirSync(dir);
+      return x.row.start({ upstreamPort: upstream.port, tmpDir: dir, proxyCore: 0, repoRoot: x.tree });
     };
-    const sides = { A: await start(o.a), B: await start(o.b) };
-    const run = async (side: 'A' | 'B'): Promise<{ rps: number; cpuPer1k: number }> => {
-      const { port, proc } = sides[side];
-      const c0 = cpuMs([proc.pid]);
+    const sides = { A: await start(o.a, 'a'), B: await start(o.b, 'b') };
+    const run = async (name: 'A' | 'B'): Promise<{ rps: number; cpuPer1k: number }> => {
+      const { port } = sides[name];
+      // The whole tree (nginx's workers are children of its master).
+      const pids = processTree(sides[name].pids);
+      const c0 = cpuMs(pids);
       const r = await runWrk({ port, connections: o.connections, threads: 1, hostHeader: 'upstream', core: 1, durationSec: o.seconds });
-      // A proxy answering errors fast would look fast: every answer must be a 2xx on a kept connection.
-      if (r.non2xx > 0 || r.socketErrors > 0) throw new Error(`${side}: ${r.non2xx} non-2xx answers, ${r.socketErrors} socket errors`);
-      return { rps: r.requestsPerSec, cpuPer1k: (cpuMs([proc.pid]) - c0) / (r.requests / 1000) };
+      // A side answering errors fast would look fast: every answer must be a 2xx on a kept connection.
+      if (r.non2xx > 0 || r.socketErrors > 0) throw new Error(`${name}: ${r.non2xx} non-2xx answers, ${r.socketErrors} socket errors`);
+      return { rps: r.requestsPerSec, cpuPer1k: (cpuMs(pids) - c0) / (r.requests / 1000) };
     };
     await run('A');
     await run('B');
@@ -76,7 +93,7 @@ runBench(
     for (let i = 0; i < o.pairs; i++) {
       const order = i % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const);
       const got: Record<string, { rps: number; cpuPer1k: number }> = {};
-      for (const side of order) got[side] = await run(side);
+      for (const which of order) got[which] = await run(which);
       const a = got.A!;
       const b = got.B!;
       rps.push(b.rps / a.rps);
@@ -85,8 +102,8 @@ runBench(
     }
     const better = rps.filter((r) => r > 1).length;
     console.log(`median B/A: req/s ${median(rps).toFixed(3)}, CPU per request ${median(cpu).toFixed(3)} (B faster in ${better} of ${rps.length} pairs)`);
-    console.log(`A = ${o.a}\nB = ${o.b}`);
-    await Promise.all([sides.A.proc.stop(), sides.B.proc.stop(), upstream.stop()]);
+    console.log(`A = ${o.a.label}\nB = ${o.b.label}`);
+    await Promise.all([sides.A.stop(), sides.B.stop(), upstream.stop()]);
     rmSync(tmp, { recursive: true, force: true });
   },
   log,
