@@ -35,7 +35,7 @@ export interface PoolOptions {
  * Plaintext upstream connections read into this one buffer (`onread`), and each read is copied out
  * at its size and emitted as 'data', so every listener (and `pipe`, and pause/resume) works as
  * before. It spares a 64 KiB allocation, a new ArrayBuffer and the Readable bookkeeping per read:
- * +5.6 % req/s through one proxy (median of 8 interleaved pairs, docs/performance.md). Safe to
+ * +5.6 to +7.6 % req/s through one proxy (`npm run bench:ab`, docs/performance.md). Safe to
  * share: a read callback runs to its end before the next read of any socket.
  */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
