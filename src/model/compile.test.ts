@@ -763,6 +763,20 @@ describe('GRPCRoute', () => {
   const m = (method: object | undefined, headers?: object[]) => ({ matches: [{ ...(method === undefined ? {} : { method }), ...(headers === undefined ? {} : { headers }) }], backendRefs });
   const order = (...objs: object[]) => routeNames(compile([client, catalog(), ...objs]).snapshot, HOST);
 
+  test('retry: absent without one; with one, gRPC codes by number, every call retriable, defaults filled in', () => {
+    const retryOf = (retry: object | undefined) => vhost(compile([client, catalog(), onCatalog([{ backendRefs, ...(retry && { retry }) }])]).snapshot, HOST).routes[0]!.retry;
+    assert.equal(retryOf(undefined), undefined);
+    assert.deepEqual(retryOf({}), { codes: [], grpcCodes: [], attempts: 1, backoffMs: 25, onConnectFailure: true, allowNonIdempotent: true });
+    assert.deepEqual(retryOf({ codes: ['UNAVAILABLE', 'CANCELLED', 'RESOURCE_EXHAUSTED'], attempts: 2, backoff: '100ms', onConnectFailure: false }), {
+      codes: [],
+      grpcCodes: [1, 8, 14],
+      attempts: 2,
+      backoffMs: 100,
+      onConnectFailure: false,
+      allowNonIdempotent: true,
+    });
+  });
+
   test('a rule with N matches yields N routes on paths /<service>/<method>; every field is compiled', () => {
     const rule = {
       matches: [

@@ -13,6 +13,7 @@ import type {
   BackendPolicy,
   BackendRef,
   GRPCRoute,
+  GRPCRouteRetry,
   GRPCRouteFilter,
   GRPCRouteMatch,
   HTTPFault,
@@ -67,7 +68,7 @@ import type {
 } from './snapshot.js';
 import { sourceOf, type SourceInfo } from './source.js';
 import { scopeKey, scopeOutbound } from './scope.js';
-import { grpcPathMatch } from './grpc.js';
+import { GRPC_STATUS_CODES, grpcPathMatch } from './grpc.js';
 
 /** The proxy to compile for: a Workload by name (namespace `default` unless given). */
 export interface CompileTarget {
@@ -911,6 +912,22 @@ function retryPolicy(r: HTTPRouteRetry): RetryPolicy {
   };
 }
 
+/**
+ * A GRPCRoute rule's `retry`: the same defaults; every call may be retried (a gRPC call is a POST,
+ * and naming its status codes is the user's word that such a failure may be tried again, as in
+ * gRPC's own retry policy), on a trailers-only answer with one of `codes`.
+ */
+function grpcRetryPolicy(r: GRPCRouteRetry): RetryPolicy {
+  return {
+    codes: [],
+    grpcCodes: (r.codes ?? []).map((c) => GRPC_STATUS_CODES[c]!).sort((a, b) => a - b),
+    attempts: r.attempts ?? 1,
+    backoffMs: parseDuration(r.backoff ?? '25ms'),
+    onConnectFailure: r.onConnectFailure ?? true,
+    allowNonIdempotent: true,
+  };
+}
+
 /** A rule's action; a redirect's path waits for the match it rewrites. */
 type RuleAction =
   | Extract<RouteAction, { type: 'forward' }>
@@ -1015,6 +1032,7 @@ function grpcRouteEntries(ctx: Context, gr: GRPCRoute): GrpcRouteEntry[] {
       if (ref.filters !== undefined && ref.filters.length > 0) report(ctx, gr, `spec.rules[${i}].backendRefs[${k}].filters`, 'not supported yet; ignored');
     });
     const action: RouteAction = { type: 'forward', backends: backendRefs.map((ref, k) => backend(ctx, gr, ref, `spec.rules[${i}].backendRefs[${k}]`)) };
+    const retry = rule.retry === undefined ? undefined : grpcRetryPolicy(rule.retry);
     const matches: Array<GRPCRouteMatch | undefined> = rule.matches === undefined || rule.matches.length === 0 ? [undefined] : rule.matches;
     return matches.map((m, j) => {
       const route: Route = {
@@ -1030,6 +1048,7 @@ function grpcRouteEntries(ctx: Context, gr: GRPCRoute): GrpcRouteEntry[] {
         responseFilters,
         action,
         timeouts: { requestMs: 0, backendRequestMs: 0 },
+        ...(retry === undefined ? {} : { retry }),
       };
       return {
         route,

@@ -10,6 +10,26 @@ import type { PathMatch } from './snapshot.js';
 export const GRPC_SERVICE = /^\.?[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*$/;
 export const GRPC_METHOD = /^[A-Za-z_][A-Za-z_0-9]*$/;
 
+/** gRPC status codes by name (grpc/doc/statuscodes.md), OK left out: what a GRPCRoute retry may name. */
+export const GRPC_STATUS_CODES: Readonly<Record<string, number>> = {
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+};
+
 /** One path segment: what an absent service or method matches. */
 const SEGMENT = '[^/]+';
 

@@ -378,6 +378,19 @@ export interface GRPCRouteRule {
   matches?: GRPCRouteMatch[];
   filters?: GRPCRouteFilter[];
   backendRefs?: GRPCBackendRef[];
+  /** Weft (the Gateway API's GRPCRoute has none): retries on gRPC status codes. See docs/resources.md#retries. */
+  retry?: GRPCRouteRetry;
+}
+/** Weft's GRPCRoute retry: HTTPRouteRetry's shape, with gRPC status code names for `codes`. */
+export interface GRPCRouteRetry {
+  /** gRPC status code names (`UNAVAILABLE`, `RESOURCE_EXHAUSTED`, …) of trailers-only answers that are retried. */
+  codes?: string[];
+  /** Retries after the first try (default 1). */
+  attempts?: number;
+  /** Minimum wait before a retry (default 25ms); jittered above it, growing per retry. */
+  backoff?: Duration;
+  /** Retry a connect failure or a reset before any response byte (default true). */
+  onConnectFailure?: boolean;
 }
 export interface GRPCRouteMatch {
   /** Absent: every service and method. */

@@ -202,6 +202,8 @@ export interface Route {
 export interface RetryPolicy {
   /** Status codes that are retried. */
   codes: number[];
+  /** gRPC status codes retried when a call's answer is trailers-only (GRPCRoute); absent: none. */
+  grpcCodes?: number[];
   /** Retries after the first try. */
   attempts: number;
   /** Minimum wait before a retry. */

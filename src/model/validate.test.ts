@@ -538,6 +538,20 @@ describe('GRPCRoute', () => {
     assert.deepEqual(problems(res(GW, 'GRPCRoute', {})), ['spec.parentRefs: required']);
   });
 
+  test('retry (Weft): gRPC status code names, attempts, backoff, onConnectFailure', () => {
+    assert.deepEqual(problems(grule({ retry: { codes: ['UNAVAILABLE', 'RESOURCE_EXHAUSTED'], attempts: 3, backoff: '50ms', onConnectFailure: false } })), []);
+    assert.deepEqual(problems(grule({ retry: {} })), []);
+    const names = 'CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS, UNAUTHENTICATED';
+    assert.deepEqual(problems(grule({ retry: { codes: ['unavailable', 14, 'OK', 'UNAVAILABLE', 'UNAVAILABLE'], attempts: 11, allowNonIdempotent: true } })), [
+      'spec.rules[0].retry.allowNonIdempotent: unknown field',
+      `spec.rules[0].retry.codes[0]: must be a gRPC status code name: ${names}`,
+      `spec.rules[0].retry.codes[1]: must be a gRPC status code name: ${names}`,
+      `spec.rules[0].retry.codes[2]: must be a gRPC status code name: ${names}`,
+      'spec.rules[0].retry.attempts: must be an integer 0-10',
+      'spec.rules[0].retry.codes[4]: duplicate "UNAVAILABLE"',
+    ]);
+  });
+
   test('a method match needs a service or a method', () => {
     const need = 'must set service or method (or both); leave "method" out to match every call';
     assert.deepEqual(problems(method({})), [`spec.rules[0].matches[0].method: ${need}`]);

@@ -8,7 +8,7 @@ import { parseDuration } from './duration.js';
 import { GATEWAY_V1, GATEWAY_V1ALPHA2, GATEWAY_V1BETA1, WEFT_V1ALPHA1 } from './resources.js';
 import { joinPath } from './source.js';
 import { callsEntryProblem } from './scope.js';
-import { GRPC_METHOD, GRPC_SERVICE, grpcPathMatch } from './grpc.js';
+import { GRPC_METHOD, GRPC_SERVICE, GRPC_STATUS_CODES, grpcPathMatch } from './grpc.js';
 
 /** A validation failure at one field path. */
 export interface FieldError {
@@ -618,10 +618,17 @@ const grpcFilters = (item: Check): Check => (v, path, errs) => {
   const modifiers = items(v).map((f) => field(f, 'type')).map((t) => (t === 'RequestHeaderModifier' || t === 'ResponseHeaderModifier' ? { type: t } : null));
   noDuplicates(modifiers, path, (f) => field(f, 'type'), 'type', errs);
 };
+// Weft's GRPCRoute retry: gRPC status code names instead of HTTP statuses.
+const grpcCode: Check = (v, path, errs) =>
+  typeof v === 'string' && Object.hasOwn(GRPC_STATUS_CODES, v) ? undefined : fail(errs, path, `must be a gRPC status code name: ${Object.keys(GRPC_STATUS_CODES).join(', ')}`);
+const grpcRetry = object({ codes: list(grpcCode), attempts: int(0, 10), backoff: duration, onConnectFailure: bool }, [], (o, path, errs) => {
+  noDuplicates(o.codes, `${path}.codes`, (c) => c, '', errs);
+});
 const grpcRule = object({
   matches: list(grpcRouteMatch),
   filters: grpcFilters(grpcFilter),
   backendRefs: list(object({ ...backendRefFields, filters: grpcFilters(grpcFilter) }, ['name', 'port'])),
+  retry: grpcRetry,
 });
 const grpcRouteSpec = object({ parentRefs: list(parentRef, 1), hostnames: list(wildcardHostname), rules: list(grpcRule) }, ['parentRefs']);
 

@@ -22,6 +22,7 @@ const method = (name: string, requestStream: boolean, responseStream: boolean) =
 const ECHO = {
   Unary: method('Unary', false, false),
   Fail: method('Fail', false, false),
+  Flaky: method('Flaky', false, false),
   Slow: method('Slow', false, false),
   Secret: method('Secret', false, false),
   Many: method('Many', false, true),
@@ -33,9 +34,19 @@ const EchoClient = grpc.makeGenericClientConstructor(ECHO, 'Echo');
 type Client = InstanceType<typeof EchoClient> & Record<string, any>;
 
 /** The app: a grpc-js server (HTTP/2 cleartext) implementing every call kind. */
-async function startGrpcApp(name = 'echo'): Promise<{ port: number; close(): Promise<void> }> {
+async function startGrpcApp(name = 'echo'): Promise<{ port: number; calls: Map<string, number>; close(): Promise<void> }> {
   const server = new grpc.Server();
+  /** Flaky calls seen, by key. */
+  const calls = new Map<string, number>();
   server.addService(ECHO, {
+    // `<key>:<n>`: the first n calls with that key fail UNAVAILABLE (trailers-only), later ones answer.
+    Flaky: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      const [key, n] = call.request.toString().split(':');
+      const seen = (calls.get(key!) ?? 0) + 1;
+      calls.set(key!, seen);
+      if (seen <= Number(n)) cb({ code: grpc.status.UNAVAILABLE, details: `try ${seen} fails` });
+      else cb(null, Buffer.from(`ok on try ${seen}`));
+    },
     Unary: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
       const md = new grpc.Metadata();
       md.set('x-seen-user', String(call.metadata.get('x-user')[0] ?? ''));
@@ -63,7 +74,7 @@ async function startGrpcApp(name = 'echo'): Promise<{ port: number; close(): Pro
     },
   });
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-  return { port, close: () => new Promise((r) => server.tryShutdown(() => r())) };
+  return { port, calls, close: () => new Promise((r) => server.tryShutdown(() => r())) };
 }
 
 const MESH = `apiVersion: weft.dev/v1alpha1
@@ -92,7 +103,7 @@ interface Mesh {
   server: RunningProxy;
   h2server: RunningProxy;
   client: RunningProxy;
-  app: { port: number; close(): Promise<void> };
+  app: { port: number; calls: Map<string, number>; close(): Promise<void> };
   h2app: { port: number; close(): Promise<void> };
   close(): Promise<void>;
 }
@@ -363,6 +374,43 @@ spec:
     c.close();
     await proxyV2?.stop();
     await v2.close();
+    await m.close();
+  }
+});
+
+test('GRPCRoute retry (Weft): trailers-only UNAVAILABLE is retried up to attempts; other codes are not; retries are counted', async () => {
+  const m = await startMesh();
+  const c = clientFor(m);
+  try {
+    assert.equal((await runWeft(['apply', '-f', '-'], m.cp.url, `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: echo }
+spec:
+  parentRefs: [{ kind: Service, name: echo, port: 9090 }]
+  rules:
+  - backendRefs: [{ name: echo, port: 9090 }]
+    retry: { codes: [UNAVAILABLE], attempts: 2, backoff: 10ms }
+`)).code, 0);
+    // The route is in force once a call that fails once comes back answered.
+    await eventually(async () => (await unary(c, 'Flaky', Buffer.from(`probe${Date.now()}:1`))).err === null, 10_000, 'the retry policy in force');
+    const twice = await unary(c, 'Flaky', Buffer.from('a:2'));
+    assert.equal(twice.err, null);
+    assert.equal(twice.res?.toString(), 'ok on try 3', 'two UNAVAILABLE answers retried, the third try answered');
+    const thrice = await unary(c, 'Flaky', Buffer.from('b:3'));
+    assert.equal(thrice.err?.code, grpc.status.UNAVAILABLE, 'attempts exhausted: the last answer goes back');
+    assert.equal(thrice.err?.details, 'try 3 fails');
+    assert.equal(m.app.calls.get('b'), 3, 'the first try and two retries');
+    const notFound = await unary(c, 'Fail', Buffer.from('x'));
+    assert.equal(notFound.err?.code, grpc.status.NOT_FOUND, 'a code not listed is not retried');
+    const s = await metrics(m.client.admin);
+    const retried = Number(/weft_retries_total\{destination_service="echo.default",result="retried"\} (\d+)/.exec(s)?.[1] ?? 0);
+    const exhausted = Number(/weft_retries_total\{destination_service="echo.default",result="attempts_exhausted"\} (\d+)/.exec(s)?.[1] ?? 0);
+    console.log(`# GRPCRoute retry: a:2 answered on try ${m.app.calls.get('a')}, b:3 failed after ${m.app.calls.get('b')} tries; client counted ${retried} retried, ${exhausted} attempts_exhausted`);
+    assert.equal(m.app.calls.get('a'), 3);
+    assert.ok(retried >= 4, `retries counted (${retried})`);
+    assert.ok(exhausted >= 1, `exhaustion counted (${exhausted})`);
+  } finally {
+    c.close();
     await m.close();
   }
 });

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { MeshError } from '../../core/errors.js';
 import type { RetryPolicy } from '../../model/snapshot.js';
 import { Body } from '../body.js';
-import type { Handler, ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
+import { getHeader, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { RetryBudgetBucket } from '../upstream/retry-budget.js';
 import { MAX_REPLAY_BYTES, retryLayer, type RetryResult } from './retry.js';
 
@@ -94,6 +94,40 @@ describe('retry layer', () => {
     assert.equal(u.discarded.length, 2);
     assert.equal(u.seen.length, 3);
     assert.deepEqual(results, ['retried', 'retried', 'attempts_exhausted']);
+  });
+
+  test('gRPC: a trailers-only answer whose grpc-status is in grpcCodes is retried (a POST too); one with messages before it, or another code, is not', async () => {
+    // Each answer: HTTP 200, and grpc-status in the head (trailers-only) or only after a message.
+    const answers = [
+      { headers: ['content-type', 'application/grpc', 'grpc-status', '14', 'grpc-message', 'down'], trailersOnly: true },
+      { headers: ['content-type', 'application/grpc', 'grpc-status', '8'], trailersOnly: true },
+      { headers: ['content-type', 'application/grpc'], trailersOnly: false },
+    ];
+    const run = async (order: number[], grpcCodes: number[]) => {
+      let n = 0;
+      const handler: Handler = async (r) => {
+        await read(r.body);
+        const a = answers[order[Math.min(n++, order.length - 1)]!]!;
+        const body = new Body(-1);
+        if (a.trailersOnly) body.end(null);
+        else {
+          body.push(Buffer.from([0, 0, 0, 0, 1, 7]));
+          body.end(['grpc-status', '14']);
+        }
+        return { status: 200, headers: a.headers.slice(), body };
+      };
+      const { wrap, results } = layer(policy({ codes: [], grpcCodes, allowNonIdempotent: true }));
+      const res = await wrap(handler)(req('POST', Body.of(Buffer.from([0, 0, 0, 0, 0]))), ctx());
+      return { tries: n, status: getHeader(res.headers, 'grpc-status') ?? 'in trailers', results };
+    };
+    // UNAVAILABLE twice then a message: retried twice, the third answer goes back.
+    assert.deepEqual(await run([0, 0, 2], [14]), { tries: 3, status: 'in trailers', results: ['retried', 'retried'] });
+    // RESOURCE_EXHAUSTED is not among the codes: no retry.
+    assert.deepEqual(await run([1, 2], [14]), { tries: 1, status: '8', results: [] });
+    // A status after a message is never retried, whatever the codes.
+    assert.deepEqual(await run([2, 0], [14]), { tries: 1, status: 'in trailers', results: [] });
+    // Without grpcCodes (an HTTPRoute's policy) a gRPC failure is an ordinary 200.
+    assert.deepEqual(await run([0, 2], []), { tries: 1, status: '14', results: [] });
   });
 
   test('a status not in codes is not retried', async () => {

@@ -1,6 +1,7 @@
 /**
- * Route retries (Gateway API HTTPRouteRetry, GEP-1731): a retriable outcome — a status in `codes`,
- * or (with `onConnectFailure`) a connect failure or reset before any response byte — is sent again
+ * Route retries (Gateway API HTTPRouteRetry, GEP-1731, and Weft's GRPCRoute retry): a retriable
+ * outcome — a status in `codes`, a trailers-only gRPC answer with a status in `grpcCodes`, or (with
+ * `onConnectFailure`) a connect failure or reset before any response byte — is sent again
  * after a jittered backoff, through a fresh endpoint pick, while attempts are left and the
  * destination's retry budget allows. Only idempotent methods unless the route allows others; a
  * request body is replayed from a bounded copy taken while it is first sent, and a body larger than
@@ -10,7 +11,7 @@
 import { isMeshError } from '../../core/errors.js';
 import type { RetryPolicy } from '../../model/snapshot.js';
 import { Body } from '../body.js';
-import type { Handler, Layer, ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
+import { getHeader, type Handler, type Layer, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import type { RetryBudgetBucket } from '../upstream/retry-budget.js';
 import type { CircuitBreaker } from '../upstream/breaker.js';
 
@@ -136,11 +137,25 @@ class ReplayBody {
 /** Builds the retry layer of one route backend; `budget` is the destination cluster's. */
 export function retryLayer(policy: RetryPolicy, budget: RetryBudgetBucket, deps: RetryDeps): Layer {
   const codes = new Set(policy.codes);
+  const grpcCodes = new Set(policy.grpcCodes ?? []);
   const sleep = deps.sleep ?? abortableSleep;
   const random = deps.random ?? Math.random;
   const report = (result: RetryResult): void => deps.report(deps.destination, result);
   const breaker = deps.breaker ?? null;
   const { attempts, backoffMs, onConnectFailure, allowNonIdempotent } = policy;
+
+  /**
+   * A status in `codes`; or, for a GRPCRoute, a trailers-only answer (its `grpc-status` in the head:
+   * the call failed before any message) with a code in `grpcCodes`. A status in trailers after
+   * messages is not retried: the caller may have acted on those messages (as Envoy and gRPC do).
+   */
+  const retriableResponse = (res: ProxyResponse): boolean => {
+    if (res.upgraded !== undefined) return false;
+    if (codes.has(res.status)) return true;
+    if (grpcCodes.size === 0) return false;
+    const status = getHeader(res.headers, 'grpc-status');
+    return status !== undefined && grpcCodes.has(Number(status));
+  };
 
   const retriableError = (err: unknown): boolean =>
     onConnectFailure && isMeshError(err) && (err.code === 'UPSTREAM_CONNECT_FAILURE' || err.code === 'UPSTREAM_RESET');
@@ -168,7 +183,7 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudgetBucket, deps:
             holding = false;
             breaker!.releaseRetry();
           }
-          const retriable = res !== null ? codes.has(res.status) && res.upgraded === undefined : retriableError(error);
+          const retriable = res !== null ? retriableResponse(res) : retriableError(error);
           let again = retriable && ctx.aborted === null && (replay === null || replay.replayable);
           if (again && retry >= attempts) {
             report('attempts_exhausted');
