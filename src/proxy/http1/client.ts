@@ -350,23 +350,7 @@ class UpstreamConnection {
   private bodyRemaining = 0;
   private untilClose = false;
   private decoder: ChunkedDecoder | null = null;
-  /**
-   * One timer at a time is armed: the idle timer between exchanges, or the try's timeout during one.
-   * Each is made once per connection (again only when its duration changes) and re-armed with
-   * `refresh()`; disarming clears `armed`, and a timer that fires disarmed does nothing. Before, every
-   * exchange made two `Timeout`s and two closures and cleared both.
-   */
-  private idleTimer: NodeJS.Timeout | null = null;
-  private idleTimerMs = 0;
-  private tryTimer: NodeJS.Timeout | null = null;
-  private tryTimerMs = 0;
-  private armed: 'idle' | 'try' | null = null;
-  private readonly onIdleTimer = (): void => {
-    if (this.armed === 'idle') this.destroy();
-  };
-  private readonly onTryTimer = (): void => {
-    if (this.armed === 'try') this.timeout(this.tryTimerMs);
-  };
+  private timer: NodeJS.Timeout | null = null;
   /**
    * The stream idle timer, kept for the connection's life and refreshed as bytes move (a request that
    * arrives on a reused connection allocates none); when it fires between exchanges it does nothing.
@@ -402,40 +386,27 @@ class UpstreamConnection {
 
   idleSince(ms: number): void {
     this.phase = Phase.Idle;
-    this.armed = null;
-    if (ms <= 0) return;
-    if (this.idleTimer !== null && this.idleTimerMs === ms) this.idleTimer.refresh();
-    else {
-      if (this.idleTimer !== null) clearTimeout(this.idleTimer);
-      this.idleTimerMs = ms;
-      this.idleTimer = setTimeout(this.onIdleTimer, ms);
-    }
-    this.armed = 'idle';
+    this.armTimer(ms, () => this.destroy());
   }
 
   destroy(): void {
     this.phase = Phase.Dead;
     this.clearTimer();
-    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
-    if (this.tryTimer !== null) clearTimeout(this.tryTimer);
     if (this.streamTimer !== null) clearTimeout(this.streamTimer);
     this.socket.destroy();
     this.pool.forget(this);
   }
 
-  /** Arms the try's timeout (`ms` > 0). */
-  private armTryTimer(ms: number): void {
-    if (this.tryTimer !== null && this.tryTimerMs === ms) this.tryTimer.refresh();
-    else {
-      if (this.tryTimer !== null) clearTimeout(this.tryTimer);
-      this.tryTimerMs = ms;
-      this.tryTimer = setTimeout(this.onTryTimer, ms).unref();
-    }
-    this.armed = 'try';
+  private armTimer(ms: number, fn: () => void): void {
+    this.clearTimer();
+    if (ms > 0) this.timer = setTimeout(fn, ms);
   }
 
   private clearTimer(): void {
-    this.armed = null;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
   }
 
   exchange(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, onDone: () => void, reused: boolean, streamIdleMs = 0): Promise<ProxyResponse> {
@@ -461,7 +432,7 @@ class UpstreamConnection {
       this.upgrade = req.upgrade ?? null;
       ctx.upstreamHost = this.pool.key;
       if (timeoutMs > 0) {
-        this.armTryTimer(timeoutMs);
+        this.armTimer(timeoutMs, () => this.timeout(timeoutMs));
       }
       // The handler outlives the exchange; the generation keeps it from touching a later one.
       const gen = ++this.gen;
