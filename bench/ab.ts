@@ -2,8 +2,9 @@
  * Interleaved A/B through one proxy (HTTP/1.1, plaintext, small answers, the `weft` row's setup):
  * one upstream nginx, both sides started and idle, then wrk alternates short closed-loop runs on
  * each (A B, B A, …). Each pair is measured within seconds, so the VM's slow spells (which move a
- * lone row by ±40 % here) hit both sides of a pair alike; the verdict is the median of the per-pair
- * ratios, for req/s and for CPU per request.
+ * lone row by ±40 % here) hit both sides of a pair alike. It runs two rounds with fresh processes,
+ * started in both orders (the side started second reads 1-2 % fast); the verdict is the geometric
+ * mean of the two rounds' medians of the per-pair ratios, for req/s and for CPU per request.
  *
  *   npm run bench:ab -- <A> <B> [--pairs 10] [--seconds 2] [--connections 50]
  *
@@ -72,38 +73,53 @@ runBench(
     const upstream = await startUpstream(tmp, 1);
     const start = async (x: Side, name: string): Promise<RunningRow> => {
       const dir = path.join(tmp, name);
-      mkdirSync(dir);
+      mkdirSync(dir, { recursive: true });
       return x.row.start({ upstreamPort: upstream.port, tmpDir: dir, proxyCore: 0, repoRoot: x.tree });
     };
-    const sides = { A: await start(o.a, 'a'), B: await start(o.b, 'b') };
-    const run = async (name: 'A' | 'B'): Promise<{ rps: number; cpuPer1k: number }> => {
-      const { port } = sides[name];
-      // The whole tree (nginx's workers are children of its master).
-      const pids = processTree(sides[name].pids);
-      const c0 = cpuMs(pids);
-      const r = await runWrk({ port, connections: o.connections, threads: 1, hostHeader: 'upstream', core: 1, durationSec: o.seconds });
-      // A side answering errors fast would look fast: every answer must be a 2xx on a kept connection.
-      if (r.non2xx > 0 || r.socketErrors > 0) throw new Error(`${name}: ${r.non2xx} non-2xx answers, ${r.socketErrors} socket errors`);
-      return { rps: r.requestsPerSec, cpuPer1k: (cpuMs(pids) - c0) / (r.requests / 1000) };
-    };
-    await run('A');
-    await run('B');
     const rps: number[] = [];
     const cpu: number[] = [];
-    for (let i = 0; i < o.pairs; i++) {
-      const order = i % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const);
-      const got: Record<string, { rps: number; cpuPer1k: number }> = {};
-      for (const which of order) got[which] = await run(which);
-      const a = got.A!;
-      const b = got.B!;
-      rps.push(b.rps / a.rps);
-      cpu.push(b.cpuPer1k / a.cpuPer1k);
-      console.log(`pair ${i + 1}: A ${Math.round(a.rps)} req/s, ${a.cpuPer1k.toFixed(1)} CPU-ms per 1k | B ${Math.round(b.rps)} req/s, ${b.cpuPer1k.toFixed(1)} CPU-ms per 1k | B/A ${(b.rps / a.rps).toFixed(3)}`);
+    const roundMedians: string[] = [];
+    // Two rounds with fresh processes, started A then B, then B then A: whichever side starts
+    // second reads 1-2 % fast here (an A/A run of one build against itself: +1.2 %, +2.0 %), so each
+    // round's median carries that bias one way and their geometric mean cancels it.
+    for (let round = 0; round < 2; round++) {
+      const sides = {} as Record<'A' | 'B', RunningRow>;
+      for (const which of round === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const)) sides[which] = await start(which === 'A' ? o.a : o.b, `${which}${round}`);
+      const run = async (name: 'A' | 'B'): Promise<{ rps: number; cpuPer1k: number }> => {
+        const { port } = sides[name];
+        // The whole tree (nginx's workers are children of its master).
+        const pids = processTree(sides[name].pids);
+        const c0 = cpuMs(pids);
+        const r = await runWrk({ port, connections: o.connections, threads: 1, hostHeader: 'upstream', core: 1, durationSec: o.seconds });
+        // A side answering errors fast would look fast: every answer must be a 2xx on a kept connection.
+        if (r.non2xx > 0 || r.socketErrors > 0) throw new Error(`${name}: ${r.non2xx} non-2xx answers, ${r.socketErrors} socket errors`);
+        return { rps: r.requestsPerSec, cpuPer1k: (cpuMs(pids) - c0) / (r.requests / 1000) };
+      };
+      await run('A');
+      await run('B');
+      const roundRps: number[] = [];
+      const roundCpu: number[] = [];
+      const pairs = Math.ceil(o.pairs / 2);
+      for (let i = 0; i < pairs; i++) {
+        const order = i % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const);
+        const got: Record<string, { rps: number; cpuPer1k: number }> = {};
+        for (const which of order) got[which] = await run(which);
+        const a = got.A!;
+        const b = got.B!;
+        roundRps.push(b.rps / a.rps);
+        roundCpu.push(b.cpuPer1k / a.cpuPer1k);
+        console.log(`round ${round + 1} pair ${i + 1}: A ${Math.round(a.rps)} req/s, ${a.cpuPer1k.toFixed(1)} CPU-ms per 1k | B ${Math.round(b.rps)} req/s, ${b.cpuPer1k.toFixed(1)} CPU-ms per 1k | B/A ${(b.rps / a.rps).toFixed(3)}`);
+      }
+      rps.push(median(roundRps));
+      cpu.push(median(roundCpu));
+      roundMedians.push(`round ${round + 1} (${round === 0 ? 'A' : 'B'} started first): req/s ${median(roundRps).toFixed(3)}, CPU ${median(roundCpu).toFixed(3)}, B faster in ${roundRps.filter((r) => r > 1).length} of ${roundRps.length}`);
+      await Promise.all([sides.A.stop(), sides.B.stop()]);
     }
-    const better = rps.filter((r) => r > 1).length;
-    console.log(`median B/A: req/s ${median(rps).toFixed(3)}, CPU per request ${median(cpu).toFixed(3)} (B faster in ${better} of ${rps.length} pairs)`);
+    for (const line of roundMedians) console.log(line);
+    const geo = (xs: number[]): number => Math.sqrt(xs[0]! * xs[1]!);
+    console.log(`B/A (geometric mean of the two rounds' medians): req/s ${geo(rps).toFixed(3)}, CPU per request ${geo(cpu).toFixed(3)}`);
     console.log(`A = ${o.a.label}\nB = ${o.b.label}`);
-    await Promise.all([sides.A.stop(), sides.B.stop(), upstream.stop()]);
+    await upstream.stop();
     rmSync(tmp, { recursive: true, force: true });
   },
   log,
