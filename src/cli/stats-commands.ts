@@ -1,9 +1,9 @@
 /**
  * The golden-signal views, like `linkerd viz`: `weft stat` (requests/s, success rate, latency
- * quantiles, mTLS share per service, route or workload), `weft edges` (who calls whom, with
+ * quantiles, mTLS share per service, route or workload; `weft stat tcp`: connections and bytes), `weft edges` (who calls whom, with
  * identities), `weft tap` (a live line per request) and `weft top` (tap aggregated by path).
  */
-import type { StatsEdge, StatsRow } from '../control/telemetry/stats-store.js';
+import type { StatsEdge, StatsRow, TcpStatsRow } from '../control/telemetry/stats-store.js';
 import type { ApiTapEvent } from '../control/telemetry/tap-hub.js';
 import { ApiError, api, authHeaders, serverUrl, wrongTokenHint } from './api-client.js';
 import { UsageError, duration, type Command } from './command.js';
@@ -27,11 +27,44 @@ const pct = (x: number | null): string => (x === null ? '-' : `${(x * 100).toFix
 const rps = (x: number): string => `${x.toFixed(1)}rps`;
 const ms = (x: number | null): string => (x === null ? '-' : x >= 1000 ? `${(x / 1000).toFixed(2)}s` : x >= 10 ? `${Math.round(x)}ms` : `${x.toFixed(2)}ms`);
 
+/** Bytes per second with a binary unit, like `1.5KiB/s`. */
+export function byteRate(x: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let i = 0;
+  while (x >= 1024 && i < units.length - 1) {
+    x /= 1024;
+    i++;
+  }
+  return `${i === 0 ? Math.round(x) : x.toFixed(1)}${units[i]}/s`;
+}
+
+/** `weft stat tcp`: a row per destination service. */
+async function statTcp(v: Record<string, unknown>, o: string): Promise<number> {
+  const q = new URLSearchParams({ window: windowFlag(v) });
+  if (typeof v.namespace === 'string') q.set('namespace', v.namespace);
+  const { body } = await api<{ window: string; rows: TcpStatsRow[] }>('GET', `/api/v1/stats/tcp?${q}`);
+  if (o === 'json') {
+    console.log(JSON.stringify(body, null, 2));
+    return 0;
+  }
+  if (body.rows.length === 0) {
+    console.log(`no TCP connections reported in the last ${body.window}`);
+    return 0;
+  }
+  console.log(
+    table(
+      ['NAMESPACE', 'NAME', 'CONN/S', 'ACTIVE', 'READ_BYTES/S', 'WRITE_BYTES/S', 'MTLS', 'CONNECTIONS'],
+      body.rows.map((r) => [r.namespace, r.service, r.connectionsPerSecond.toFixed(2), String(r.activeConnections), byteRate(r.readBytesPerSecond), byteRate(r.writeBytesPerSecond), pct(r.mtlsRate), String(r.connections)]),
+    ),
+  );
+  return 0;
+}
+
 const GROUPS: Record<string, 'service' | 'route' | 'workload'> = { services: 'service', service: 'service', svc: 'service', routes: 'route', route: 'route', workloads: 'workload', workload: 'workload', wl: 'workload' };
 
 export const statCommand: Command = {
   summary: 'golden signals per service, route or workload (success rate, requests/s, latency)',
-  usage: 'weft stat [services|routes|workloads] [-n NAMESPACE] [--window 1m] [-o table|json]',
+  usage: 'weft stat [services|routes|workloads|tcp] [-n NAMESPACE] [--window 1m] [-o table|json]',
   positionals: true,
   options: {
     namespace: { type: 'string', short: 'n' },
@@ -43,14 +76,19 @@ export const statCommand: Command = {
              when it has no proxy)
   routes     per route of the callers (HTTPRoute rules are chosen on the calling side)
   workloads  per workload, as its proxy served it
+  tcp        TCP traffic per destination service, from the same side as services: CONN/S
+             connections opened a second, ACTIVE open at the window's end, READ_BYTES/S from the
+             clients and WRITE_BYTES/S to them (counted when a connection closes), MTLS the share of
+             connections opened over mutual TLS, CONNECTIONS opened in the window
 SUCCESS counts everything but 5xx answers and mesh errors (an app's 4xx is a success, as in Linkerd).
 LATENCY_P50/P95/P99 come from the merged duration histograms (interpolated inside a bucket).
 MTLS is the share of requests carried over mutual TLS. The window is 2s..10m (default 1m) and
 ends 2-4 s ago, the time the last reports take to arrive.`,
   run: async (v, positionals) => {
-    if (positionals.length > 1) throw new UsageError('give at most one of services, routes, workloads');
+    if (positionals.length > 1) throw new UsageError('give at most one of services, routes, workloads, tcp');
+    if (positionals[0] === 'tcp') return statTcp(v, output(v, ['table', 'json']));
     const by = GROUPS[positionals[0] ?? 'services'];
-    if (by === undefined) throw new UsageError(`"${positionals[0]}" is not services, routes or workloads`);
+    if (by === undefined) throw new UsageError(`"${positionals[0]}" is not services, routes, workloads or tcp`);
     const o = output(v, ['table', 'json']);
     const q = new URLSearchParams({ by, window: windowFlag(v) });
     if (typeof v.namespace === 'string') q.set('namespace', v.namespace);

@@ -30,11 +30,31 @@ export interface StatsSeriesDelta {
   b: number[];
 }
 
+/**
+ * TCP connections of one series since the proxy's previous report (`weft_tcp_*`). Bytes count when a
+ * connection closes; `rx` came from the clients, `tx` went to them, on either side of the proxy.
+ */
+export interface StatsTcpDelta {
+  /** `inbound` (tunnels let through to this proxy's app) or `outbound` (connections its app made). */
+  d: 'inbound' | 'outbound';
+  src: string;
+  dst: string;
+  mtls: boolean;
+  /** Connections opened, and bytes received from / sent to clients (closed connections). */
+  opened: number;
+  rx: number;
+  tx: number;
+  /** Connections open when the report was taken: a gauge, not a delta. */
+  active: number;
+}
+
 /** One report: the deltas since the previous one, and the time they cover. */
 export interface StatsReport {
   /** Milliseconds since the previous report was taken (the proxy's monotonic clock): the control plane spreads the deltas over it. */
   intervalMs: number;
   series: StatsSeriesDelta[];
+  /** TCP series that changed or have connections open; absent from proxies older than TCP stats. */
+  tcp?: StatsTcpDelta[];
 }
 
 /** An open tap, as the control plane tells the proxies concerned. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { STATS_DURATION_BOUNDS, type StatsSeriesDelta } from '../../model/golden-signals.js';
-import { MAX_SERIES, StatsStore, histogramQuantile } from './stats-store.js';
+import { STATS_DURATION_BOUNDS, type StatsSeriesDelta, type StatsTcpDelta } from '../../model/golden-signals.js';
+import { MAX_SERIES, StatsStore, histogramQuantile, type TcpStatsRow } from './stats-store.js';
 
 const B = STATS_DURATION_BOUNDS.length + 1;
 /** `n` requests, `err` failed, all in the duration bucket `bucket`. */
@@ -89,4 +89,48 @@ test('a window longer than the time the store has had reports is measured over t
   assert.ok(Math.abs(row!.requestsPerSecond - 8) < 0.01, String(row!.requestsPerSecond));
   const [edge] = s.edges(60_000, t0 + 12_500);
   assert.ok(Math.abs(edge!.requestsPerSecond - 8) < 0.01, String(edge!.requestsPerSecond));
+});
+
+/** A TCP delta: `opened` connections, `rx`/`tx` bytes, `active` open now. */
+function tcpDelta(over: Partial<StatsTcpDelta>, opened: number, rx: number, tx: number, active: number): StatsTcpDelta {
+  return { d: 'inbound', src: '', dst: 'db.default', mtls: true, opened, rx, tx, active, ...over };
+}
+
+test('TCP: rates and bytes over a window from the destination side, active summed over its proxies, old proxies accepted', () => {
+  const s = new StatsStore();
+  const t0 = 1_000_000_000_000;
+  // db has two proxies: db-1 opens 5 connections a second (10 a report), 1000 bytes in and 3000 out each,
+  // 3 open at a time; db-2 opens none but keeps 2 open. The client's outbound view of db must not count.
+  // An old proxy reports requests only; `cache` has no proxy: its callers speak for it, over plaintext.
+  for (let i = 1; i <= 10; i++) {
+    const t = t0 + i * 2000;
+    assert.equal(s.ingest('default/db-1', { intervalMs: 2000, series: [], tcp: [tcpDelta({}, 10, 10_000, 30_000, 3)] }, t), '');
+    assert.equal(s.ingest('default/db-2', { intervalMs: 2000, series: [], tcp: [tcpDelta({}, 0, 0, 0, 2)] }, t), '');
+    assert.equal(s.ingest('default/client-1', { intervalMs: 2000, series: [], tcp: [tcpDelta({ d: 'outbound', src: 'client.default' }, 99, 1, 1, 9), tcpDelta({ d: 'outbound', src: 'client.default', dst: 'cache.other', mtls: false }, 4, 400, 0, 1)] }, t), '');
+    assert.equal(s.ingest('default/old-1', { intervalMs: 2000, series: [delta({}, 2, 0, 3)] }, t), '');
+  }
+  const now = t0 + 20_000 + 500;
+  const rows = s.tcpRows(10_000, null, now);
+  assert.deepEqual(rows.map((r) => [r.namespace, r.service]), [['default', 'db'], ['other', 'cache']]);
+  const [db, cache] = rows as [TcpStatsRow, TcpStatsRow];
+  assert.equal(db.connectionsPerSecond, 5);
+  assert.equal(db.connections, 50);
+  assert.equal(db.readBytesPerSecond, 5000);
+  assert.equal(db.writeBytesPerSecond, 15000);
+  assert.equal(db.readBytes, 50_000);
+  assert.equal(db.activeConnections, 5, 'db-1 and db-2 together');
+  assert.equal(db.mtlsRate, 1);
+  assert.equal(cache.connectionsPerSecond, 2);
+  assert.equal(cache.activeConnections, 1);
+  assert.equal(cache.readBytesPerSecond, 200);
+  assert.equal(cache.mtlsRate, 0);
+  assert.deepEqual(s.tcpRows(10_000, 'other', now).map((r) => r.service), ['cache']);
+  // The HTTP rows are untouched by TCP, and the old proxy's requests are there.
+  assert.deepEqual(s.rows('service', 10_000, null, now).map((r) => [r.service, r.requests]), [['web', 10]]);
+  // Nothing reported for a while: no rate, and no connection open (the gauge is not held forever).
+  const [idle] = s.tcpRows(10_000, null, now + 30_000);
+  assert.deepEqual([idle!.connectionsPerSecond, idle!.activeConnections, idle!.mtlsRate], [0, 0, null]);
+  // Malformed TCP entries are skipped, naming the field; a tcp that is not a list is refused.
+  assert.match(s.ingest('default/db-1', { intervalMs: 2000, series: [], tcp: [tcpDelta({}, -1, 0, 0, 0)] }, now), /report\.tcp\[0\]\.opened: must be a count/);
+  assert.match(s.ingest('default/db-1', { intervalMs: 2000, series: [], tcp: 'x' as unknown as StatsTcpDelta[] }, now), /report\.tcp: must be a list/);
 });

@@ -11,8 +11,12 @@
  * before it are still being filled by reports in flight, so answers lag 2–4 s and never undercount.
  * Quantiles come from the merged duration buckets with linear interpolation inside the bucket, as
  * Prometheus' histogram_quantile does.
+ *
+ * TCP series (direction, reporting proxy, source, destination, mTLS) keep their own ring, bounded the
+ * same way: connections opened and bytes each way, spread like requests, and the open-connection
+ * gauge sampled in the bucket its report arrived in. A window's ACTIVE is the newest sample at its end.
  */
-import { STATS_DURATION_BOUNDS, STATS_REPORT_MS, apiServiceName, type StatsReport, type StatsSeriesDelta } from '../../model/golden-signals.js';
+import { STATS_DURATION_BOUNDS, STATS_REPORT_MS, apiServiceName, type StatsReport, type StatsSeriesDelta, type StatsTcpDelta } from '../../model/golden-signals.js';
 
 /** Width of a bucket of the ring. */
 export const STEP_MS = STATS_REPORT_MS;
@@ -57,6 +61,23 @@ export interface StatsEdge {
   requests: number;
 }
 
+/** One row of `GET /api/v1/stats/tcp`: a destination service's TCP traffic (bytes of closed connections). */
+export interface TcpStatsRow {
+  namespace: string;
+  service: string;
+  /** Connections opened per second, and open at the end of the window. */
+  connectionsPerSecond: number;
+  activeConnections: number;
+  /** Bytes per second received from the clients (read) and sent to them (written). */
+  readBytesPerSecond: number;
+  writeBytesPerSecond: number;
+  /** Share of the connections opened that were mutual TLS; null when none opened. */
+  mtlsRate: number | null;
+  connections: number;
+  readBytes: number;
+  writeBytes: number;
+}
+
 /** One point of `GET /api/v1/stats/series`. */
 export interface StatsPoint {
   t: number;
@@ -77,12 +98,46 @@ export interface StatsStoreCounters {
   malformed: number;
 }
 
-class Series {
-  readonly ring = new Float32Array(RING_STEPS * WIDTH);
+/**
+ * A ring of RING_STEPS buckets of `width` values each: a bucket's slot is reset when a newer bucket
+ * takes it, so a slot holds one bucket number's values or nothing.
+ */
+class Ring {
+  readonly ring: Float32Array | Float64Array;
   /** The bucket number each slot holds; -1: empty. */
   readonly stamps = new Float64Array(RING_STEPS).fill(-1);
   /** The newest bucket with data. */
   last = -1;
+  constructor(
+    readonly width: number,
+    /** 64-bit where totals can outgrow a 32-bit float's integers (byte counts). */
+    wide: boolean,
+  ) {
+    this.ring = wide ? new Float64Array(RING_STEPS * width) : new Float32Array(RING_STEPS * width);
+  }
+
+  /** The offset of `bucket`'s values, its slot taken over (and cleared) when it held an older one. */
+  protected slot(bucket: number): number {
+    const slot = bucket % RING_STEPS;
+    const at = slot * this.width;
+    if (this.stamps[slot] !== bucket) {
+      this.ring.fill(0, at, at + this.width);
+      this.stamps[slot] = bucket;
+    }
+    if (bucket > this.last) this.last = bucket;
+    return at;
+  }
+
+  /** Calls `each(bucket, offset)` for every bucket of `from`..`to` (inclusive) the ring holds. */
+  protected forEach(from: number, to: number, each: (bucket: number, at: number) => void): void {
+    for (let k = Math.max(from, to - RING_STEPS + 1); k <= to; k++) {
+      const slot = k % RING_STEPS;
+      if (this.stamps[slot] === k) each(k, slot * this.width);
+    }
+  }
+}
+
+class Series extends Ring {
   constructor(
     readonly direction: 'inbound' | 'outbound',
     /** Inbound: the reporting proxy (`namespace/workload`); '' outbound (callers' replicas merge). */
@@ -93,30 +148,79 @@ class Series {
     readonly dstId: string,
     readonly route: string,
     readonly mtls: boolean,
-  ) {}
+  ) {
+    super(WIDTH, false);
+  }
 
   add(bucket: number, share: number, d: StatsSeriesDelta): void {
-    const slot = bucket % RING_STEPS;
-    const at = slot * WIDTH;
-    if (this.stamps[slot] !== bucket) {
-      this.ring.fill(0, at, at + WIDTH);
-      this.stamps[slot] = bucket;
-    }
+    const at = this.slot(bucket);
     this.ring[at]! += d.n * share;
     this.ring[at + 1]! += d.err * share;
     for (let i = 0; i < BUCKETS; i++) this.ring[at + 2 + i]! += d.b[i]! * share;
-    if (bucket > this.last) this.last = bucket;
   }
 
   /** Adds buckets `from`..`to` (inclusive) into `acc` (WIDTH values). */
   sum(from: number, to: number, acc: Float64Array): void {
     if (this.last < from) return;
-    for (let k = Math.max(from, to - RING_STEPS + 1); k <= to; k++) {
-      const slot = k % RING_STEPS;
-      if (this.stamps[slot] !== k) continue;
-      const at = slot * WIDTH;
+    this.forEach(from, to, (_k, at) => {
       for (let i = 0; i < WIDTH; i++) acc[i]! += this.ring[at + i]!;
-    }
+    });
+  }
+}
+
+/** Values per TCP ring slot: opened, bytes received, bytes sent, then the gauge's sum and samples. */
+const TCP_WIDTH = 5;
+/** The gauge is read from the newest sample in the last this many buckets of a window (reports come every bucket). */
+const GAUGE_LOOKBACK = 3;
+
+class TcpSeries extends Ring {
+  constructor(
+    readonly direction: 'inbound' | 'outbound',
+    readonly dst: string,
+    readonly mtls: boolean,
+  ) {
+    super(TCP_WIDTH, true);
+  }
+
+  add(bucket: number, share: number, d: StatsTcpDelta): void {
+    const at = this.slot(bucket);
+    this.ring[at]! += d.opened * share;
+    this.ring[at + 1]! += d.rx * share;
+    this.ring[at + 2]! += d.tx * share;
+  }
+
+  sample(bucket: number, active: number): void {
+    const at = this.slot(bucket);
+    this.ring[at + 3]! += active;
+    this.ring[at + 4]!++;
+  }
+
+  /** Adds opened and bytes of buckets `from`..`to` into `acc`; returns the gauge at `to` (0 without a recent sample). */
+  sum(from: number, to: number, acc: Float64Array): number {
+    if (this.last < from - GAUGE_LOOKBACK) return 0;
+    let gauge = 0;
+    let gaugeAt = -Infinity;
+    this.forEach(from - GAUGE_LOOKBACK, to, (k, at) => {
+      if (k >= from) for (let i = 0; i < 3; i++) acc[i]! += this.ring[at + i]!;
+      if (k > to - GAUGE_LOOKBACK && this.ring[at + 4]! > 0 && k > gaugeAt) {
+        gauge = this.ring[at + 3]! / this.ring[at + 4]!;
+        gaugeAt = k;
+      }
+    });
+    return gauge;
+  }
+}
+
+/**
+ * Spreads a report over the buckets of the interval it covers (ending at `now`, in bucket `cur`),
+ * each taking its share of the time; an interval of 0 goes whole into `cur`.
+ */
+function spread(now: number, interval: number, cur: number, add: (bucket: number, share: number) => void): void {
+  if (interval === 0) return add(cur, 1);
+  const from = now - interval;
+  for (let k = Math.floor(from / STEP_MS); k <= cur; k++) {
+    const overlap = Math.min(now, (k + 1) * STEP_MS) - Math.max(from, k * STEP_MS);
+    if (overlap > 0) add(k, overlap / interval);
   }
 }
 
@@ -128,6 +232,8 @@ class Merged {
 
 export class StatsStore {
   private readonly series = new Map<string, Series>();
+  /** TCP series, capped at MAX_SERIES of their own. */
+  private readonly tcp = new Map<string, TcpSeries>();
   private lastSweep = 0;
   /**
    * The first bucket any report covered: a window reaching back before it is measured over the
@@ -136,9 +242,14 @@ export class StatsStore {
   private firstBucket: number | null = null;
   readonly counters: StatsStoreCounters = { reports: 0, seriesDropped: 0, malformed: 0 };
 
-  /** Series kept now. */
+  /** Request series kept now. */
   get size(): number {
     return this.series.size;
+  }
+
+  /** TCP series kept now. */
+  get tcpSize(): number {
+    return this.tcp.size;
   }
 
   /** Takes one proxy's report; returns what was wrong with it ('' when nothing was). Malformed series are skipped. */
@@ -170,15 +281,33 @@ export class StatsStore {
         s = new Series(d.d, owner, d.src, d.srcId, d.dst, d.dstId, d.route, d.mtls);
         this.series.set(key, s);
       }
-      if (interval === 0) {
-        s.add(cur, 1, d);
+      spread(now, interval, cur, (k, share) => s.add(k, share, d));
+    }
+    // Optional: proxies older than TCP stats send none.
+    if (report.tcp === undefined) return problem;
+    if (!Array.isArray(report.tcp)) return problem || 'report.tcp: must be a list';
+    for (let i = 0; i < report.tcp.length; i++) {
+      const d = report.tcp[i]!;
+      const why = tcpDeltaProblem(d);
+      if (why !== null) {
+        this.counters.malformed++;
+        problem ||= `report.tcp[${i}].${why}`;
         continue;
       }
-      const from = now - interval;
-      for (let k = Math.floor(from / STEP_MS); k <= cur; k++) {
-        const overlap = Math.min(now, (k + 1) * STEP_MS) - Math.max(from, k * STEP_MS);
-        if (overlap > 0) s.add(k, overlap / interval, d);
+      // Keyed by proxy in both directions: the gauge is per proxy, and the proxies' gauges add up.
+      const key = `${d.d}\0${proxy}\0${d.src}\0${d.dst}\0${d.mtls}`;
+      let s = this.tcp.get(key);
+      if (s === undefined) {
+        if (this.tcp.size >= MAX_SERIES) this.sweep(cur);
+        if (this.tcp.size >= MAX_SERIES) {
+          this.counters.seriesDropped++;
+          continue;
+        }
+        s = new TcpSeries(d.d, d.dst, d.mtls);
+        this.tcp.set(key, s);
       }
+      s.sample(cur, d.active);
+      spread(now, interval, cur, (k, share) => s.add(k, share, d));
     }
     return problem;
   }
@@ -187,6 +316,7 @@ export class StatsStore {
   private sweep(cur: number): void {
     this.lastSweep = cur * STEP_MS;
     for (const [k, s] of this.series) if (s.last <= cur - RING_STEPS) this.series.delete(k);
+    for (const [k, s] of this.tcp) if (s.last <= cur - RING_STEPS) this.tcp.delete(k);
   }
 
   /** Destinations (`name.namespace`) that report inbound: their rows and edges come from that side. */
@@ -258,6 +388,47 @@ export class StatsStore {
       });
     }
     return edges.sort((a, b) => a.source.localeCompare(b.source) || a.destination.localeCompare(b.destination));
+  }
+
+  /**
+   * `GET /api/v1/stats/tcp`: one row per destination service over the last `windowMs`, from the
+   * side that speaks for it as for requests: its own proxies' inbound series when any reports TCP,
+   * else its callers' outbound ones.
+   */
+  tcpRows(windowMs: number, namespace: string | null, now = Date.now()): TcpStatsRow[] {
+    const [from, to, seconds] = range(windowMs, now, this.firstBucket);
+    const served = new Set<string>();
+    for (const s of this.tcp.values()) if (s.direction === 'inbound') served.add(s.dst);
+    const groups = new Map<string, { acc: Float64Array; active: number; mtls: number }>();
+    const acc = new Float64Array(3);
+    for (const s of this.tcp.values()) {
+      if (s.dst === '' || (s.direction === 'outbound' && served.has(s.dst))) continue;
+      if (namespace !== null && splitService(s.dst)[0] !== namespace) continue;
+      let g = groups.get(s.dst);
+      if (g === undefined) groups.set(s.dst, (g = { acc: new Float64Array(3), active: 0, mtls: 0 }));
+      acc.fill(0);
+      g.active += s.sum(from, to, acc);
+      for (let i = 0; i < 3; i++) g.acc[i]! += acc[i]!;
+      if (s.mtls) g.mtls += acc[0]!;
+    }
+    const rows: TcpStatsRow[] = [];
+    for (const [dst, g] of groups) {
+      const [ns, name] = splitService(dst);
+      const [opened, rx, tx] = g.acc as unknown as [number, number, number];
+      rows.push({
+        namespace: ns,
+        service: name,
+        connectionsPerSecond: round(opened / seconds, 3),
+        activeConnections: Math.round(g.active),
+        readBytesPerSecond: round(rx / seconds, 1),
+        writeBytesPerSecond: round(tx / seconds, 1),
+        mtlsRate: opened >= 0.5 ? round(Math.min(1, g.mtls / opened), 4) : null,
+        connections: Math.round(opened),
+        readBytes: Math.round(rx),
+        writeBytes: Math.round(tx),
+      });
+    }
+    return rows.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.service.localeCompare(b.service));
   }
 
   /** `GET /api/v1/stats/series`: a service's signals per `stepMs` over the last `windowMs`, oldest first. */
@@ -363,5 +534,14 @@ function deltaProblem(d: StatsSeriesDelta): string | null {
   if (!(Number.isFinite(d.n) && d.n >= 0)) return 'n: must be a count';
   if (!(Number.isFinite(d.err) && d.err >= 0 && d.err <= d.n)) return 'err: must be a count no larger than n';
   if (!Array.isArray(d.b) || d.b.length !== BUCKETS || !d.b.every((x) => Number.isFinite(x) && x >= 0)) return `b: must be ${BUCKETS} counts`;
+  return null;
+}
+
+function tcpDeltaProblem(d: StatsTcpDelta): string | null {
+  if (typeof d !== 'object' || d === null) return 'must be an object';
+  if (d.d !== 'inbound' && d.d !== 'outbound') return `d: ${JSON.stringify(d.d)} is not inbound or outbound`;
+  for (const f of ['src', 'dst'] as const) if (typeof d[f] !== 'string' || d[f].length > 512) return `${f}: must be a string of at most 512 characters`;
+  if (typeof d.mtls !== 'boolean') return 'mtls: must be true or false';
+  for (const f of ['opened', 'rx', 'tx', 'active'] as const) if (!(Number.isFinite(d[f]) && d[f] >= 0)) return `${f}: must be a count`;
   return null;
 }

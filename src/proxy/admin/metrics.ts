@@ -95,13 +95,24 @@ export class RequestSeries {
   ) {}
 }
 
+/** The label values of a TCP series, for the stats reporter. */
+export interface TcpFields {
+  direction: 'inbound' | 'outbound';
+  sourceService: string;
+  destinationService: string;
+  mtls: boolean;
+}
+
 /** TCP connections and bytes for one (direction, source service, destination service, mTLS). */
 export class TcpSeries {
   opened = 0;
   active = 0;
   received = 0;
   sent = 0;
-  constructor(readonly labels: string) {}
+  constructor(
+    readonly labels: string,
+    readonly fields: TcpFields,
+  ) {}
 }
 
 type Level = Map<unknown, unknown>;
@@ -168,12 +179,17 @@ export class ProxyMetrics {
     return this.requestSeries;
   }
 
+  /** Every TCP series, in creation order (read, never changed, by the stats reporter). */
+  get tcpSeries(): Iterable<TcpSeries> {
+    return this.tcp.values();
+  }
+
   /** The series of a TCP connection that opened; counts it as opened and active. */
   tcpOpened(direction: 'inbound' | 'outbound', sourceService: string, destinationService: string, mtls: boolean): TcpSeries {
     const key = `${direction}\0${sourceService}\0${destinationService}\0${mtls}`;
     let s = this.tcp.get(key);
     if (s === undefined) {
-      s = new TcpSeries(`direction="${direction}",source_service="${escapeLabel(sourceService)}",destination_service="${escapeLabel(destinationService)}",mtls="${mtls}"`);
+      s = new TcpSeries(`direction="${direction}",source_service="${escapeLabel(sourceService)}",destination_service="${escapeLabel(destinationService)}",mtls="${mtls}"`, { direction, sourceService, destinationService, mtls });
       this.tcp.set(key, s);
     }
     s.opened++;

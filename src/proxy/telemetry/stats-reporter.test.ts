@@ -73,3 +73,33 @@ test('tap matches destination, method, path prefix and status; at most 100 event
   assert.deepEqual(statusRange('404'), [404, 405]);
   assert.equal(statusRange('5x'), null);
 });
+
+test('TCP series: opened and bytes as deltas, the active gauge while connections are open, then once at zero', () => {
+  const m = new ProxyMetrics();
+  const sent: StatsReport[] = [];
+  const r = new StatsReporter(m, (rep) => (sent.push(rep), true));
+  const a = m.tcpOpened('outbound', 'client.default', 'db.default', true);
+  const b = m.tcpOpened('outbound', 'client.default', 'db.default', true);
+  m.tcpClosed(a, 100, 250);
+  assert.equal(r.tick(1000), 1);
+  assert.deepEqual(sent[0]!.series, []);
+  assert.deepEqual(sent[0]!.tcp, [{ d: 'outbound', src: 'client.default', dst: 'db.default', mtls: true, opened: 2, rx: 100, tx: 250, active: 1 }]);
+  assert.equal(r.tick(3000), 1, 'a connection still open: the gauge is reported again');
+  assert.deepEqual([sent[1]!.tcp![0]!.opened, sent[1]!.tcp![0]!.rx, sent[1]!.tcp![0]!.active], [0, 0, 1]);
+  m.tcpClosed(b, 7, 9);
+  m.request(ctx(), 'client.default', 'id-c', 'id-w', true, 200, '');
+  assert.equal(r.tick(5000), 2);
+  assert.equal(sent[2]!.series.length, 1);
+  assert.deepEqual([sent[2]!.tcp![0]!.rx, sent[2]!.tcp![0]!.tx, sent[2]!.tcp![0]!.active], [7, 9, 0]);
+  assert.equal(r.tick(7000), 0, 'idle at zero: nothing to send');
+  assert.equal(sent.length, 3);
+});
+
+test('a request-only report carries no tcp field (what old control planes expect)', () => {
+  const m = new ProxyMetrics();
+  const sent: StatsReport[] = [];
+  const r = new StatsReporter(m, (rep) => (sent.push(rep), true));
+  m.request(ctx(), 'client.default', 'id-c', 'id-w', true, 200, '');
+  assert.equal(r.tick(1000), 1);
+  assert.equal('tcp' in sent[0]!, false);
+});
