@@ -11,7 +11,7 @@ import { WeftHttp2Downstream, type WeftConnectTunnel } from './http2/downstream.
 import { HTTP2_ENGINE } from './http2/upstream.js';
 import type { ProxySnapshot } from '../model/snapshot.js';
 import { startAdmin, type AdminServer } from './admin/admin-server.js';
-import { ProxyMetrics } from './admin/metrics.js';
+import { ProxyMetrics, type OpenTcp } from './admin/metrics.js';
 import { canonicalService } from './admin/peer-labels.js';
 import { Http1ServerConnection, type ConnectTunnel, type Http1ServerOptions } from './http1/server.js';
 import { defaultHeadLimits, type HeadLimits } from './http1/parse.js';
@@ -262,12 +262,13 @@ export class Proxy {
   };
 
   /**
-   * `weft_tcp_*`: a TCP connection joined to its destination; its bytes count when it closes. `socket`
+   * `weft_tcp_*`: a TCP connection joined to its destination; its bytes count as they move. `socket`
    * faces the client, or (`appSide`) the app, whose reads are the bytes sent to the client.
    */
   private countTcp(direction: 'inbound' | 'outbound', source: string, destination: string, mtls: boolean, socket: Socket, appSide: boolean): void {
-    const s = this.metrics.tcpOpened(direction, source, destination, mtls);
-    socket.once('close', () => (appSide ? this.metrics.tcpClosed(s, socket.bytesWritten, socket.bytesRead) : this.metrics.tcpClosed(s, socket.bytesRead, socket.bytesWritten)));
+    const conn: OpenTcp = appSide ? { received: () => socket.bytesWritten, sent: () => socket.bytesRead } : { received: () => socket.bytesRead, sent: () => socket.bytesWritten };
+    const s = this.metrics.tcpOpened(direction, source, destination, mtls, conn);
+    socket.once('close', () => this.metrics.tcpClosed(s, conn));
   }
 
   /** An inbound connection turned into a TCP tunnel at its CONNECT: it now counts as TCP, not HTTP. */

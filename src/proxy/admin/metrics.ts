@@ -103,16 +103,34 @@ export interface TcpFields {
   mtls: boolean;
 }
 
+/** An open TCP connection's byte counters (from and to its client), read whenever its series is. */
+export interface OpenTcp {
+  received(): number;
+  sent(): number;
+}
+
 /** TCP connections and bytes for one (direction, source service, destination service, mTLS). */
 export class TcpSeries {
   opened = 0;
   active = 0;
   received = 0;
   sent = 0;
+  /** Open connections, with the bytes of each already counted. */
+  readonly open = new Map<OpenTcp, { received: number; sent: number }>();
   constructor(
     readonly labels: string,
     readonly fields: TcpFields,
   ) {}
+
+  /** Counts what `conn` moved since it was last read. */
+  catchUp(conn: OpenTcp, counted: { received: number; sent: number }): void {
+    const r = conn.received();
+    const t = conn.sent();
+    this.received += r - counted.received;
+    this.sent += t - counted.sent;
+    counted.received = r;
+    counted.sent = t;
+  }
 }
 
 type Level = Map<unknown, unknown>;
@@ -184,8 +202,11 @@ export class ProxyMetrics {
     return this.tcp.values();
   }
 
-  /** The series of a TCP connection that opened; counts it as opened and active. */
-  tcpOpened(direction: 'inbound' | 'outbound', sourceService: string, destinationService: string, mtls: boolean): TcpSeries {
+  /**
+   * A TCP connection opened: counted as opened and active, and its bytes counted as they move (read
+   * whenever the metrics are rendered or reported, and at its close). Returns its series.
+   */
+  tcpOpened(direction: 'inbound' | 'outbound', sourceService: string, destinationService: string, mtls: boolean, conn: OpenTcp): TcpSeries {
     const key = `${direction}\0${sourceService}\0${destinationService}\0${mtls}`;
     let s = this.tcp.get(key);
     if (s === undefined) {
@@ -194,14 +215,22 @@ export class ProxyMetrics {
     }
     s.opened++;
     s.active++;
+    s.open.set(conn, { received: 0, sent: 0 });
     return s;
   }
 
-  /** A TCP connection of `s` closed after `received` bytes from its client and `sent` bytes to it. */
-  tcpClosed(s: TcpSeries, received: number, sent: number): void {
+  /** A TCP connection of `s` closed: its last bytes are counted, and it is no longer active. */
+  tcpClosed(s: TcpSeries, conn: OpenTcp): void {
+    const counted = s.open.get(conn);
+    if (counted === undefined) return;
+    s.catchUp(conn, counted);
+    s.open.delete(conn);
     s.active--;
-    s.received += received;
-    s.sent += sent;
+  }
+
+  /** Brings every TCP series' byte counters up to date with its open connections. */
+  tcpCatchUp(): void {
+    for (const s of this.tcp.values()) for (const [conn, counted] of s.open) s.catchUp(conn, counted);
   }
 
   /** Adds to a plain counter, e.g. `weft_config_reloads_total{result="rejected"}`; the family's help comes from COUNTER_HELP. */
@@ -232,12 +261,13 @@ export class ProxyMetrics {
     for (const s of series) s.requestBytes.render(out, 'weft_request_bytes', s.labels);
     out.push('# HELP weft_response_bytes Response body sizes sent to the client.', '# TYPE weft_response_bytes histogram');
     for (const s of series) s.responseBytes.render(out, 'weft_response_bytes', s.labels);
+    this.tcpCatchUp();
     const tcp = [...this.tcp.values()];
     out.push('# HELP weft_tcp_connections_total TCP connections proxied (outbound: connected to an endpoint; inbound: tunnels let through to the app).', '# TYPE weft_tcp_connections_total counter');
     for (const s of tcp) out.push(`weft_tcp_connections_total{${s.labels}} ${s.opened}`);
     out.push('# HELP weft_tcp_connections_active TCP connections open now.', '# TYPE weft_tcp_connections_active gauge');
     for (const s of tcp) out.push(`weft_tcp_connections_active{${s.labels}} ${s.active}`);
-    out.push('# HELP weft_tcp_bytes_total Bytes of closed TCP connections, received from or sent to the client (flow).', '# TYPE weft_tcp_bytes_total counter');
+    out.push('# HELP weft_tcp_bytes_total Bytes of TCP connections, received from or sent to the client (flow), counted as they move.', '# TYPE weft_tcp_bytes_total counter');
     for (const s of tcp) out.push(`weft_tcp_bytes_total{${s.labels},flow="received"} ${s.received}`, `weft_tcp_bytes_total{${s.labels},flow="sent"} ${s.sent}`);
     for (const [name, family] of this.counterFamilies) {
       out.push(`# HELP ${name} ${family.help}`, `# TYPE ${name} counter`);

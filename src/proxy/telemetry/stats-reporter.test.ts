@@ -74,23 +74,37 @@ test('tap matches destination, method, path prefix and status; at most 100 event
   assert.equal(statusRange('5x'), null);
 });
 
-test('TCP series: opened and bytes as deltas, the active gauge while connections are open, then once at zero', () => {
+test('TCP series: opened and bytes as deltas (an open connection\'s bytes as they move), the active gauge while connections are open, then once at zero', () => {
   const m = new ProxyMetrics();
   const sent: StatsReport[] = [];
   const r = new StatsReporter(m, (rep) => (sent.push(rep), true));
-  const a = m.tcpOpened('outbound', 'client.default', 'db.default', true);
-  const b = m.tcpOpened('outbound', 'client.default', 'db.default', true);
-  m.tcpClosed(a, 100, 250);
+  // A connection's byte counters, as a socket's bytesRead/bytesWritten would move.
+  const conn = () => {
+    const c = { rx: 0, tx: 0, received: () => c.rx, sent: () => c.tx };
+    return c;
+  };
+  const a = conn();
+  const b = conn();
+  const sa = m.tcpOpened('outbound', 'client.default', 'db.default', true, a);
+  const sb = m.tcpOpened('outbound', 'client.default', 'db.default', true, b);
+  a.rx = 100;
+  a.tx = 250;
+  m.tcpClosed(sa, a);
+  b.rx = 40;
   assert.equal(r.tick(1000), 1);
   assert.deepEqual(sent[0]!.series, []);
-  assert.deepEqual(sent[0]!.tcp, [{ d: 'outbound', src: 'client.default', dst: 'db.default', mtls: true, opened: 2, rx: 100, tx: 250, active: 1 }]);
+  assert.deepEqual(sent[0]!.tcp, [{ d: 'outbound', src: 'client.default', dst: 'db.default', mtls: true, opened: 2, rx: 140, tx: 250, active: 1 }], 'the open connection\'s 40 bytes so far count too');
   assert.equal(r.tick(3000), 1, 'a connection still open: the gauge is reported again');
   assert.deepEqual([sent[1]!.tcp![0]!.opened, sent[1]!.tcp![0]!.rx, sent[1]!.tcp![0]!.active], [0, 0, 1]);
-  m.tcpClosed(b, 7, 9);
+  b.rx = 47;
+  b.tx = 9;
+  assert.match(m.render(), /weft_tcp_bytes_total\{direction="outbound",source_service="client.default",destination_service="db.default",mtls="true",flow="received"\} 147\n/, '/metrics is live too');
+  m.tcpClosed(sb, b);
+  m.tcpClosed(sb, b);
   m.request(ctx(), 'client.default', 'id-c', 'id-w', true, 200, '');
   assert.equal(r.tick(5000), 2);
   assert.equal(sent[2]!.series.length, 1);
-  assert.deepEqual([sent[2]!.tcp![0]!.rx, sent[2]!.tcp![0]!.tx, sent[2]!.tcp![0]!.active], [7, 9, 0]);
+  assert.deepEqual([sent[2]!.tcp![0]!.rx, sent[2]!.tcp![0]!.tx, sent[2]!.tcp![0]!.active], [7, 9, 0], 'a second close of the same connection counts nothing');
   assert.equal(r.tick(7000), 0, 'idle at zero: nothing to send');
   assert.equal(sent.length, 3);
 });

@@ -83,6 +83,7 @@ export class StatsReporter {
     // TCP: a series that changed, or still has connections open (its gauge stays fresh), or just went idle.
     const tcpChanged: TcpSeries[] = [];
     const tcp: StatsTcpDelta[] = [];
+    this.metrics.tcpCatchUp();
     for (const s of this.metrics.tcpSeries) {
       const base = this.tcpBaselines.get(s);
       if (base === undefined ? s.opened === 0 && s.active === 0 : base.opened === s.opened && base.received === s.received && base.sent === s.sent && base.active === s.active && s.active === 0) continue;
