@@ -85,33 +85,49 @@ export interface RequestContext {
 }
 
 /**
- * A context for an exchange the proxy starts itself (a mirror copy, a health check) or a test
- * drives: the given fields, and every other one at its empty value, in the one shape the listeners
- * build too.
+ * A new exchange's context, every field present from the start and in one order, so that every
+ * context (each listener's, a mirror's, a health check's) has one shape and the code reading them
+ * stays monomorphic. The listeners call this for each request.
  */
-export function newRequestContext(
-  fields: Pick<RequestContext, 'direction'> & Partial<Omit<RequestContext, 'direction'>>,
+export function requestContext(
+  direction: RequestContext['direction'],
+  requestId: string,
+  clientAddress: string,
+  peerIdentity: string | null,
+  interim: RequestContext['interim'],
+  protocol: string | undefined,
 ): RequestContext {
   return {
-    requestId: '',
-    clientAddress: '',
-    peerIdentity: null,
+    direction,
+    requestId,
+    clientAddress,
+    peerIdentity,
     start: performance.now(),
     route: '',
     destination: '',
     upstreamHost: '',
     abortHandlers: [],
-    interim: null,
+    interim,
     errorCode: '',
     aborted: null,
     sourceService: '',
     destinationIdentity: '',
     bytesReceived: 0,
     bytesSent: 0,
-    protocol: undefined,
+    protocol,
+    // Present from the start, so telemetry setting it later keeps the shape.
     telemetry: undefined,
-    ...fields,
   };
+}
+
+/**
+ * A context for an exchange the proxy starts itself (a mirror copy, a health check) or a test
+ * drives: the given fields, and every other one at its empty value.
+ */
+export function newRequestContext(
+  fields: Pick<RequestContext, 'direction'> & Partial<Omit<RequestContext, 'direction'>>,
+): RequestContext {
+  return Object.assign(requestContext(fields.direction, '', '', null, null, undefined), fields);
 }
 
 /**

@@ -6,12 +6,11 @@
 import type { Socket } from 'node:net';
 import { STATUS_CODES } from './status.js';
 import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodySink } from '../body.js';
 import type { Handler, ProxyRequest, ProxyResponse, RequestContext, UpgradedStream } from '../message.js';
 import { joinSockets } from '../tcp/join.js';
-import { abortContext } from '../message.js';
+import { abortContext, requestContext } from '../message.js';
 import { meshErrorResponse, toMeshError } from '../local-reply.js';
 import { ChunkedDecoder, ParseError, findHeadEnd, parseRequestHead, type HeadLimits, type RequestHead } from './parse.js';
 import { JOIN_BODY_MAX, REQUEST_FRAMING, REQUEST_FRAMING_HTTP10, requestedUpgrade, stripHopByHop, writeChunk, writeHeadAndBody, writeLastChunk } from './wire.js';
@@ -324,27 +323,7 @@ export class Http1ServerConnection {
 
   /** The context of a new exchange, which becomes the current one. */
   private newContext(requestId: string, interim: RequestContext['interim']): RequestContext {
-    const ctx: RequestContext = {
-      direction: this.opts.direction,
-      requestId,
-      clientAddress: this.clientAddress,
-      peerIdentity: this.peerIdentity,
-      start: performance.now(),
-      route: '',
-      destination: '',
-      upstreamHost: '',
-      abortHandlers: [],
-      interim,
-      errorCode: '',
-      aborted: null,
-      sourceService: '',
-      destinationIdentity: '',
-      bytesReceived: 0,
-      bytesSent: 0,
-      protocol: this.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0',
-      // Present from the start, so telemetry setting it later keeps every context one shape.
-      telemetry: undefined,
-    };
+    const ctx = requestContext(this.opts.direction, requestId, this.clientAddress, this.peerIdentity, interim, this.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0');
     this.ctx = ctx;
     return ctx;
   }

@@ -12,13 +12,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodyFlow, type BodySink } from '../body.js';
 import { requestTimeout } from '../filters/request-timeout.js';
 import { grpcTimeoutMs, isGrpc } from '../grpc.js';
 import { meshErrorGrpcTrailers } from '../local-reply.js';
-import { abortContext, getHeader, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
+import { abortContext, getHeader, requestContext, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { H2Connection, headerListSize, type H2Stream } from './connection.js';
 import { ErrorCode } from './frames.js';
 import { CONNECTION_SPECIFIC } from './headers.js';
@@ -282,29 +281,9 @@ export class WeftHttp2ServerConnection {
     ex.send(errorResponse(ctx, new MeshError('HEADERS_TOO_LARGE', `request header list larger than ${limit} bytes (names + values + 32 per field)`), false));
   }
 
-  /** A new exchange's context; one literal, so every context has one shape. */
+  /** A new exchange's context. */
   private newContext(requestId: string, interim: RequestContext['interim']): RequestContext {
-    return {
-      direction: this.downstream.opts.direction,
-      requestId,
-      clientAddress: this.address,
-      peerIdentity: this.peerIdentity,
-      start: performance.now(),
-      route: '',
-      destination: '',
-      upstreamHost: '',
-      abortHandlers: [],
-      interim,
-      errorCode: '',
-      aborted: null,
-      sourceService: '',
-      destinationIdentity: '',
-      bytesReceived: 0,
-      bytesSent: 0,
-      protocol: 'HTTP/2',
-      // Present from the start, so telemetry setting it later keeps every context one shape.
-      telemetry: undefined,
-    };
+    return requestContext(this.downstream.opts.direction, requestId, this.address, this.peerIdentity, interim, 'HTTP/2');
   }
 }
 

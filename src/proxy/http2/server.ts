@@ -19,13 +19,12 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodySink } from '../body.js';
 import { requestTimeout } from '../filters/request-timeout.js';
 import { grpcTimeoutMs, isGrpc } from '../grpc.js';
 import { meshErrorGrpcTrailers } from '../local-reply.js';
-import { abortContext, getHeader, removeHeader, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
+import { abortContext, getHeader, removeHeader, requestContext, type Handler, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { fromH2Headers, toH2Headers } from './headers.js';
 import { badRequest, errorResponse } from './replies.js';
 
@@ -147,26 +146,9 @@ export class Http2Downstream {
     }
     const xff = getHeader(headers, 'x-forwarded-for');
     setOne(headers, 'x-forwarded-for', xff === undefined ? peer.address : `${xff}, ${peer.address}`);
-    const ctx: RequestContext = {
-      direction: this.opts.direction,
-      requestId,
-      clientAddress: peer.address,
-      peerIdentity: peer.identity,
-      start: performance.now(),
-      route: '',
-      destination: '',
-      upstreamHost: '',
-      abortHandlers: [],
-      // An `Expect: 100-continue` gets the upstream's interim answers, as on HTTP/1.1.
-      interim: getHeader(headers, 'expect')?.toLowerCase() === '100-continue' ? (status, fields) => sendInterim(stream, status, fields) : null,
-      errorCode: '',
-      aborted: null,
-      sourceService: '',
-      destinationIdentity: '',
-      bytesReceived: 0,
-      bytesSent: 0,
-      protocol: 'HTTP/2',
-    };
+    // An `Expect: 100-continue` gets the upstream's interim answers, as on HTTP/1.1.
+    const interim: RequestContext['interim'] = getHeader(headers, 'expect')?.toLowerCase() === '100-continue' ? (status, fields) => sendInterim(stream, status, fields) : null;
+    const ctx = requestContext(this.opts.direction, requestId, peer.address, peer.identity, interim, 'HTTP/2');
     const reply = new StreamReply(stream, ctx, grpc, method === 'HEAD', this.opts.onExchange);
     let body: Body | null = null;
     // One 'close' listener per stream: a request body cut short fails, an answer not yet sent in full
