@@ -3,6 +3,7 @@
  * from the configuration in force, the admin server, and drain on shutdown.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { adoptWithSharedReads } from './http1/shared-read.js';
 import type { AddressInfo } from 'node:net';
 import { proxyLifecycle, tcpConnectionFailed } from '../core/diagnostics.js';
 import { TLS_HANDSHAKE, isH2Preface, onFirstByte, peekBytes } from '../core/first-byte.js';
@@ -388,7 +389,7 @@ export class Proxy {
   }
 
   private listenHttp(port: number, handler: Handler, opts: Http1ServerOptions): Promise<number> {
-    return this.listen(port, (socket) => this.servePlaintext(socket, handler, opts));
+    return this.listen(port, (socket) => this.servePlaintext(adoptWithSharedReads(socket, true), handler, opts), true);
   }
 
   /** A plaintext HTTP connection: HTTP/2 when it opens with the preface (prior knowledge), else HTTP/1.1. */
@@ -499,8 +500,9 @@ export class Proxy {
     socket.end(meshErrorWire(new MeshError('MTLS_REQUIRED', 'this inbound listener accepts only mutual TLS from mesh proxies (mTLS mode STRICT)')));
   }
 
-  private listen(port: number, onConnection: (s: Socket) => void): Promise<number> {
-    const server = createServer({ allowHalfOpen: true, noDelay: true }, onConnection);
+  /** `paused`: connections arrive with nothing read yet (for `adoptWithSharedReads`). */
+  private listen(port: number, onConnection: (s: Socket) => void, paused = false): Promise<number> {
+    const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: paused }, onConnection);
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);

@@ -8,6 +8,7 @@ import { HEALTH_CHECK_ROUTE } from '../message.js';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type SecureContext } from 'node:tls';
 import { expectSpiffeId } from '../tls/peer-identity.js';
+import { sharedReads } from './shared-read.js';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodySink } from '../body.js';
 import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
@@ -29,20 +30,6 @@ export interface PoolOptions {
    * context is null (no certificate yet, or mTLS off) connections are plaintext.
    */
   tls?: { peerIdentity: string; context: () => SecureContext | null } | null;
-}
-
-/**
- * Plaintext upstream connections read into this one buffer (`onread`), and each read is copied out
- * at its size and emitted as 'data', so every listener (and `pipe`, and pause/resume) works as
- * before. It spares a 64 KiB allocation, a new ArrayBuffer and the Readable bookkeeping per read:
- * +5.6 to +7.6 % req/s through one proxy (`npm run bench:ab`, docs/performance.md). Safe to
- * share: a read callback runs to its end before the next read of any socket.
- */
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-
-function emitRead(socket: Socket, n: number): boolean {
-  socket.emit('data', Buffer.from(READ_BUFFER.subarray(0, n)));
-  return true;
 }
 
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -228,7 +215,7 @@ export class Http1Pool {
     if (!counted) this.connections++;
     const context = this.opts.tls?.context() ?? null;
     if (context === null) {
-      const socket: Socket = connect({ host: this.host, port: this.port, noDelay: true, onread: { buffer: READ_BUFFER, callback: (n) => emitRead(socket, n) } });
+      const socket: Socket = connect({ host: this.host, port: this.port, noDelay: true, onread: sharedReads(() => socket) });
       socket.once('close', this.onConnectionClose);
       return this.established(socket, null, (err) => new MeshError('UPSTREAM_CONNECT_FAILURE', `connect to ${this.key} failed: ${err.code ?? err.message}`));
     }
