@@ -19,7 +19,7 @@ const COUNTER_HELP: Readonly<Record<string, string>> = {
   weft_rate_limited_total: 'Requests refused by a RateLimitPolicy, by policy and scope (local or global).',
   weft_rate_limit_redis_errors_total: 'Failed calls to the Redis of global rate limits, by reason.',
   weft_mirrored_requests_total: 'Requests copied by RequestMirror filters, by result.',
-  weft_circuit_open_total: 'Requests refused by a circuit breaker, by the limit that was reached.',
+  weft_circuit_open_total: 'Requests and TCP connections refused by a circuit breaker, by the limit that was reached.',
   weft_outbound_tcp_connections_total: 'Outbound TCP connections by destination service port, transport and mesh error code.',
   weft_outlier_ejections_total: 'Endpoints ejected by outlier detection, by reason.',
   weft_outlier_ejections_skipped_total: 'Ejections outlier detection decided but did not enforce (max ejection percent), by reason.',

@@ -205,12 +205,15 @@ function upstreamBad(message: string): ParseError {
   return new ParseError('UPSTREAM_PROTOCOL_ERROR', `upstream sent an invalid response: ${message}`);
 }
 
+/** A Buffer needle: a string one is re-encoded on every search. */
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+
 /**
  * Finds the end of a head in `buf` from `from`: the index just past CRLFCRLF, or -1.
  * A bare LF LF is not a terminator; strict parsing then refuses the lone LFs inside the head.
  */
 export function findHeadEnd(buf: Buffer, from: number): number {
-  const i = buf.indexOf('\r\n\r\n', from, 'latin1');
+  const i = buf.indexOf(HEAD_END, from);
   return i === -1 ? -1 : i + 4;
 }
 

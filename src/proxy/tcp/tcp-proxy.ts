@@ -45,10 +45,13 @@ export interface ConnectClient {
 }
 
 /**
- * Joins `client` to an endpoint of the cluster `pick` returns. When there is none, or the endpoint
- * cannot be reached, or its proxy refuses the tunnel, the client's connection is reset: TCP has no
- * way to carry a reason, and a reset is not mistaken for a clean, empty answer. A `viaConnect` client
- * speaks HTTP until joined, so it gets the coded error as an answer instead.
+ * Joins `client` to an endpoint of the cluster `pick` returns. The connection takes one of the
+ * cluster's `maxConnections` (circuit breaker) from before it is dialled until its upstream side
+ * closes; over the limit nothing is dialled (CIRCUIT_OPEN). When there is no endpoint, or the breaker
+ * is full, or the endpoint cannot be reached, or its proxy refuses the tunnel, the client's
+ * connection is reset: TCP has no way to carry a reason, and a reset is not mistaken for a clean,
+ * empty answer. A `viaConnect` client speaks HTTP until joined, so it gets the coded error as an
+ * answer instead.
  */
 export function forwardTcp(
   client: Socket,
@@ -79,10 +82,18 @@ export function forwardTcp(
     refuse(new MeshError('NO_HEALTHY_UPSTREAM', message));
     return;
   }
+  const open = cluster.breaker.admitTcp();
+  if (open !== null) {
+    fwd.report({ service, transport: null, endpoint: '', errorCode: open.code, message: open.message });
+    refuse(open);
+    return;
+  }
   client.pause();
   const pool = ep.pool;
   pool.active++;
   pool.total++;
+  // The slot is the count's, not this configuration's breaker's: released the same after a push.
+  const slots = cluster.breaker.tcp;
   const e = ep.endpoint;
   const proxied = e.proxied;
   const endpoint = `${e.address}:${proxied ? e.port : e.appPort}`;
@@ -105,6 +116,7 @@ export function forwardTcp(
       if (err.code === 'UPSTREAM_CONNECT_FAILURE' || err.code === 'UPSTREAM_TLS_FAILURE') pool.connectFailures++;
       pool.active--;
       socket?.destroy();
+      slots.release();
       // A client that left first is no failure of the endpoint's: nothing to report.
       if (clientGone) {
         onEnd?.();
@@ -126,6 +138,7 @@ export function forwardTcp(
     if (first != null) socket!.write(first);
     joinTunnel(client, socket!, () => {
       pool.active--;
+      slots.release();
       onEnd?.();
     });
   };

@@ -5,7 +5,7 @@ import type { Cluster } from '../../model/snapshot.js';
 import { Body } from '../body.js';
 import { newRequestContext, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
 import { retryLayer, type RetryResult } from '../filters/retry.js';
-import type { BreakerLimit } from './breaker.js';
+import { TcpConnections, type BreakerLimit } from './breaker.js';
 import { ClusterRuntime } from './cluster.js';
 import type { PoolRegistry } from './pools.js';
 import { RetryBudgetBucket } from './retry-budget.js';
@@ -29,7 +29,8 @@ function fakePool() {
 
 function cluster(limits: Partial<Cluster['circuitBreaker']> | undefined) {
   const { pool, waiting } = fakePool();
-  const registry = { get: () => pool } as unknown as PoolRegistry;
+  const tcp = new TcpConnections();
+  const registry = { get: () => pool, tcpConnections: () => tcp } as unknown as PoolRegistry;
   const opened: BreakerLimit[] = [];
   const config: Cluster = {
     name: 'echo.default:80', service: 'echo', namespace: 'default', port: 80, protocol: 'HTTP', loadBalancer: 'RoundRobin', connectTimeoutMs: 1000,

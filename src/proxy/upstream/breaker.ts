@@ -2,7 +2,8 @@
  * Circuit breaking per destination (Envoy's thresholds): counters shared by every endpoint of one
  * cluster within one configuration, checked synchronously when a request is dispatched. A request
  * over `maxRequests` is answered `CIRCUIT_OPEN` at once; a retry over `maxRetries` is not sent.
- * Made at config time; the hot path allocates nothing.
+ * `maxConnections` counts the cluster's HTTP/1.1 pool connections and its forwarded TCP connections
+ * together. Made at config time; the hot path allocates nothing.
  */
 import { MeshError } from '../../core/errors.js';
 import { DEFAULT_CIRCUIT_BREAKER } from '../../model/compile.js';
@@ -14,6 +15,23 @@ export type BreakerLimit = 'requests' | 'retries' | 'connections' | 'pending';
 
 /** Counts an overflow: `weft_circuit_open_total{destination_service,limit}`. */
 export type BreakerReport = (destination: string, limit: BreakerLimit) => void;
+
+/**
+ * The TCP connections a proxy forwards to one cluster, open or opening: counted against the
+ * cluster's `maxConnections` from the moment one starts opening until its upstream side closes.
+ * Kept per proxy and cluster name (`PoolRegistry.tcpConnections`), not per configuration, so a push
+ * never forgets the connections still open, as the pools keep theirs.
+ */
+export class TcpConnections {
+  open = 0;
+  /** The breaker of the latest configuration: told when a connection closes (a waiting HTTP/1.1 request may take the slot). */
+  breaker: CircuitBreaker | null = null;
+  /** Releases one connection's slot; one function for all connections. */
+  readonly release = (): void => {
+    this.open--;
+    this.breaker?.connectionClosed();
+  };
+}
 
 export class CircuitBreaker implements ConnectionLimit {
   readonly limits: CircuitBreakerLimits;
@@ -32,12 +50,22 @@ export class CircuitBreaker implements ConnectionLimit {
   readonly releaseRequest = (): void => {
     this.requests--;
   };
+  /** The cluster's forwarded TCP connections (outlive this configuration); this breaker becomes the one they tell. */
+  readonly tcp: TcpConnections;
 
-  constructor(cluster: string, destination: string, limits: CircuitBreakerLimits = DEFAULT_CIRCUIT_BREAKER, report: BreakerReport = () => {}) {
+  constructor(
+    cluster: string,
+    destination: string,
+    limits: CircuitBreakerLimits = DEFAULT_CIRCUIT_BREAKER,
+    report: BreakerReport = () => {},
+    tcp: TcpConnections = new TcpConnections(),
+  ) {
     this.cluster = cluster;
     this.destination = destination;
     this.limits = limits;
     this.report = report;
+    this.tcp = tcp;
+    tcp.breaker = this;
   }
 
   /** Takes a request slot; null when taken, or the CIRCUIT_OPEN error to answer when the breaker is full. */
@@ -68,9 +96,30 @@ export class CircuitBreaker implements ConnectionLimit {
     return this.limits.maxConnections;
   }
 
-  /** Connections open or opening to the cluster's endpoints. */
+  /**
+   * Takes a `maxConnections` slot for a forwarded TCP connection, released by `tcp.release` once its
+   * upstream side closes: null, or the CIRCUIT_OPEN error (counted, `limit="connections"`) when all
+   * are taken. TCP never waits for a slot (no `maxPendingRequests`), as in Envoy's tcp_proxy.
+   */
+  admitTcp(): MeshError | null {
+    const open = this.connections;
+    // An idle HTTP/1.1 connection holds a slot nobody uses: it is closed to make room (its socket at
+    // once, its count on its close event, so the count may read one over the limit until then).
+    if (open === this.limits.maxConnections && this.closeOneIdle()) {
+      this.tcp.open++;
+      return null;
+    }
+    if (open >= this.limits.maxConnections) {
+      this.report(this.destination, 'connections');
+      return new MeshError('CIRCUIT_OPEN', `circuit breaker of cluster ${this.cluster} is open: ${open} connections open, maxConnections is ${this.limits.maxConnections}`);
+    }
+    this.tcp.open++;
+    return null;
+  }
+
+  /** Connections open or opening to the cluster's endpoints: its HTTP/1.1 pool connections and its TCP connections. */
   get connections(): number {
-    let n = 0;
+    let n = this.tcp.open;
     for (const p of this.pools) n += p.connections ?? 0;
     return n;
   }
@@ -94,6 +143,12 @@ export class CircuitBreaker implements ConnectionLimit {
       'CIRCUIT_OPEN',
       `circuit breaker of cluster ${this.cluster} is open: ${this.limits.maxConnections} connections busy and ${waiting} requests waiting for one, maxPendingRequests is ${this.limits.maxPendingRequests}`,
     );
+  }
+
+  /** Closes one idle connection of the cluster's pools: true when there was one. */
+  private closeOneIdle(): boolean {
+    for (const p of this.pools) if (p.closeOneIdle?.() === true) return true;
+    return false;
   }
 
   reclaimIdle(pool: UpstreamPool): void {

@@ -88,7 +88,8 @@ export class ClusterRuntime {
   constructor(config: Cluster, pools: PoolRegistry, onBreakerOpen?: BreakerReport, local: Readonly<Record<string, string>> = {}) {
     this.config = config;
     this.local = local;
-    const breaker = (this.breaker = new CircuitBreaker(config.name, `${config.service}.${config.namespace}`, config.circuitBreaker, onBreakerOpen));
+    // Forwarded TCP connections are counted per cluster name with the proxy's pools, so the count outlives this configuration.
+    const breaker = (this.breaker = new CircuitBreaker(config.name, `${config.service}.${config.namespace}`, config.circuitBreaker, onBreakerOpen, pools.tcpConnections(config.name)));
     const release = breaker.releaseRequest;
     this.settle = (res) => {
       if (res.upgraded !== undefined) res.upgraded.socket.once('close', release);

@@ -9,6 +9,7 @@ import type { Http2Pool } from '../http2/client.js';
 import { HTTP2_ENGINE, WeftHttp2Pool } from '../http2/upstream.js';
 import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
 import type { PeerTransport, UpstreamPool, UpstreamProtocol } from './upstream-pool.js';
+import { TcpConnections } from './breaker.js';
 
 /** node:http2's pool, loaded only under WEFT_HTTP2_ENGINE=node: a proxy on Weft's engine never loads node:http2. */
 const NodeHttp2Pool = HTTP2_ENGINE === 'node' ? (await import('../http2/client.js')).Http2Pool : null;
@@ -28,9 +29,18 @@ export class PoolRegistry {
    * the proxy before the first configuration.
    */
   peerTransport: PeerTransport = 'http1';
+  /** Forwarded TCP connections by cluster name: counted against `maxConnections` across pushes. */
+  private readonly tcp = new Map<string, TcpConnections>();
 
   constructor(base: Omit<PoolOptions, 'connectTimeoutMs'> = { maxIdle: 128, idleTimeoutMs: 60_000 }) {
     this.base = base;
+  }
+
+  /** The count of TCP connections forwarded to cluster `name`, made on first use. */
+  tcpConnections(name: string): TcpConnections {
+    let c = this.tcp.get(name);
+    if (c === undefined) this.tcp.set(name, (c = new TcpConnections()));
+    return c;
   }
 
   /**
