@@ -78,7 +78,7 @@ export const statCommand: Command = {
   workloads  per workload, as its proxy served it
   tcp        TCP traffic per destination service, from the same side as services: CONN/S
              connections opened a second, ACTIVE open at the window's end, READ_BYTES/S from the
-             clients and WRITE_BYTES/S to them (counted when a connection closes), MTLS the share of
+             clients and WRITE_BYTES/S to them (counted as they move, every 2 s), MTLS the share of
              connections opened over mutual TLS, CONNECTIONS opened in the window
 SUCCESS counts everything but 5xx answers and mesh errors (an app's 4xx is a success, as in Linkerd).
 LATENCY_P50/P95/P99 come from the merged duration histograms (interpolated inside a bucket).

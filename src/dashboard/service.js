@@ -1,11 +1,13 @@
-// A service's page: its golden signals and their last ten minutes, the routes and policies that
-// apply to it, its endpoints (workloads, their proxies, their health as the callers see it, traffic)
-// and their certificates.
+// A service's page: its golden signals and their last ten minutes, its TCP traffic (when it has some
+// or declares a TCP port), the routes and policies that apply to it, its endpoints (workloads, their
+// proxies, their health as the callers see it, traffic) and their certificates.
 import { get, maybe } from './api.js';
 import { lineChart } from './chart.js';
-import { card, empty, h, health, keyOf, label, lockIcon, ms, pct, rps, until } from './util.js';
+import { byteRate, card, empty, h, health, keyOf, label, lockIcon, ms, pct, rps, tcpActive, until } from './util.js';
 
 const REFRESH_MS = 5000;
+/** The windows of the TCP table: its rows, newest first. */
+const TCP_WINDOWS = [['10s', 'last 10 s'], ['1m', 'last minute'], ['10m', 'last 10 minutes']];
 
 export function servicePage(el, { service }) {
   const [namespace, name] = service.split('/');
@@ -15,6 +17,10 @@ export function servicePage(el, { service }) {
   const policies = h('div');
   const endpoints = h('div');
   const certs = h('div');
+  const tcp = h('div');
+  const tcpCard = card('TCP', tcp);
+  tcpCard.id = 'tcp';
+  tcpCard.hidden = true;
   const error = h('p', { class: 'note' });
   const badge = h('span', { class: 'badge idle', text: 'no traffic' });
   el.append(
@@ -24,7 +30,7 @@ export function servicePage(el, { service }) {
       h('span', { class: 'spacer' }),
       h('a', { class: 'button', href: `#/tap/${service}`, text: 'Tap' }),
       h('a', { class: 'button secondary', href: `#/traces?service=${encodeURIComponent(name)}`, text: 'Traces' })),
-    error, signals, charts,
+    error, signals, charts, tcpCard,
     h('div', { class: 'grid2' }, card('Routes', routes), card('Policies', policies)),
     card('Endpoints', endpoints),
     card('Certificates', certs),
@@ -35,25 +41,39 @@ export function servicePage(el, { service }) {
   const tick = async () => {
     try {
       const q = `service=${encodeURIComponent(service)}`;
-      const [stats, series, workloadStats, routeStats] = await Promise.all([
+      const [stats, series, workloadStats, routeStats, tcpEdges, ...tcpWindows] = await Promise.all([
         maybe(`/api/v1/stats?by=service&window=1m&namespace=${encodeURIComponent(namespace)}`),
         maybe(`/api/v1/stats/series?${q}&window=10m&step=10s`),
         maybe(`/api/v1/stats?by=workload&window=1m&namespace=${encodeURIComponent(namespace)}`),
         maybe(`/api/v1/stats?by=route&window=1m&namespace=${encodeURIComponent(namespace)}`),
+        maybe('/api/v1/stats/tcp/edges?window=1m'),
+        ...TCP_WINDOWS.map(([w]) => maybe(`/api/v1/stats/tcp?window=${w}&namespace=${encodeURIComponent(namespace)}`)),
       ]);
       if (stopped) return;
       const row = stats?.rows.find((r) => r.namespace === namespace && r.service === name) ?? null;
-      const state = health(row?.successRate);
+      const tcpRows = tcpWindows.map((w) => w?.rows.find((r) => r.namespace === namespace && r.service === name) ?? null);
+      // A service with TCP traffic and no requests is not idle: it says so, in the TCP colour.
+      const state = row === null && tcpActive(tcpRows[1]) ? 'tcp' : health(row?.successRate);
       badge.className = `badge ${state}`;
-      badge.textContent = { good: 'healthy', warn: 'degraded', bad: 'failing', idle: 'no traffic' }[state];
+      badge.textContent = { good: 'healthy', warn: 'degraded', bad: 'failing', idle: 'no traffic', tcp: 'TCP traffic' }[state];
       signals.replaceChildren(...signalCards(row));
       charts.replaceChildren(...(series === null ? [empty('this control plane serves no time series (/api/v1/stats/series)')] : seriesCharts(series)));
+      let svc;
       if (first) {
         first = false;
-        await statics(service, { routes, policies, endpoints, certs }, workloadStats?.rows ?? [], (routeStats?.rows ?? []).filter((r) => r.service === name));
+        svc = await statics(service, { routes, policies, endpoints, certs }, workloadStats?.rows ?? [], (routeStats?.rows ?? []).filter((r) => r.service === name));
       } else {
-        await endpointsView(service, endpoints, certs, workloadStats?.rows ?? []);
+        svc = await endpointsView(service, endpoints, certs, workloadStats?.rows ?? []);
       }
+      if (stopped) return;
+      const ports = svc?.spec.ports ?? [];
+      const declaresTcp = ports.some((p) => p.protocol === 'TCP');
+      tcpCard.hidden = !declaresTcp && !tcpRows.some(tcpActive);
+      if (!tcpCard.hidden) tcp.replaceChildren(...tcpView(tcpWindows[0] === null ? null : tcpRows, (tcpEdges?.edges ?? []).filter((e) => e.destination === service)));
+      // A service that declares only TCP ports and serves no requests: its request numbers would be dashes.
+      const tcpOnly = row === null && ports.length > 0 && ports.every((p) => p.protocol === 'TCP');
+      signals.hidden = tcpOnly;
+      charts.hidden = tcpOnly;
       error.textContent = '';
     } catch (err) {
       error.textContent = err.message;
@@ -76,6 +96,49 @@ function signalCards(row) {
     one('mTLS', row?.mtlsRate === null || row?.mtlsRate === undefined ? '–' : pct(row.mtlsRate)),
   ];
 }
+
+/**
+ * The TCP section: `weft stat tcp`'s columns for this service over three windows (`rows`, null when
+ * the control plane serves no TCP stats), and under it the clients of the last minute.
+ */
+function tcpView(rows, clients) {
+  if (rows === null) return [empty('this control plane serves no TCP stats (/api/v1/stats/tcp)')];
+  if (!rows.some(tcpActive)) return [empty('No TCP connections in the last 10 minutes.')];
+  const out = [h('table', { class: 'table', 'data-tcp': 'windows' },
+    h('thead', {}, h('tr', {}, ['Window', 'Conn/s', 'Active', 'Read/s', 'Write/s', 'mTLS', 'Connections'].map((c, i) => h('th', { class: i > 0 ? 'num' : '', text: c, title: TCP_TITLES[c] })))),
+    h('tbody', {}, TCP_WINDOWS.map(([w, text], i) => {
+      const r = rows[i];
+      return h('tr', { 'data-window': w },
+        h('td', { text }),
+        h('td', { class: 'num', 'data-col': 'conn', text: rps(r?.connectionsPerSecond) }),
+        h('td', { class: 'num', 'data-col': 'active', text: r === null ? '–' : String(r.activeConnections) }),
+        h('td', { class: 'num', 'data-col': 'read', text: byteRate(r?.readBytesPerSecond) }),
+        h('td', { class: 'num', 'data-col': 'write', text: byteRate(r?.writeBytesPerSecond) }),
+        h('td', { class: 'num', 'data-col': 'mtls', text: pct(r?.mtlsRate) }),
+        h('td', { class: 'num', 'data-col': 'connections', text: r === null ? '–' : String(r.connections) }));
+    })))];
+  if (clients.length > 0) {
+    out.push(h('div', { class: 'tcp-clients' }, h('h3', { text: 'Clients, last minute' }), h('table', { class: 'table compact', 'data-tcp': 'clients' },
+      h('thead', {}, h('tr', {}, ['Client', 'Conn/s', 'Active', 'Read/s', 'Write/s', 'mTLS'].map((c, i) => h('th', { class: i > 0 ? 'num' : '', text: c })))),
+      h('tbody', {}, clients.map((e) => h('tr', { 'data-client': e.source },
+        h('td', {}, e.source === '(unmeshed)' ? h('span', { class: 'muted', text: 'unmeshed callers' }) : h('a', { href: `#/service/${e.source}`, text: label(e.source) })),
+        h('td', { class: 'num', text: rps(e.connectionsPerSecond) }),
+        h('td', { class: 'num', text: String(e.activeConnections) }),
+        h('td', { class: 'num', text: byteRate(e.readBytesPerSecond) }),
+        h('td', { class: 'num', text: byteRate(e.writeBytesPerSecond) }),
+        h('td', { class: 'num' }, lockIcon(e.mtls))))))));
+  }
+  return out;
+}
+
+const TCP_TITLES = {
+  'Conn/s': 'connections opened per second',
+  Active: 'connections open at the end of the window',
+  'Read/s': 'bytes per second received from the clients',
+  'Write/s': 'bytes per second sent to the clients',
+  mTLS: 'share of the connections opened over mutual TLS',
+  Connections: 'connections opened in the window',
+};
 
 function seriesCharts(series) {
   const times = series.points.map((p) => p.t);
@@ -102,7 +165,7 @@ async function statics(service, el, workloadRows, routeRows) {
   el.routes.replaceChildren(...(routes.length === 0 ? [empty('No routes: every request goes to the service\'s own endpoints.')] : routes.map((r) => routeView(r, routeRows))));
   const policies = [...bp.items, ...ap.items, ...rl.items].filter((r) => targets(r, namespace, name));
   el.policies.replaceChildren(...(policies.length === 0 ? [empty('No policies: mesh defaults apply (round robin, no limits, any caller allowed).')] : policies.map(policyView)));
-  await endpointsView(service, el.endpoints, el.certs, workloadRows);
+  return endpointsView(service, el.endpoints, el.certs, workloadRows);
 }
 
 function matchText(m) {
@@ -182,6 +245,7 @@ function policyView(p) {
 
 const matches = (labels, selector) => Object.entries(selector ?? {}).every(([k, v]) => (labels ?? {})[k] === v);
 
+/** Shows the endpoints and their certificates; returns the Service resource (null when there is none). */
 async function endpointsView(service, el, certEl, workloadRows) {
   const [namespace, name] = service.split('/');
   const [svc, workloads, proxies, certs, callerView] = await Promise.all([
@@ -194,7 +258,7 @@ async function endpointsView(service, el, certEl, workloadRows) {
   if (svc === null) {
     el.replaceChildren(empty(`${service} is not a Service of this mesh.`));
     certEl.replaceChildren();
-    return;
+    return null;
   }
   const mine = workloads.items.filter((w) => Object.keys(svc.spec.selector ?? {}).length > 0 && matches(w.metadata.labels, svc.spec.selector)).sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
   const proxyOf = new Map(proxies.items.map((p) => [p.id, p]));
@@ -234,6 +298,7 @@ async function endpointsView(service, el, certEl, workloadRows) {
         h('td', { title: c.notAfter ?? '', text: c.notAfter ? `${until(Date.parse(c.notAfter))}` : '–' }),
         h('td', {}, h('i', { class: `dot ${cls}` }), c.error ? c.error : c.installed ? 'installed' : 'pending'));
     }))));
+  return svc;
 }
 
 /** A workload's health as the control plane sees it: its proxy connected and holding the latest configuration. */

@@ -50,6 +50,26 @@ export function ms(x) {
   return `${x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)} ms`;
 }
 
+const BINARY = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+/** A byte count in binary units (KiB = 1024 B), with as many decimals as are readable: `512 B`, `1.50 KiB`, `160 KiB`, `2.34 MiB`. */
+export function bytes(x) {
+  if (x === null || x === undefined) return dash;
+  let i = 0;
+  // 1023.5 and up would print as 1024 of this unit: the next one reads better.
+  while (Math.abs(x) >= 1023.5 && i < BINARY.length - 1) {
+    x /= 1024;
+    i++;
+  }
+  if (i === 0) return `${Math.round(x)} B`;
+  return `${x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)} ${BINARY[i]}`;
+}
+
+/** Bytes per second: `0 B/s`, `75 B/s`, `160 KiB/s`, `2.34 MiB/s`. */
+export function byteRate(x) {
+  return x === null || x === undefined ? dash : `${bytes(x)}/s`;
+}
+
 /** How long ago an epoch-ms time was: `4s ago`, `3m ago`. */
 export function ago(t) {
   const d = Math.max(0, Date.now() - t) / 1000;
@@ -72,7 +92,13 @@ export function health(successRate) {
   return successRate >= 0.99 ? 'good' : successRate >= 0.95 ? 'warn' : 'bad';
 }
 
-export const HEALTH_COLOUR = { good: '#2f9e44', warn: '#e8590c', bad: '#e03131', idle: '#adb5bd' };
+/** Colours by state: a success rate's health, `idle`, or `tcp` (TCP traffic only, which has no success rate). */
+export const HEALTH_COLOUR = { good: '#2f9e44', warn: '#e8590c', bad: '#e03131', idle: '#adb5bd', tcp: '#1c7ed6' };
+
+/** Whether a TCP row or edge had any traffic in its window: connections opened, bytes moved, or connections open. */
+export function tcpActive(t) {
+  return t !== null && t !== undefined && (t.connections > 0 || t.activeConnections > 0 || t.readBytes > 0 || t.writeBytes > 0);
+}
 
 const PALETTE = ['#4263eb', '#0c8599', '#ae3ec9', '#f08c00', '#2b8a3e', '#d6336c', '#1971c2', '#5f3dc4', '#e8590c', '#087f5b'];
 

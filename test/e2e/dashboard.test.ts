@@ -7,12 +7,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchWatchedPage } from './browser.js';
 import { eventually, root, runWeft, weftBin, processAlive } from './harness.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const OUT = join(root, 'test-output', 'dashboard');
 const file = join(root, 'examples/shop', `.test-dashboard-${process.pid}.yaml`);
 
@@ -26,16 +26,15 @@ let token = '';
 let browser: Browser | null = null;
 let page: Page;
 /** Errors the page reported (uncaught exceptions, console errors such as CSP violations). */
-const pageErrors: string[] = [];
+let pageErrors: string[] = [];
 /** API answers of 400 and above the page received: only the refused wrong token (401) and a trace not yet stored (404) are expected. */
-const failedResponses: string[] = [];
+let failedResponses: string[] = [];
 
 async function shot(name: string): Promise<void> {
   await page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
 }
 
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
   mkdirSync(OUT, { recursive: true });
   const shop = readFileSync(join(root, 'examples/shop/mesh.yaml'), 'utf8').replace(/RATE: "20"/, 'RATE: "8"');
   writeFileSync(file, `${shop}---
@@ -61,17 +60,7 @@ spec: { tracing: { sampling: 100 } }
   assert.ok(m, `weft dashboard printed ${JSON.stringify(printed.stdout)}`);
   token = decodeURIComponent(m[1]!);
 
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: process.getuid?.() === 0 ? ['--no-sandbox'] : [] });
-  page = await browser.newPage({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1 });
-  page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
-  page.on('console', (msg) => {
-    // A refused or missing API answer is reported as a response below, with its URL.
-    if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) pageErrors.push(`console: ${msg.text()}`);
-  });
-  page.on('response', (r) => {
-    if (r.status() >= 400) failedResponses.push(`${r.status()} ${new URL(r.url()).pathname}`);
-  });
-  page.setDefaultTimeout(15_000);
+  ({ browser, page, pageErrors, failedResponses } = await launchWatchedPage());
 }, { timeout: 60_000 });
 
 after(async () => {

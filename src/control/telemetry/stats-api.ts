@@ -1,6 +1,6 @@
 /**
  * The golden-signal routes of the control plane API (docs/control-plane.md): `GET /api/v1/stats`,
- * `/api/v1/stats/edges`, `/api/v1/stats/series`, `/api/v1/stats/tcp` from the rolling window, and `GET /api/v1/tap`, a
+ * `/api/v1/stats/edges`, `/api/v1/stats/series`, `/api/v1/stats/tcp[/edges]` from the rolling window, and `GET /api/v1/tap`, a
  * live NDJSON stream of matching requests. The API server authenticates and routes here.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -56,7 +56,7 @@ function serviceParam(q: URLSearchParams): string {
   return s;
 }
 
-/** `GET /api/v1/stats[/edges|/series|/tcp]`: the JSON body to answer. */
+/** `GET /api/v1/stats[/edges|/series|/tcp|/tcp/edges]`: the JSON body to answer. */
 export function statsQuery(rest: string[], q: URLSearchParams, store: StatsStore, now = Date.now()): unknown {
   const window = windowParam(q, 'window', DEFAULT_WINDOW);
   const generatedAt = new Date(now).toISOString();
@@ -71,6 +71,7 @@ export function statsQuery(rest: string[], q: URLSearchParams, store: StatsStore
     const ns = q.get('namespace');
     return { window: window.text, generatedAt, rows: store.tcpRows(window.ms, ns === null || ns === '' ? null : ns, now) };
   }
+  if (rest.length === 2 && rest[0] === 'tcp' && rest[1] === 'edges') return { window: window.text, generatedAt, edges: store.tcpEdges(window.ms, now) };
   if (rest.length === 1 && rest[0] === 'series') {
     const service = serviceParam(q);
     const step = windowParam(q, 'step', '10s');

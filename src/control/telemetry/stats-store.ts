@@ -78,6 +78,20 @@ export interface TcpStatsRow {
   writeBytes: number;
 }
 
+/** One edge of `GET /api/v1/stats/tcp/edges`: TCP connections from a source service to a destination. */
+export interface TcpStatsEdge {
+  source: string;
+  destination: string;
+  mtls: boolean;
+  connectionsPerSecond: number;
+  activeConnections: number;
+  readBytesPerSecond: number;
+  writeBytesPerSecond: number;
+  connections: number;
+  readBytes: number;
+  writeBytes: number;
+}
+
 /** One point of `GET /api/v1/stats/series`. */
 export interface StatsPoint {
   t: number;
@@ -176,6 +190,7 @@ const GAUGE_LOOKBACK = 3;
 class TcpSeries extends Ring {
   constructor(
     readonly direction: 'inbound' | 'outbound',
+    readonly src: string,
     readonly dst: string,
     readonly mtls: boolean,
   ) {
@@ -303,7 +318,7 @@ export class StatsStore {
           this.counters.seriesDropped++;
           continue;
         }
-        s = new TcpSeries(d.d, d.dst, d.mtls);
+        s = new TcpSeries(d.d, d.src, d.dst, d.mtls);
         this.tcp.set(key, s);
       }
       s.sample(cur, d.active);
@@ -429,6 +444,53 @@ export class StatsStore {
       });
     }
     return rows.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.service.localeCompare(b.service));
+  }
+
+  /**
+   * `GET /api/v1/stats/tcp/edges`: TCP connections from source to destination service over the last
+   * `windowMs`, from the side that knows both ends: the destination's inbound side when it names
+   * sources, else its callers' outbound side, else its inbound side with the source `(unmeshed)`
+   * (a proxy's inbound side does not know a tunnel's source service yet, so callers speak for edges
+   * where rows come from the destination). An edge with nothing opened, moved or open is left out.
+   */
+  tcpEdges(windowMs: number, now = Date.now()): TcpStatsEdge[] {
+    const [from, to, seconds] = range(windowMs, now, this.firstBucket);
+    const named = new Set<string>();
+    const called = new Set<string>();
+    for (const s of this.tcp.values()) {
+      if (s.direction === 'inbound' && s.src !== '') named.add(s.dst);
+      if (s.direction === 'outbound') called.add(s.dst);
+    }
+    const speaks = (s: TcpSeries): boolean => (named.has(s.dst) ? s.direction === 'inbound' : called.has(s.dst) ? s.direction === 'outbound' : true);
+    const groups = new Map<string, { s: TcpSeries; acc: Float64Array; active: number }>();
+    const acc = new Float64Array(3);
+    for (const s of this.tcp.values()) {
+      if (s.dst === '' || !speaks(s)) continue;
+      const key = `${s.src}\0${s.dst}\0${s.mtls}`;
+      let g = groups.get(key);
+      if (g === undefined) groups.set(key, (g = { s, acc: new Float64Array(3), active: 0 }));
+      acc.fill(0);
+      g.active += s.sum(from, to, acc);
+      for (let i = 0; i < 3; i++) g.acc[i]! += acc[i]!;
+    }
+    const edges: TcpStatsEdge[] = [];
+    for (const { s, acc: a, active } of groups.values()) {
+      const [opened, rx, tx] = a as unknown as [number, number, number];
+      if (opened < 0.5 && rx + tx < 0.5 && Math.round(active) === 0) continue;
+      edges.push({
+        source: s.src === '' ? '(unmeshed)' : apiServiceName(s.src),
+        destination: apiServiceName(s.dst),
+        mtls: s.mtls,
+        connectionsPerSecond: round(opened / seconds, 3),
+        activeConnections: Math.round(active),
+        readBytesPerSecond: round(rx / seconds, 1),
+        writeBytesPerSecond: round(tx / seconds, 1),
+        connections: Math.round(opened),
+        readBytes: Math.round(rx),
+        writeBytes: Math.round(tx),
+      });
+    }
+    return edges.sort((a, b) => a.source.localeCompare(b.source) || a.destination.localeCompare(b.destination) || Number(a.mtls) - Number(b.mtls));
   }
 
   /** `GET /api/v1/stats/series`: a service's signals per `stepMs` over the last `windowMs`, oldest first. */
