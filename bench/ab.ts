@@ -6,10 +6,11 @@
  * started in both orders (the side started second reads 1-2 % fast); the verdict is the geometric
  * mean of the two rounds' medians of the per-pair ratios, for req/s and for CPU per request.
  *
- *   npm run bench:ab -- <A> <B> [--pairs 10] [--seconds 2] [--connections 50]
+ *   npm run bench:ab -- <A> <B> [--row weft] [--pairs 10] [--seconds 2] [--connections 50]
  *
  * A side is a built Weft tree (its `bin/weft.js` and `dist/`, e.g. a `git worktree` of an older
- * commit after `npm run build`; `.` is this one), run as the `weft` row, or the name of another
+ * commit after `npm run build`; `.` is this one), run as the `weft` row (or the Weft row `--row`
+ * names, e.g. `weft-mtls`: two proxies with mutual TLS between them), or the name of another
  * row of `npm run bench` (`nginx`, `haproxy`, `node+undici`): `npm run bench:ab -- nginx .` is
  * issue 8's HTTP/1.1 line measured pair by pair. Sides are pinned to core 0, wrk and the upstream
  * to core 1.
@@ -34,22 +35,31 @@ interface Side {
   tree: string;
 }
 
-function side(arg: string): Side {
-  const row = ROWS.find((r) => r.name === arg && r !== weftRow);
+/** The Weft rows a tree can run as (`--row`): they start the tree's own `bin/weft.js`. */
+const WEFT_ROWS = ROWS.filter((r) => r.name === 'weft' || r.name.startsWith('weft-'));
+
+function side(arg: string, treeRow: BenchRow): Side {
+  const row = ROWS.find((r) => r.name === arg && !WEFT_ROWS.includes(r));
   if (row !== undefined) return { label: arg, row, tree: process.cwd() };
   const tree = path.resolve(arg);
   if (!existsSync(path.join(tree, 'bin', 'weft.js')) || !existsSync(path.join(tree, 'dist', 'src', 'cli', 'main.js'))) {
-    throw new Error(`${arg}: neither a row (${ROWS.filter((r) => r !== weftRow).map((r) => r.name).join(', ')}) nor a built Weft tree (bin/weft.js and dist/ expected)`);
+    throw new Error(`${arg}: neither a row (${ROWS.filter((r) => !WEFT_ROWS.includes(r)).map((r) => r.name).join(', ')}) nor a built Weft tree (bin/weft.js and dist/ expected)`);
   }
-  return { label: tree, row: weftRow, tree };
+  return { label: tree, row: treeRow, tree };
 }
 
 function options(argv: string[]): { a: Side; b: Side; pairs: number; seconds: number; connections: number } {
   const trees: string[] = [];
   const o = { pairs: 10, seconds: 2, connections: 50 };
+  let treeRow: BenchRow = weftRow;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '--pairs' || arg === '--seconds' || arg === '--connections') {
+    if (arg === '--row') {
+      const name = argv[++i];
+      const row = WEFT_ROWS.find((r) => r.name === name);
+      if (row === undefined) throw new Error(`--row needs one of ${WEFT_ROWS.map((r) => r.name).join(', ')}, not ${JSON.stringify(name)}`);
+      treeRow = row;
+    } else if (arg === '--pairs' || arg === '--seconds' || arg === '--connections') {
       const n = Number(argv[++i]);
       if (!Number.isInteger(n) || n < 1) throw new Error(`${arg} needs a positive integer, not ${JSON.stringify(argv[i])}`);
       o[arg.slice(2) as keyof typeof o] = n;
@@ -59,8 +69,8 @@ function options(argv: string[]): { a: Side; b: Side; pairs: number; seconds: nu
       trees.push(arg);
     }
   }
-  if (trees.length !== 2) throw new Error('usage: npm run bench:ab -- <A> <B> [--pairs 10] [--seconds 2] [--connections 50] (a side: a built Weft tree, or a row such as nginx)');
-  return { a: side(trees[0]!), b: side(trees[1]!), ...o };
+  if (trees.length !== 2) throw new Error('usage: npm run bench:ab -- <A> <B> [--row weft] [--pairs 10] [--seconds 2] [--connections 50] (a side: a built Weft tree, or a row such as nginx)');
+  return { a: side(trees[0]!, treeRow), b: side(trees[1]!, treeRow), ...o };
 }
 
 const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
