@@ -133,4 +133,15 @@ test('TCP: rates and bytes over a window from the destination side, active summe
   // Malformed TCP entries are skipped, naming the field; a tcp that is not a list is refused.
   assert.match(s.ingest('default/db-1', { intervalMs: 2000, series: [], tcp: [tcpDelta({}, -1, 0, 0, 0)] }, now), /report\.tcp\[0\]\.opened: must be a count/);
   assert.match(s.ingest('default/db-1', { intervalMs: 2000, series: [], tcp: 'x' as unknown as StatsTcpDelta[] }, now), /report\.tcp: must be a list/);
+  assert.deepEqual([s.counters.tcpMalformed, s.counters.malformed], [1, 0], 'a malformed TCP entry counts as TCP only');
+});
+
+test('TCP series beyond the cap are dropped and counted apart from request series', () => {
+  const s = new StatsStore();
+  const t = 3_000_000_000_000;
+  const many = Array.from({ length: MAX_SERIES + 3 }, (_, i) => tcpDelta({ d: 'outbound', src: 'client.default', dst: `db${i}.default` }, 1, 10, 10, 1));
+  assert.equal(s.ingest('default/client-1', { intervalMs: 2000, series: [delta({}, 1, 0, 1)], tcp: many }, t), '');
+  assert.deepEqual([s.counters.tcpSeriesDropped, s.counters.seriesDropped], [3, 0]);
+  // The request series of the same report was kept: the TCP cap is the TCP ring's alone.
+  assert.equal(s.size, 1);
 });

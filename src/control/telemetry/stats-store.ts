@@ -106,10 +106,14 @@ export type StatsGrouping = 'service' | 'route' | 'workload';
 /** Counters for the control plane's metrics. */
 export interface StatsStoreCounters {
   reports: number;
-  /** Series of reports refused because MAX_SERIES were kept. */
+  /** Request series of reports refused because MAX_SERIES were kept. */
   seriesDropped: number;
-  /** Series entries of reports refused as malformed. */
+  /** TCP series of reports refused because MAX_SERIES TCP series were kept. */
+  tcpSeriesDropped: number;
+  /** Request series entries of reports refused as malformed. */
   malformed: number;
+  /** TCP series entries of reports refused as malformed. */
+  tcpMalformed: number;
 }
 
 /**
@@ -255,7 +259,7 @@ export class StatsStore {
    * time since then, so a mesh up for 10 s shows its real rate, not a tenth of it diluted over 1 m.
    */
   private firstBucket: number | null = null;
-  readonly counters: StatsStoreCounters = { reports: 0, seriesDropped: 0, malformed: 0 };
+  readonly counters: StatsStoreCounters = { reports: 0, seriesDropped: 0, tcpSeriesDropped: 0, malformed: 0, tcpMalformed: 0 };
 
   /** Request series kept now. */
   get size(): number {
@@ -305,7 +309,7 @@ export class StatsStore {
       const d = report.tcp[i]!;
       const why = tcpDeltaProblem(d);
       if (why !== null) {
-        this.counters.malformed++;
+        this.counters.tcpMalformed++;
         problem ||= `report.tcp[${i}].${why}`;
         continue;
       }
@@ -315,7 +319,7 @@ export class StatsStore {
       if (s === undefined) {
         if (this.tcp.size >= MAX_SERIES) this.sweep(cur);
         if (this.tcp.size >= MAX_SERIES) {
-          this.counters.seriesDropped++;
+          this.counters.tcpSeriesDropped++;
           continue;
         }
         s = new TcpSeries(d.d, d.src, d.dst, d.mtls);
