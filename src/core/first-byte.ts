@@ -81,6 +81,8 @@ export function peekBytes(socket: Socket, min: number | ((head: Buffer) => boole
   socket.once('error', gone);
   socket.once('end', ended);
   socket.on('data', onData);
+  // A 'data' listener starts a fresh socket, but not one an earlier peek left paused.
+  socket.resume();
 }
 
 /** `peekBytes` for one byte: enough to tell TLS from plaintext. */

@@ -175,7 +175,8 @@ export class Proxy {
     this.pools.clientContext = () => (identity !== null && this.mtlsMode() !== 'DISABLED' ? identity.clientContext : null);
     this.pools.peerTransport = opts.peerTransport ?? 'h2';
     this.tcpForwarding = {
-      dialer: new TunnelDialer(() => this.pools.clientContext()),
+      // Every CONNECT names this proxy's service, as HTTP requests do (ClusterRuntime.sourceService).
+      dialer: new TunnelDialer(() => this.pools.clientContext(), () => this.selfService),
       report: (o) => {
         this.metrics.count(`weft_outbound_tcp_connections_total{destination_service="${o.service}",transport="${o.transport ?? 'none'}",error_code="${o.errorCode}"}`);
         if (o.client !== undefined) this.countTcp('outbound', this.selfService, o.service.slice(0, o.service.lastIndexOf(':')), o.transport === 'mtls', o.client, false);
@@ -295,7 +296,7 @@ export class Proxy {
 
   private readonly reportTunnel = (o: TunnelOutcome): void => {
     this.metrics.count(`weft_inbound_tcp_connections_total{security="${o.security}",result="${o.result}",policy="${o.policy}"}`);
-    if (o.app !== undefined) this.countTcp('inbound', '', this.selfService, o.security === 'mtls', o.app, true);
+    if (o.app !== undefined) this.countTcp('inbound', o.source, this.selfService, o.security === 'mtls', o.app, true);
   };
 
   /**

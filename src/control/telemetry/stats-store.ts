@@ -454,8 +454,8 @@ export class StatsStore {
    * `GET /api/v1/stats/tcp/edges`: TCP connections from source to destination service over the last
    * `windowMs`, from the side that knows both ends: the destination's inbound side when it names
    * sources, else its callers' outbound side, else its inbound side with the source `(unmeshed)`
-   * (a proxy's inbound side does not know a tunnel's source service yet, so callers speak for edges
-   * where rows come from the destination). An edge with nothing opened, moved or open is left out.
+   * (an inbound side names no source where mTLS is off, or from proxies that predate tunnels naming
+   * their source: callers speak for those edges). An edge with nothing opened, moved or open is left out.
    */
   tcpEdges(windowMs: number, now = Date.now()): TcpStatsEdge[] {
     const [from, to, seconds] = range(windowMs, now, this.firstBucket);

@@ -7,6 +7,8 @@
  * the last value of each (the one its peer proxy appended, after anything the app itself sent), and
  * removes them all, so they never reach the app. From a plaintext caller they are dropped unread:
  * the source service is then '' and the destination is the inbound's own canonical service.
+ * A TCP tunnel's CONNECT carries the source header too (never the app's: the proxy writes the head),
+ * read under the same rule, and no header of it ever reaches the app.
  */
 import type { WorkloadInfo } from '../../model/snapshot.js';
 import type { RequestContext } from '../message.js';
@@ -50,8 +52,38 @@ export function takePeerLabels(headers: string[], ctx: RequestContext, ownNamesp
   // A peer may only name a service of its own namespace as the source, and one of this workload's
   // namespace as the destination (Services select workloads in their namespace): a label is a
   // series, and an authenticated peer must not be able to mint series at will elsewhere.
-  if (source !== undefined && serviceIn(source, namespaceOf(ctx.peerIdentity))) ctx.sourceService = source;
-  if (destination !== undefined && serviceIn(destination, ownNamespace)) ctx.destination = destination;
+  if (source !== undefined) ctx.sourceService = trustedSource(source, ctx.peerIdentity);
+  if (destination !== undefined) {
+    destination = lastOf(destination);
+    if (serviceIn(destination, ownNamespace)) ctx.destination = destination;
+  }
+}
+
+/**
+ * Inbound TCP tunnels: the source service the caller's proxy names on its CONNECT (the last
+ * `weft-source-service` of `headers`), under the rule of `takePeerLabels`: only from a caller
+ * authenticated as `peerIdentity` (null: plaintext), and only a service of its namespace; else ''.
+ */
+export function tunnelSourceService(headers: readonly string[], peerIdentity: string | null): string {
+  if (peerIdentity === null) return '';
+  let source: string | undefined;
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === SOURCE_SERVICE_HEADER) source = headers[i + 1];
+  return source === undefined ? '' : trustedSource(source, peerIdentity);
+}
+
+/** `value` (the source header's last value) when it names a service of `peerIdentity`'s namespace, else ''. */
+function trustedSource(value: string, peerIdentity: string): string {
+  const source = lastOf(value);
+  return serviceIn(source, namespaceOf(peerIdentity)) ? source : '';
+}
+
+/**
+ * The last of the values node:http2 joins with ", " when a field repeats (a service name has no
+ * comma): the one the peer proxy appended, as when the fields come one by one.
+ */
+function lastOf(value: string): string {
+  const comma = value.lastIndexOf(',');
+  return comma === -1 ? value : value.slice(comma + 1).trim();
 }
 
 /** The namespace a SPIFFE ID `spiffe://<td>/ns/<ns>/sa/<sa>` names, or null. */

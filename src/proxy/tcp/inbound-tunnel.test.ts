@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { InboundConfig } from '../../model/snapshot.js';
 import { buildAuthorizer } from '../authz/authorize.js';
 import { parseRequestHead } from '../http1/parse.js';
-import { InboundTunnels } from './inbound-tunnel.js';
+import type { ConnectTunnel } from '../http1/server.js';
+import { InboundTunnels, acceptTunnel, type TunnelOutcome } from './inbound-tunnel.js';
 
 const CLIENT = 'spiffe://cluster.local/ns/default/sa/client';
 
@@ -73,4 +75,58 @@ test('authorization decides with the caller\'s identity and the app port; method
   });
   assert.equal(decide(denied, '127.0.0.1:5432'), `DENIED: ${CLIENT} may not connect to app port 5432 here: denied by AuthorizationPolicy default/no`, 'a DENY\'s path condition is ignored for TCP: it denies more, not less');
   assert.equal(decide(denied, '127.0.0.1:5433'), 'port 5433');
+});
+
+test('an allowed tunnel reports the source its caller\'s proxy named, believed only with an identity of its namespace; the head never reaches the app', async () => {
+  const received: string[] = [];
+  const app = createServer({ allowHalfOpen: true }, (s) => {
+    let got = '';
+    s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+    s.on('end', () => {
+      received.push(got);
+      s.end('ok');
+    });
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  const appPort = (app.address() as AddressInfo).port;
+  const t = tunnels({ ports: { sql: appPort } });
+  /** One CONNECT with these extra head lines from `identity`: the outcome reported, and what the caller read. */
+  const tunnel = (extra: string, identity: string | null): Promise<{ outcome: TunnelOutcome; answer: string }> =>
+    new Promise((resolve) => {
+      let outcome: TunnelOutcome | null = null;
+      const server = createServer({ allowHalfOpen: true }, (socket: Socket) => {
+        const head = parseRequestHead(`CONNECT 127.0.0.1:${appPort} HTTP/1.1\r\nhost: 127.0.0.1:${appPort}${extra}`);
+        const handed = { socket, head, rest: Buffer.from('early'), peerIdentity: identity, from: null } as unknown as ConnectTunnel;
+        acceptTunnel(handed, t, (o) => (outcome = o), () => server.close());
+      });
+      server.listen(0, '127.0.0.1', () => {
+        const caller = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, allowHalfOpen: true });
+        let answer = '';
+        caller.on('data', (c: Buffer) => {
+          answer += c.toString('latin1');
+          if (answer === 'HTTP/1.1 200 OK\r\n\r\n') caller.end(' late');
+        });
+        caller.on('close', () => resolve({ outcome: outcome!, answer }));
+      });
+    });
+  try {
+    const from = (...values: string[]): string => values.map((v) => `\r\nweft-source-service: ${v}`).join('');
+    const mtls = 'spiffe://cluster.local/ns/default/sa/web';
+    const cases: Array<[string, string | null, string]> = [
+      [from('web.default'), mtls, 'web.default'],
+      [from('web.default'), null, ''],
+      [from('web.billing'), mtls, ''],
+      [from('evil.default', 'api.default'), mtls, 'api.default'],
+      ['', mtls, ''],
+    ];
+    for (const [extra, identity, source] of cases) {
+      const { outcome, answer } = await tunnel(extra, identity);
+      assert.equal(answer, 'HTTP/1.1 200 OK\r\n\r\nok', `${extra} from ${identity}`);
+      assert.equal(outcome.result, 'allowed');
+      assert.equal(outcome.source, source, `${extra} from ${identity}`);
+    }
+    assert.deepEqual(received, Array(cases.length).fill('early late'), 'the app got only the bytes behind the head');
+  } finally {
+    await new Promise((r) => app.close(r));
+  }
 });

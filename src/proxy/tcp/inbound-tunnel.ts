@@ -4,7 +4,9 @@
  * session (`:authority <app address>:<app port>`), and the tunnel is decided there, the same way
  * for both, before any byte reaches the app. Only this workload's own app ports on its own app address are tunnel targets (the proxy
  * is no relay to anywhere else); the mTLS mode was applied when the connection was accepted; the
- * AuthorizationPolicies covering the port decide with the caller's SPIFFE ID. A refused tunnel is
+ * AuthorizationPolicies covering the port decide with the caller's SPIFFE ID, whose proxy's
+ * `weft-source-service` names the source of the tunnel's metrics (admin/peer-labels.ts's rule; the
+ * head's fields never reach the app). A refused tunnel is
  * answered with a coded error and closed, and the app never sees a connection; an allowed one is
  * answered 200 once the app accepted, then carries bytes both ways.
  */
@@ -20,6 +22,7 @@ import { ErrorCode } from '../http2/frames.js';
 import type { RequestHead } from '../http1/parse.js';
 import { meshErrorWire } from '../local-reply.js';
 import { getHeader } from '../message.js';
+import { tunnelSourceService } from '../admin/peer-labels.js';
 import { joinSockets } from './join.js';
 import { H2Tunnel } from './h2-tunnel.js';
 import { TUNNEL_SERVICE_HEADER, joinStream } from './tunnel-client.js';
@@ -33,6 +36,11 @@ export type TunnelResult = 'allowed' | 'denied' | 'bad_request' | 'no_route' | '
 /** One tunnel's outcome, for the counter. */
 export interface TunnelOutcome {
   security: 'mtls' | 'plaintext';
+  /**
+   * The caller's service (`name.namespace`) its proxy named in `weft-source-service`, believed only
+   * from an mTLS peer and within its SPIFFE ID's namespace (admin/peer-labels.ts); '' otherwise.
+   */
+  source: string;
   result: TunnelResult;
   /** `namespace/name` of the policy that decided, or '' (no policy covers the port, or none matched). */
   policy: string;
@@ -104,13 +112,15 @@ export function connectTarget(head: TunnelRequest): { host: string; port: number
 export function acceptTunnel(t: ConnectTunnel, tunnels: InboundTunnels | null, report: (o: TunnelOutcome) => void, onEnd: () => void): void {
   const socket = t.socket;
   const security = 'encrypted' in socket ? 'mtls' : 'plaintext';
+  // The head stays here: the app gets only the bytes after it (`rest`).
+  const source = tunnelSourceService(t.head.headers, t.peerIdentity);
   socket.on('error', () => {});
   socket.once('close', onEnd);
   const verdict: Verdict = tunnels === null
     ? { error: new MeshError('NO_CONFIGURATION', 'this proxy has not received its configuration yet'), result: 'no_configuration', policy: '' }
     : tunnels.decide(t.head, t.peerIdentity);
   if ('error' in verdict) {
-    report({ security, result: verdict.result, policy: verdict.policy });
+    report({ security, source, result: verdict.result, policy: verdict.policy });
     refuseTunnel(socket, verdict.error);
     return;
   }
@@ -121,11 +131,11 @@ export function acceptTunnel(t: ConnectTunnel, tunnels: InboundTunnels | null, r
       return;
     }
     if (err !== null) {
-      report({ security, result: 'connect_failure', policy: verdict.policy });
+      report({ security, source, result: 'connect_failure', policy: verdict.policy });
       refuseTunnel(socket, err);
       return;
     }
-    report({ security, result: 'allowed', policy: verdict.policy, app });
+    report({ security, source, result: 'allowed', policy: verdict.policy, app });
     // RFC 9110 9.3.6: no Content-Length or Transfer-Encoding in a 2xx to CONNECT.
     socket.write('HTTP/1.1 200 OK\r\n\r\n', 'latin1');
     if (t.rest !== null) app.write(t.rest);
@@ -178,10 +188,12 @@ export function acceptH2Tunnel(t: Http2ConnectTunnel | WeftConnectTunnel, tunnel
   if ('ended' in t) return acceptEngineTunnel(t, tunnels, report, onApp);
   const stream = t.stream;
   const security = t.encrypted ? 'mtls' : 'plaintext';
+  // The head stays here: the app gets only the stream's DATA.
+  const source = tunnelSourceService(t.headers, t.peerIdentity);
   stream.on('error', () => {});
   const verdict = streamVerdict(t, tunnels);
   if ('error' in verdict) {
-    report({ security, result: verdict.result, policy: verdict.policy });
+    report({ security, source, result: verdict.result, policy: verdict.policy });
     refuseStream(stream, verdict.error);
     return;
   }
@@ -194,11 +206,11 @@ export function acceptH2Tunnel(t: Http2ConnectTunnel | WeftConnectTunnel, tunnel
       return;
     }
     if (err !== null) {
-      report({ security, result: 'connect_failure', policy: verdict.policy });
+      report({ security, source, result: 'connect_failure', policy: verdict.policy });
       refuseStream(stream, err);
       return;
     }
-    report({ security, result: 'allowed', policy: verdict.policy, app });
+    report({ security, source, result: 'allowed', policy: verdict.policy, app });
     onApp(app);
     stream.respond({ ':status': 200 });
     joinStream(app, stream, () => {});
@@ -212,10 +224,11 @@ export function acceptH2Tunnel(t: Http2ConnectTunnel | WeftConnectTunnel, tunnel
 /** acceptH2Tunnel on Weft's engine: the stream is held by an H2Tunnel until the app accepted. */
 function acceptEngineTunnel(t: WeftConnectTunnel, tunnels: InboundTunnels | null, report: (o: TunnelOutcome) => void, onApp: (app: Socket) => void): void {
   const security = t.encrypted ? 'mtls' : 'plaintext';
+  const source = tunnelSourceService(t.headers, t.peerIdentity);
   const tunnel = new H2Tunnel(t.stream, t.ended);
   const verdict = streamVerdict(t, tunnels);
   if ('error' in verdict) {
-    report({ security, result: verdict.result, policy: verdict.policy });
+    report({ security, source, result: verdict.result, policy: verdict.policy });
     refuseH2Tunnel(tunnel, verdict.error);
     return;
   }
@@ -228,11 +241,11 @@ function acceptEngineTunnel(t: WeftConnectTunnel, tunnels: InboundTunnels | null
       return;
     }
     if (err !== null) {
-      report({ security, result: 'connect_failure', policy: verdict.policy });
+      report({ security, source, result: 'connect_failure', policy: verdict.policy });
       refuseH2Tunnel(tunnel, err);
       return;
     }
-    report({ security, result: 'allowed', policy: verdict.policy, app });
+    report({ security, source, result: 'allowed', policy: verdict.policy, app });
     onApp(app);
     t.stream.respond(OK_HEAD, false);
     tunnel.join(app, () => {});

@@ -30,8 +30,8 @@ async function inbound(answer: (s: Socket, head: string) => void): Promise<{ por
 
 const endpoint = (port: number): Endpoint => ({ workload: 'default/db-1', address: '127.0.0.1', port, appPort: 5432, proxied: true, identity: 'spiffe://cluster.local/ns/default/sa/db', labels: {} });
 
-function dial(port: number, timeoutMs = 2000): Promise<{ err: MeshError | null; tunnel: OpenTunnel | null }> {
-  const dialer = new TunnelDialer(() => null);
+function dial(port: number, timeoutMs = 2000, source = ''): Promise<{ err: MeshError | null; tunnel: OpenTunnel | null }> {
+  const dialer = new TunnelDialer(() => null, () => source);
   return new Promise((resolve) => dialer.open(endpoint(port), 'db.default:9000', timeoutMs, (err, tunnel) => resolve({ err, tunnel })));
 }
 
@@ -47,6 +47,22 @@ test('asks for the app port with CONNECT, and hands over the bytes that came rig
     assert.equal(asked, 'CONNECT 127.0.0.1:5432 HTTP/1.1\r\nhost: 127.0.0.1:5432\r\nweft-service: db.default:9000\r\n\r\n');
     assert.equal(tunnel!.transport, 'plaintext');
     assert.equal(tunnel!.rest?.toString(), 'hello');
+    tunnel!.socket.destroy();
+  } finally {
+    await fake.close();
+  }
+});
+
+test('names this proxy\'s own service on the CONNECT, as HTTP requests do', async () => {
+  let asked = '';
+  const fake = await inbound((s, head) => {
+    asked = head;
+    s.write('HTTP/1.1 200 OK\r\n\r\n');
+  });
+  try {
+    const { err, tunnel } = await dial(fake.port, 2000, 'web.default');
+    assert.equal(err, null);
+    assert.equal(asked, 'CONNECT 127.0.0.1:5432 HTTP/1.1\r\nhost: 127.0.0.1:5432\r\nweft-service: db.default:9000\r\nweft-source-service: web.default\r\n\r\n');
     tunnel!.socket.destroy();
   } finally {
     await fake.close();

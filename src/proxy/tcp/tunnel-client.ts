@@ -19,6 +19,7 @@ import type { Http2Pool } from '../http2/client.js';
 import { ErrorCode } from '../http2/frames.js';
 import { WeftHttp2Pool } from '../http2/upstream.js';
 import { getHeader } from '../message.js';
+import { SOURCE_SERVICE_HEADER } from '../admin/peer-labels.js';
 import { H2Tunnel } from './h2-tunnel.js';
 import { joinSockets } from './join.js';
 
@@ -111,16 +112,25 @@ export function tunnelTarget(address: string, port: number): string {
   return hostPort(address, port);
 }
 
-/** Opens tunnels to proxied endpoints; owns the TLS sessions kept per endpoint, across configurations. */
+/**
+ * Opens tunnels to proxied endpoints; owns the TLS sessions kept per endpoint, across configurations.
+ * Every CONNECT names this proxy's own service in `weft-source-service`, as HTTP requests do, for
+ * the destination's metrics (admin/peer-labels.ts: it believes it only over mTLS).
+ */
 export class TunnelDialer {
   private readonly sessions = new Map<string, Buffer>();
   /** The client context the kept sessions were made under: a session resumed under an older certificate would present its identity. */
   private sessionsContext: SecureContext | null = null;
   private readonly clientContext: () => SecureContext | null;
+  private readonly source: () => string;
 
-  /** `clientContext` is read at each dial, so a renewed certificate is used from then on. */
-  constructor(clientContext: () => SecureContext | null) {
+  /**
+   * `clientContext` is read at each dial, so a renewed certificate is used from then on; `source`
+   * too (this proxy's service, `name.namespace`, '' to send none), so it follows the configuration.
+   */
+  constructor(clientContext: () => SecureContext | null, source: () => string = () => '') {
     this.clientContext = clientContext;
+    this.source = source;
   }
 
   /**
@@ -243,7 +253,9 @@ export class TunnelDialer {
     const onClose = (): void => finish(new MeshError('UPSTREAM_RESET', `the connection to ${where} closed before the tunnel was established`));
     socket.once(context === null ? 'connect' : 'secureConnect', () => {
       asked = true;
-      socket.write(`CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n${TUNNEL_SERVICE_HEADER}: ${service}\r\n\r\n`, 'latin1');
+      const source = this.source();
+      const from = source === '' ? '' : `${SOURCE_SERVICE_HEADER}: ${source}\r\n`;
+      socket.write(`CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n${TUNNEL_SERVICE_HEADER}: ${service}\r\n${from}\r\n`, 'latin1');
     });
     socket.on('data', onData);
     socket.on('end', onEnd);
@@ -254,8 +266,9 @@ export class TunnelDialer {
 
   /**
    * A tunnel as a CONNECT stream on the endpoint's shared HTTP/2 session (mTLS, the session's
-   * identity check and resumption): `:authority` is the app's `host:port`, `weft-service` as over
-   * HTTP/1.1; `:status 200` opens it, anything else is the inbound's refusal, read as over HTTP/1.1.
+   * identity check and resumption): `:authority` is the app's `host:port`, `weft-service` and
+   * `weft-source-service` as over HTTP/1.1; `:status 200` opens it, anything else is the inbound's
+   * refusal, read as over HTTP/1.1.
    */
   private openStream(pool: Http2Pool, ep: Endpoint, service: string, timeoutMs: number, done: (err: MeshError | null, tunnel: OpenTunnel | null) => void): { socket: { destroy(): void }; transport: TunnelTransport } {
     const where = tunnelTarget(ep.address, ep.port);
@@ -276,7 +289,8 @@ export class TunnelDialer {
     };
     const timer = setTimeout(() => finish(new MeshError('UPSTREAM_CONNECT_FAILURE', `tunnel to ${where} not established within ${timeoutMs} ms`)), timeoutMs);
     const onClose = (): void => finish(new MeshError('UPSTREAM_RESET', `${where} reset the CONNECT stream before answering (code ${stream?.rstCode ?? 0})`));
-    pool.connect(target, { [TUNNEL_SERVICE_HEADER]: service }).then(
+    const source = this.source();
+    pool.connect(target, source === '' ? { [TUNNEL_SERVICE_HEADER]: service } : { [TUNNEL_SERVICE_HEADER]: service, [SOURCE_SERVICE_HEADER]: source }).then(
       (s) => {
         stream = s;
         s.on('error', () => {});
@@ -332,7 +346,8 @@ export class TunnelDialer {
       done(null, { socket: t, rest: null, transport: 'mtls' });
     };
     const timer = setTimeout(() => finish(new MeshError('UPSTREAM_CONNECT_FAILURE', `tunnel to ${where} not established within ${timeoutMs} ms`)), timeoutMs);
-    pool.connect(target, [TUNNEL_SERVICE_HEADER, service]).then(
+    const source = this.source();
+    pool.connect(target, source === '' ? [TUNNEL_SERVICE_HEADER, service] : [TUNNEL_SERVICE_HEADER, service, SOURCE_SERVICE_HEADER, source]).then(
       (stream) => {
         const t = (tunnel = new H2Tunnel(stream));
         // Given up (timeout, or the client left) while the session was being opened.
