@@ -1325,16 +1325,17 @@ describe('RequestMirror and destination timeouts', () => {
       metadata: { name, creationTimestamp: created },
       spec: { targetRefs: [{ kind: 'Service', name: 'echo' }], timeouts },
     });
-    const mesh = { apiVersion: W, kind: 'Mesh', metadata: { name: 'mesh' }, spec: { defaults: { timeouts: { idle: '2m', streamIdle: '30s' } } } };
+    const mesh = { apiVersion: W, kind: 'Mesh', metadata: { name: 'mesh' }, spec: { defaults: { timeouts: { idle: '2m', streamIdle: '30s', tcpIdle: '2h' } } } };
     const timeouts = (...objs: object[]) => {
       const s = compile([client, service('echo'), service('other'), ...objs]).snapshot;
-      return ['echo.default:80', 'other.default:80'].map((n) => [cluster(s, n).idleTimeoutMs, cluster(s, n).streamIdleTimeoutMs]);
+      return ['echo.default:80', 'other.default:80'].map((n) => [cluster(s, n).idleTimeoutMs, cluster(s, n).streamIdleTimeoutMs, cluster(s, n).tcpIdleTimeoutMs]);
     };
-    assert.deepEqual(timeouts(), [[undefined, undefined], [undefined, undefined]]);
-    assert.deepEqual(timeouts(mesh), [[120_000, 30_000], [120_000, 30_000]]);
-    const older = policy('z', { streamIdle: '500ms' }, '2024-01-01T00:00:00Z');
-    const newer = policy('a', { idle: '0s', streamIdle: '9s' }, '2024-06-01T00:00:00Z');
-    assert.deepEqual(timeouts(newer, older), [[0, 500], [undefined, undefined]]);
-    assert.deepEqual(timeouts(mesh, older), [[120_000, 500], [120_000, 30_000]]);
+    assert.deepEqual(timeouts(), [[undefined, undefined, undefined], [undefined, undefined, undefined]]);
+    assert.deepEqual(timeouts(mesh), [[120_000, 30_000, 7_200_000], [120_000, 30_000, 7_200_000]]);
+    const older = policy('z', { streamIdle: '500ms', tcpIdle: '15m' }, '2024-01-01T00:00:00Z');
+    const newer = policy('a', { idle: '0s', streamIdle: '9s', tcpIdle: '0s' }, '2024-06-01T00:00:00Z');
+    assert.deepEqual(timeouts(newer, older), [[0, 500, 900_000], [undefined, undefined, undefined]]);
+    assert.deepEqual(timeouts(mesh, older), [[120_000, 500, 900_000], [120_000, 30_000, 7_200_000]]);
+    assert.deepEqual(timeouts(newer), [[0, 9000, 0], [undefined, undefined, undefined]]);
   });
 });

@@ -639,6 +639,7 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
   const breaker = policies.find((p) => p.spec.circuitBreaker)?.spec.circuitBreaker;
   const idle = policies.find((p) => p.spec.timeouts?.idle)?.spec.timeouts?.idle ?? ctx.mesh?.spec.defaults?.timeouts?.idle;
   const streamIdle = policies.find((p) => p.spec.timeouts?.streamIdle)?.spec.timeouts?.streamIdle ?? ctx.mesh?.spec.defaults?.timeouts?.streamIdle;
+  const tcpIdle = policies.find((p) => p.spec.timeouts?.tcpIdle)?.spec.timeouts?.tcpIdle ?? ctx.mesh?.spec.defaults?.timeouts?.tcpIdle;
   const outlier = policies.find((p) => p.spec.outlierDetection)?.spec.outlierDetection;
   const check = policies.find((p) => p.spec.healthCheck)?.spec.healthCheck;
   return {
@@ -665,6 +666,7 @@ function cluster(ctx: Context, svc: Service, port: ServicePort): Cluster {
         }),
     ...(idle === undefined ? {} : { idleTimeoutMs: parseDuration(idle) }),
     ...(streamIdle === undefined ? {} : { streamIdleTimeoutMs: parseDuration(streamIdle) }),
+    ...(tcpIdle === undefined ? {} : { tcpIdleTimeoutMs: parseDuration(tcpIdle) }),
     ...(outlier === undefined ? {} : { outlierDetection: outlierDetection(outlier) }),
     ...(check === undefined ? {} : { healthCheck: healthCheck(check) }),
     endpoints,
@@ -870,6 +872,8 @@ export const DEFAULT_RETRY_BUDGET: RetryBudget = { percent: 20, minRetriesPerSec
 export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS = 60_000;
 /** Envoy's default stream idle timeout (5 min), unless a BackendPolicy or the Mesh says otherwise. */
 export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 300_000;
+/** Envoy's (and Istio's) default tcp_proxy idle timeout (1 h), unless a BackendPolicy or the Mesh says otherwise. */
+export const DEFAULT_TCP_IDLE_TIMEOUT_MS = 3_600_000;
 /** Envoy's default circuit-breaker thresholds. */
 export const DEFAULT_CIRCUIT_BREAKER: CircuitBreakerLimits = { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 1024 };
 

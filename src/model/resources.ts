@@ -189,6 +189,8 @@ export interface BackendTimeouts {
   idle?: Duration;
   /** A request or response that makes no progress (no byte either way) for this long is cut; default 5m. */
   streamIdle?: Duration;
+  /** A forwarded TCP connection that moves no byte either way for this long is closed; default 1h. */
+  tcpIdle?: Duration;
 }
 
 /**

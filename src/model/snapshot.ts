@@ -386,6 +386,8 @@ export interface Cluster {
   idleTimeoutMs?: number;
   /** An exchange with no progress either way for this long is cut (0: never); set when a BackendPolicy or the Mesh sets it, the proxy defaults to 5 min. */
   streamIdleTimeoutMs?: number;
+  /** A forwarded TCP connection with no byte either way for this long is closed (0: never); set when a BackendPolicy or the Mesh sets it, the proxy defaults to 1 h. */
+  tcpIdleTimeoutMs?: number;
   /** Set when a BackendPolicy sets `outlierDetection`, every default filled in; absent: no ejection. */
   outlierDetection?: OutlierDetection;
   /** Set when a BackendPolicy sets `healthCheck`, every default filled in; absent: no active checks. */

@@ -731,17 +731,18 @@ describe('RequestMirror and timeouts', () => {
     ]);
   });
 
-  test('BackendPolicy timeouts and Mesh defaults.timeouts: idle and streamIdle durations, 0s allowed', () => {
+  test('BackendPolicy timeouts and Mesh defaults.timeouts: idle, streamIdle and tcpIdle durations, 0s allowed', () => {
     const policy = (timeouts: unknown) => res(W, 'BackendPolicy', { targetRefs: [{ kind: 'Service', name: 'a' }], timeouts });
-    assert.deepEqual(problems(policy({ idle: '30s', streamIdle: '1m' })), []);
-    assert.deepEqual(problems(policy({ idle: '0s', streamIdle: '0s' })), []);
+    assert.deepEqual(problems(policy({ idle: '30s', streamIdle: '1m', tcpIdle: '1h' })), []);
+    assert.deepEqual(problems(policy({ idle: '0s', streamIdle: '0s', tcpIdle: '0s' })), []);
     assert.deepEqual(problems(policy({})), []);
-    assert.deepEqual(problems(policy({ idle: '5', streamIdle: 300, request: '1s' })), [
+    assert.deepEqual(problems(policy({ idle: '5', streamIdle: 300, request: '1s', tcpIdle: '1 hour' })), [
       'spec.timeouts.request: unknown field',
       'spec.timeouts.idle: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
       'spec.timeouts.streamIdle: must be a string',
+      'spec.timeouts.tcpIdle: must be a duration like "10s", "1m30s" or "250ms" (GEP-2257)',
     ]);
-    assert.deepEqual(problems(res(W, 'Mesh', { defaults: { timeouts: { idle: '2m', streamIdle: '10s' } } })), []);
+    assert.deepEqual(problems(res(W, 'Mesh', { defaults: { timeouts: { idle: '2m', streamIdle: '10s', tcpIdle: '30m' } } })), []);
     assert.deepEqual(problems(res(W, 'Mesh', { defaults: { timeouts: { streamidle: '10s' } } })), ['spec.defaults.timeouts.streamidle: unknown field']);
   });
 });

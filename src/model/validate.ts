@@ -253,8 +253,8 @@ const loadBalancer = object(
   },
 );
 
-// Envoy's cluster idle_timeout and stream idle_timeout; `0s` turns one off.
-const backendTimeouts = object({ idle: duration, streamIdle: duration });
+// Envoy's cluster idle_timeout, stream idle_timeout and tcp_proxy idle_timeout; `0s` turns one off.
+const backendTimeouts = object({ idle: duration, streamIdle: duration, tcpIdle: duration });
 
 // Mesh tracing and access logs (docs/observability.md).
 const samplingPercent: Check = (v, path, errs) => {

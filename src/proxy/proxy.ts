@@ -182,6 +182,7 @@ export class Proxy {
         if (o.client !== undefined) this.countTcp('outbound', this.selfService, o.service.slice(0, o.service.lastIndexOf(':')), o.transport === 'mtls', o.client, false);
         if (o.errorCode !== '') tcpConnectionFailed.publish({ direction: 'outbound', service: o.service, endpoint: o.endpoint, transport: o.transport, code: o.errorCode, message: o.message });
       },
+      idleClosed: (service) => this.metrics.count(`weft_tcp_idle_timeouts_total{destination_service="${service}"}`),
     };
     this.health = new HealthRegistry(
       {

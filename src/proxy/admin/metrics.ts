@@ -21,6 +21,7 @@ const COUNTER_HELP: Readonly<Record<string, string>> = {
   weft_mirrored_requests_total: 'Requests copied by RequestMirror filters, by result.',
   weft_circuit_open_total: 'Requests and TCP connections refused by a circuit breaker, by the limit that was reached.',
   weft_outbound_tcp_connections_total: 'Outbound TCP connections by destination service port, transport and mesh error code.',
+  weft_tcp_idle_timeouts_total: 'Outbound TCP connections closed by their idle timeout (no byte either way for BackendPolicy timeouts.tcpIdle), by destination service port.',
   weft_outlier_ejections_total: 'Endpoints ejected by outlier detection, by reason.',
   weft_outlier_ejections_skipped_total: 'Ejections outlier detection decided but did not enforce (max ejection percent), by reason.',
   weft_health_checks_total: 'Active health checks, by result.',

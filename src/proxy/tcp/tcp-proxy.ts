@@ -7,6 +7,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { MeshError } from '../../core/errors.js';
+import { DEFAULT_TCP_IDLE_TIMEOUT_MS } from '../../model/compile.js';
 import type { ClusterRuntime } from '../upstream/cluster.js';
 import { refuseTunnel } from './inbound-tunnel.js';
 import { joinTunnel, type TunnelDialer, type TunnelEnd } from './tunnel-client.js';
@@ -33,6 +34,8 @@ export interface TcpOutcome {
 export interface TcpForwarding {
   dialer: TunnelDialer;
   report: (outcome: TcpOutcome) => void;
+  /** A joined connection to `service` (`<service>.<namespace>:<port>`) was closed by its idle timeout. */
+  idleClosed?: (service: string) => void;
 }
 
 /**
@@ -141,6 +144,15 @@ export function forwardTcp(
       slots.release();
       onEnd?.();
     });
+    // Every byte either way passes through the client's socket, whose timer each read and write
+    // re-arms: silence both ways for the idle timeout closes both ends (Envoy's tcp_proxy idle_timeout).
+    const idleMs = cluster.config.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS;
+    if (idleMs > 0) {
+      client.setTimeout(idleMs, () => {
+        fwd.idleClosed?.(service);
+        client.destroy();
+      });
+    }
   };
 
   if (proxied) {

@@ -1,8 +1,10 @@
-// The circuit breaker's maxConnections on forwarded TCP connections, with real sockets on loopback:
-// a forwarding listener (forwardTcp) in front of an app that counts what it accepts. Over the limit
-// nothing is dialled and the client is reset (a CONNECT client gets 503 CIRCUIT_OPEN); a closed or
-// failed connection frees its slot; the count outlives a configuration push; TCP and HTTP/1.1
-// connections of one cluster share the count.
+// Forwarded TCP connections (forwardTcp) with real sockets on loopback: a forwarding listener in
+// front of an app that counts what it accepts.
+// - The circuit breaker's maxConnections: over the limit nothing is dialled and the client is reset
+//   (a CONNECT client gets 503 CIRCUIT_OPEN); a closed or failed connection frees its slot; the count
+//   outlives a configuration push; TCP and HTTP/1.1 connections of one cluster share the count.
+// - The idle timeout: a connection silent both ways for `tcpIdleTimeoutMs` is closed at both ends and
+//   counted; bytes either way keep it open; 0 turns it off.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -48,9 +50,10 @@ after(async () => {
   await new Promise((r) => app.close(r));
 });
 
-function config(maxConnections: number, port = appPort, connectTimeoutMs = 1000): Cluster {
+function config(maxConnections: number, port = appPort, connectTimeoutMs = 1000, tcpIdleTimeoutMs?: number): Cluster {
   return {
     name: SERVICE, service: 'db', namespace: 'default', port: 9000, protocol: 'TCP', loadBalancer: 'RoundRobin', connectTimeoutMs,
+    ...(tcpIdleTimeoutMs === undefined ? {} : { tcpIdleTimeoutMs }),
     circuitBreaker: { maxConnections, maxPendingRequests: 10, maxRequests: 1024, maxRetries: 1024 },
     endpoints: [{ workload: 'default/db-1', address: '127.0.0.1', port, appPort: port, proxied: false, identity: 'spiffe://cluster.local/ns/default/sa/db', labels: {} }],
   };
@@ -62,8 +65,9 @@ function config(maxConnections: number, port = appPort, connectTimeoutMs = 1000)
  */
 async function forwarder(current: () => ClusterRuntime, viaConnect = false) {
   const outcomes: TcpOutcome[] = [];
+  const idleClosed: string[] = [];
   const clients = new Set<Socket>();
-  const fwd = { dialer: new TunnelDialer(() => null), report: (o: TcpOutcome) => outcomes.push(o) };
+  const fwd = { dialer: new TunnelDialer(() => null), report: (o: TcpOutcome) => outcomes.push(o), idleClosed: (service: string) => idleClosed.push(service) };
   const server = createServer({ allowHalfOpen: true }, (s) => {
     clients.add(s);
     s.once('close', () => clients.delete(s));
@@ -73,6 +77,7 @@ async function forwarder(current: () => ClusterRuntime, viaConnect = false) {
   return {
     port: (server.address() as AddressInfo).port,
     outcomes,
+    idleClosed,
     close: () => new Promise<void>((r) => {
       for (const s of clients) s.destroy();
       server.close(() => r());
@@ -291,3 +296,51 @@ async function drain(res: ProxyResponse): Promise<string> {
   await new Promise<void>((resolve, reject) => res.body!.pipe({ data: (c) => (chunks.push(c), true), end: () => resolve(), error: reject }));
   return Buffer.concat(chunks).toString();
 }
+
+test('idle timeout: a connection silent both ways is closed at both ends and counted; traffic either way keeps one open; 0 never closes', async () => {
+  const registry = new PoolRegistry();
+  let rt = runtime(config(10, appPort, 1000, 300), registry, []);
+  const f = await forwarder(() => rt);
+  try {
+    // Silent after its first exchange: closed by the proxy, at the app too.
+    const silent = await joined(f.port, 'a');
+    const appsBefore = appSockets.size;
+    const t0 = Date.now();
+    assert.equal(await silent.closed, null, 'closed cleanly, not reset');
+    const waited = Date.now() - t0;
+    assert.ok(waited >= 250 && waited < 2000, `closed after ${waited} ms of silence, the timeout is 300`);
+    await until(() => appSockets.size === appsBefore - 1, 'the app side closed too');
+    assert.deepEqual(f.idleClosed, [SERVICE]);
+
+    // Bytes every 100 ms for 900 ms (three timeouts' worth), client to app and back: still open.
+    const busy = await joined(f.port, 'b');
+    let sent = 'b';
+    for (let i = 0; i < 9; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      busy.socket.write('.');
+      sent += '.';
+    }
+    await until(() => busy.text() === sent, 'the echoes');
+    assert.equal(busy.socket.destroyed, false, 'a connection in use was closed');
+    // Only the app speaking (server-first traffic, e.g. a stream of pushes) keeps it open too.
+    const writer = [...appSockets].at(-1)!;
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      writer.write('!');
+    }
+    await until(() => busy.text().endsWith('!!!!!!'), 'the pushes');
+    assert.equal(busy.socket.destroyed, false, 'a connection the app kept writing to was closed');
+    busy.socket.destroy();
+
+    // 0: no idle timeout.
+    rt = runtime(config(10, appPort, 1000, 0), registry, []);
+    const forever = await joined(f.port, 'c');
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(forever.socket.destroyed, false, 'closed although the timeout is off');
+    forever.socket.destroy();
+    assert.deepEqual(f.idleClosed, [SERVICE], 'only the silent connection was counted');
+  } finally {
+    await f.close();
+    registry.closeAll();
+  }
+});
