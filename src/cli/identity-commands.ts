@@ -34,13 +34,15 @@ export const tokenCommand: Command = {
 (spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>): weft proxy --token TOKEN.
 The token is printed once; the control plane keeps only its hash. Proxies that joined with it reconnect
 with their certificate afterwards, so its expiry only bounds joining; revoking it stops renewals of the
-proxies that joined with it, on their open streams and on every reconnect.`,
+proxies that joined with it, on their open streams and on every reconnect.
+"create" also prints (on stderr) the control plane's root pin and a "weft proxy --control-plane https://…
+--ca-cert-hash sha256:…" line for a proxy on another host ("weft ca pins" prints the pins alone).`,
   run: async (v, args) => {
     const verb = args[0];
     if (verb === 'create') {
       if (args.length !== 1) throw new UsageError('"token create" takes no other argument');
       duration(v.ttl, 'ttl');
-      const r = await api<{ token: string; info: TokenInfo }>('POST', '/api/v1/tokens', { text: JSON.stringify({ namespace: v.namespace, serviceAccount: v['service-account'], ttl: v.ttl }), type: 'application/json' });
+      const r = await api<{ token: string; info: TokenInfo; caCertHashes?: string[] }>('POST', '/api/v1/tokens', { text: JSON.stringify({ namespace: v.namespace, serviceAccount: v['service-account'], ttl: v.ttl }), type: 'application/json' });
       if (r.status !== 200) {
         console.error(`weft token: refused: ${(r.body as unknown as { error?: { message?: string } }).error?.message ?? `HTTP ${r.status}`}`);
         return 1;
@@ -49,6 +51,8 @@ proxies that joined with it, on their open streams and on every reconnect.`,
       else {
         console.log(r.body.token);
         console.error(`token ${r.body.info.id} for ${r.body.info.namespace}/${r.body.info.serviceAccount}, valid until ${r.body.info.expiresAt}; it is shown only now`);
+        // On stderr: stdout stays the token alone, for TOKEN=$(weft token create …).
+        console.error(joinHint(r.body.caCertHashes ?? [], r.body.token, r.body.info));
       }
       return 0;
     }
@@ -69,15 +73,45 @@ proxies that joined with it, on their open streams and on every reconnect.`,
   },
 };
 
+/**
+ * What `token create` prints after the token: the pins a proxy on another host needs, and the command
+ * to paste there. The token itself is in the command only when stdout is a terminal (it is on that
+ * screen already); redirected, it stays where it was sent and the command says "$TOKEN".
+ */
+function joinHint(pins: string[], token: string, info: TokenInfo): string {
+  if (pins.length === 0) return 'this control plane reported no root pin: a join from another host over https:// is not possible';
+  const server = new URL(serverUrl());
+  const loopback = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(server.hostname);
+  const flags = pins.map((p) => `--ca-cert-hash ${p}`).join(' ');
+  const lines = [
+    `root pin: ${pins[0]}${pins.length > 1 ? ` (and ${pins.slice(1).join(', ')}, the root a rotation under way switches to)` : ''}`,
+    'to join from another host:',
+    `  weft proxy --control-plane https://${server.host} ${flags} --token ${process.stdout.isTTY ? token : '"$TOKEN"'} --namespace ${info.namespace} --service-account ${info.serviceAccount} --workload NAME …`,
+  ];
+  if (loopback) lines.push(`  (${server.host} is this host: use an address the other host reaches, and start weft control with --api-address)`);
+  return lines.join('\n');
+}
+
 export const caCommand: Command = {
-  summary: 'the mesh CA: rotate its root under live traffic',
-  usage: 'weft ca rotate',
+  summary: 'the mesh CA: rotate its root under live traffic, show its pins',
+  usage: 'weft ca rotate | weft ca pins [-o json]',
   positionals: true,
-  options: {},
+  options: {
+    output: { type: 'string', short: 'o' },
+  },
   help: `"weft ca rotate" adds a new root to every proxy's trust bundle, waits until all trust it, makes it
-sign and has every proxy renew, waits, then retires the old root. Traffic flows throughout.`,
-  run: async (_v, args) => {
-    if (args[0] !== 'rotate' || args.length !== 1) throw new UsageError('give: rotate');
+sign and has every proxy renew, waits, then retires the old root. Traffic flows throughout.
+"weft ca pins" prints the pin of each trusted root (sha256 of its SubjectPublicKeyInfo), the one the
+control plane presents now first: what "weft proxy --control-plane https://… --ca-cert-hash" checks.`,
+  run: async (v, args) => {
+    if (args[0] === 'pins' && args.length === 1) {
+      const r = (await api<{ trustDomain: string; pins: Array<{ pin: string; subject: string; notAfter: string; role: string }> }>('GET', '/api/v1/ca/pins')).body;
+      const roles: Record<string, string> = { presented: 'yes (joins check this one)', next: 'after the rotation switches to it', previous: 'no more (retired at the end of the rotation)', other: 'no' };
+      if (v.output === 'json') console.log(JSON.stringify(r, null, 2));
+      else console.log(table(['PIN', 'ROOT', 'EXPIRES IN', 'PRESENTED'], r.pins.map((p) => [p.pin, p.subject, left(p.notAfter), roles[p.role] ?? p.role])));
+      return 0;
+    }
+    if (args[0] !== 'rotate' || args.length !== 1) throw new UsageError('give: rotate or pins');
     // The answer streams one line per step; the rotation takes as long as the proxies need.
     return new Promise((resolve) => {
       const req = request(new URL('/api/v1/ca/rotate', serverUrl()), { method: 'POST', headers: authHeaders() }, (res) => {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { configApplied, configRejected, configWarnings, proxyLifecycle, tcpConnectionFailed } from '../core/diagnostics.js';
 import { callsEntryProblem } from '../model/scope.js';
+import { normalizePin, pinProblem } from '../core/identity/pin.js';
 import { WorkloadIdentity } from '../proxy/tls/workload-identity.js';
 import { ControlPlaneClient } from '../proxy/config-client/control-plane-client.js';
 import { StatsReporter } from '../proxy/telemetry/stats-reporter.js';
@@ -34,6 +35,8 @@ export const proxyCommand: Command = {
     calls: { type: 'string', multiple: true, default: [] },
     token: { type: 'string' },
     'token-file': { type: 'string' },
+    'ca-cert-hash': { type: 'string', multiple: true, default: [] },
+    'trust-domain': { type: 'string' },
     'outbound-port': { type: 'string', default: String(defaultProxyOptions.outboundPort) },
     'inbound-port': { type: 'string', default: String(defaultProxyOptions.inboundPort) },
     'admin-port': { type: 'string', default: String(defaultProxyOptions.adminPort) },
@@ -48,13 +51,19 @@ export const proxyCommand: Command = {
     quiet: { type: 'boolean', short: 'q', default: false },
   },
   help: `Configuration (one of):
-      --control-plane URL       stream configuration from a control plane, e.g. http://127.0.0.1:15010
+      --control-plane URL       stream configuration from a control plane, e.g. http://127.0.0.1:15010 on this
+                                host, https://cp.example:15010 from another (with --ca-cert-hash)
   -f, --file FILE               resources (multi-document YAML); watched, good edits apply live
 Identity (with --control-plane):
       --token TOKEN             join token granting the workload identity (weft token create); also WEFT_TOKEN
       --token-file FILE         read the join token from a file
                                 The proxy makes its own key, gets its certificate from the control plane, and
                                 speaks mutual TLS to other proxies. Without a token it has no identity.
+      --ca-cert-hash sha256:HEX the pin of the control plane's root (weft token create, weft ca pins); required
+                                with an https:// URL: the join (and its token) goes only to a server whose
+                                presented root matches (repeatable: any one matches); also WEFT_CA_CERT_HASH
+      --trust-domain TD         with --ca-cert-hash: the control plane must be of this trust domain (when the
+                                pinned root is shared by several meshes); default: the one it names
 Workload:
   -w, --workload NAME           the Workload this proxy stands beside
   -n, --namespace NS            the workload's namespace (default: default)
@@ -90,6 +99,30 @@ Ports of 0 are chosen by the OS; the chosen ports are printed on start as one JS
   run: runProxy,
 };
 
+/**
+ * The pins of `--ca-cert-hash` (or WEFT_CA_CERT_HASH, comma-separated). An https:// control plane
+ * needs one: the proxy learns the root from the server, and believes it only through a pin (no trust
+ * on first use). A pin with http:// would protect nothing, so it is refused rather than ignored.
+ */
+function caCertHashes(flags: string[], cp: string | undefined): string[] {
+  const env = flags.length === 0 ? (process.env.WEFT_CA_CERT_HASH ?? '') : '';
+  const from = flags.length > 0 ? '--ca-cert-hash' : 'WEFT_CA_CERT_HASH';
+  const pins = [...flags, ...env.split(',')].map((p) => p.trim()).filter((p) => p !== '');
+  for (const p of pins) {
+    const problem = pinProblem(p);
+    if (problem !== null) throw new UsageError(`${from}: ${problem}`);
+  }
+  const https = cp?.startsWith('https://') === true;
+  if (https && pins.length === 0) {
+    throw new UsageError(
+      `--control-plane ${cp}: give the control plane's root pin with --ca-cert-hash sha256:<hex> (printed by "weft token create" and "weft ca pins"); ` +
+        'a server is never trusted on first use',
+    );
+  }
+  if (!https && flags.length > 0) throw new UsageError('--ca-cert-hash needs an https:// --control-plane (over http:// it would check nothing)');
+  return https ? pins.map(normalizePin) : [];
+}
+
 function parseUpstream(spec: string, namespace: string): TcpUpstream {
   const m = /^([a-z0-9-]+)(?:\.([a-z0-9-]+))?:(\d+)=(\d+)$/.exec(spec);
   if (m === null) throw new UsageError(`--upstream: "${spec}" is not SERVICE[.NAMESPACE]:PORT=LOCAL_PORT`);
@@ -101,7 +134,11 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
   const cp = v['control-plane'] as string | undefined;
   if ((file === undefined) === (cp === undefined)) throw new UsageError('give exactly one of --control-plane URL or --file FILE');
   if (typeof v.workload !== 'string') throw new UsageError('--workload is required');
-  if (cp !== undefined && !/^https?:\/\//.test(cp)) throw new UsageError(`--control-plane: "${cp}" is not an http:// URL`);
+  if (cp !== undefined && !/^https?:\/\//.test(cp)) throw new UsageError(`--control-plane: "${cp}" is not an http:// or https:// URL`);
+  const pins = caCertHashes(v['ca-cert-hash'] as string[], cp);
+  const trustDomain = (v['trust-domain'] as string | undefined) ?? null;
+  if (trustDomain !== null && !/^[a-z0-9._-]+$/.test(trustDomain)) throw new UsageError(`--trust-domain: "${trustDomain}" is not a trust domain (lowercase letters, digits, ".", "_", "-")`);
+  if (trustDomain !== null && pins.length === 0) throw new UsageError('--trust-domain goes with --ca-cert-hash and an https:// --control-plane');
   const workload = v.workload;
   const namespace = v.namespace as string;
   const appPorts = pairs(v['app-port'] as string[], 'app-port', (_k, p) => (/^\d+$/.test(p) && Number(p) > 0 && Number(p) < 65536 ? null : 'not a port'));
@@ -184,6 +221,8 @@ async function runProxy(v: Record<string, unknown>): Promise<number> {
     proxy.health.onChange = () => healthReports.changed();
     const client = new ControlPlaneClient({
       url: cp!,
+      pins,
+      trustDomain,
       workload,
       namespace,
       registration: () =>

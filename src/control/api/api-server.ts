@@ -282,7 +282,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
         throw new HttpError(422, 'INVALID', `ttl: ${(err as Error).message}`);
       }
       try {
-        return json(res, 200, await ctx.tokens.create(String(body.namespace ?? 'default'), String(body.serviceAccount ?? 'default'), ttlMs));
+        // With the pins a proxy joining over TLS may find presented: the root presented now, and the next one during a rotation (docs/identity.md).
+        return json(res, 200, { ...(await ctx.tokens.create(String(body.namespace ?? 'default'), String(body.serviceAccount ?? 'default'), ttlMs)), caCertHashes: ctx.ca.pins().filter((p) => p.role === 'presented' || p.role === 'next').map((p) => p.pin) });
       } catch (err) {
         if (err instanceof TokenError) throw new HttpError(422, 'INVALID', err.message);
         throw err;
@@ -303,6 +304,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
         rotation: ctx.ca.rotationPhase(),
         items: proxies.map((p) => ({ proxy: p.id, connected: p.connected, ...(p.certificate ?? {}), error: p.identityError })),
       });
+    }
+    case 'GET /api/v1/ca': {
+      if (parts[3] !== 'pins' || parts.length !== 4) throw new HttpError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
+      return json(res, 200, { trustDomain: ctx.config.trustDomain(), pins: ctx.ca.pins() });
     }
     case 'POST /api/v1/ca': {
       if (parts[3] !== 'rotate' || parts.length !== 4) throw new HttpError(404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);

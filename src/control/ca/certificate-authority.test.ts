@@ -5,8 +5,11 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { unpem } from '../../core/identity/der.js';
+import { spkiPin } from '../../core/identity/pin.js';
 import { createCsr, generateKey } from '../../core/identity/x509.js';
 import { CertificateAuthority } from './certificate-authority.js';
+import { ControlPlaneCertificate } from './control-plane-certificate.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'weft-ca-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -71,4 +74,30 @@ test('a user-provided intermediate (made with openssl) signs; leaves chain throu
   assert.equal(new X509Certificate(ca.bundle()[0]!).subject, 'O=Corp\nCN=Corp Root');
   assert.throws(() => ca.rotateStep(), /provided by the user/);
   assert.ok(readFileSync(p('int.pem'), 'utf8').length > 0);
+});
+
+test('pins: the presented root first, the next one during a rotation; the control plane presents its root', () => {
+  const ca = new CertificateAuthority({ dir: join(dir, 'pins'), trustDomain: 'cluster.local' });
+  const pin = (c: X509Certificate): string => spkiPin(c);
+  const first = ca.signingRoot();
+  assert.deepEqual(ca.pins().map((p) => [p.pin, p.role]), [[pin(first), 'presented']]);
+  assert.match(ca.pins()[0]!.pin, /^sha256:[0-9a-f]{64}$/);
+  // The pin is what openssl computes from the root's public key (the command docs/identity.md gives).
+  const sh = spawnSync('sh', ['-c', `openssl x509 -in '${join(dir, 'pins', 'root-1.pem')}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -hex`], { encoding: 'utf8' });
+  assert.equal(sh.status, 0, sh.stderr);
+  assert.equal(`sha256:${sh.stdout.trim().split(/\s+/).pop()}`, pin(first));
+  const served = (): X509Certificate[] => unpem(new ControlPlaneCertificate(ca, () => 'example.org', () => HOUR).options().cert, 'CERTIFICATE').map((d) => new X509Certificate(d));
+  const chain = served();
+  assert.equal(chain.length, 2, 'leaf, then the root it chains to');
+  assert.ok(chain[1]!.raw.equals(first.raw) && chain[0]!.verify(first.publicKey));
+  ca.rotateStep(); // added
+  const roles = ca.pins();
+  assert.deepEqual(roles.map((p) => p.role), ['presented', 'next']);
+  assert.equal(roles[0]!.pin, pin(first));
+  ca.rotateStep(); // switched
+  const second = ca.signingRoot();
+  assert.deepEqual(ca.pins().map((p) => [p.pin, p.role]), [[pin(second), 'presented'], [pin(first), 'previous']]);
+  assert.ok(served()[1]!.raw.equals(second.raw), 'after the switch the new root is presented');
+  ca.rotateStep(); // retired
+  assert.deepEqual(ca.pins().map((p) => [p.pin, p.role]), [[pin(second), 'presented']]);
 });

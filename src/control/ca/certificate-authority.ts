@@ -11,6 +11,7 @@ import { X509Certificate, type KeyObject } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { unpem } from '../../core/identity/der.js';
+import { spkiPin } from '../../core/identity/pin.js';
 import { spiffeId } from '../../core/identity/spiffe.js';
 import { CertificateError, createRootCertificate, generateKey, issueLeafCertificate, keyFromPem, keyToPem, readCsr, uriSans } from '../../core/identity/x509.js';
 
@@ -168,6 +169,36 @@ export class CertificateAuthority {
     if (live.length < 2) return null;
     const signing = live.find((r) => r.state === 'signing')!;
     return live.some((r) => r.state === 'active' && r.id! > signing.id!) ? 'added' : 'switched';
+  }
+
+  /**
+   * The root the signing certificate chains to (the signer itself when it is a root), PEM: the control
+   * plane's TLS certificate is sent with it, so a joining proxy can match it to the pin it was given.
+   * Null when no root of the bundle issued the signer directly.
+   */
+  anchor(): { cert: X509Certificate; pem: string } | null {
+    const signer = this.signer.cert;
+    const r = this.roots.find((root) => root.state !== 'retired' && (root.cert.raw.equals(signer.raw) || (signer.checkIssued(root.cert) && signer.verify(root.cert.publicKey))));
+    return r === undefined ? null : { cert: r.cert, pem: r.pem.endsWith('\n') ? r.pem : `${r.pem}\n` };
+  }
+
+  /**
+   * The pins (`sha256:<hex>` of the SubjectPublicKeyInfo) of the roots proxies trust, and what each
+   * means to a proxy joining over TLS now: `presented` (the root the control plane's certificate
+   * chains to: this pin works), `next` (a rotation added it; it is presented once it signs, step 2),
+   * `previous` (the old root after that switch: no longer presented, retired at step 3), `other` (a
+   * further root of a user-provided bundle). The presented one comes first.
+   */
+  pins(): Array<{ pin: string; subject: string; notAfter: string; role: 'presented' | 'next' | 'previous' | 'other' }> {
+    const anchor = this.anchor()?.cert ?? null;
+    const anchorId = anchor === null ? null : (this.roots.find((r) => r.cert.raw.equals(anchor.raw))?.id ?? null);
+    const role = (r: (typeof this.roots)[number]): 'presented' | 'next' | 'previous' | 'other' =>
+      anchor !== null && r.cert.raw.equals(anchor.raw) ? 'presented' : r.id === null || anchorId === null ? 'other' : r.id > anchorId ? 'next' : 'previous';
+    const order = { presented: 0, next: 1, previous: 2, other: 3 };
+    return this.roots
+      .filter((r) => r.state !== 'retired')
+      .map((r) => ({ pin: spkiPin(r.cert), subject: r.cert.subject.replace(/\n/g, ', '), notAfter: new Date(r.cert.validTo).toISOString(), role: role(r) }))
+      .sort((a, b) => order[a.role] - order[b.role]);
   }
 
   /** The root that signs now (for checking that a leaf comes from it). */

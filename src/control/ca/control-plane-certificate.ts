@@ -4,6 +4,8 @@
  * like a workload's, for the reserved identity `spiffe://<trust-domain>/ns/weft-system/sa/weft-control`
  * (no join token can grant the `weft-system` namespace), signed by whichever root signs now.
  *
+ * Its chain ends with the root it chains to, so a proxy joining over TLS can check its pin.
+ *
  * Its key is made here and kept in memory only: a restart makes a new one.
  */
 import { bundleHash, createCsr, generateKey, keyToPem } from '../../core/identity/x509.js';
@@ -47,7 +49,9 @@ export class ControlPlaneCertificate {
     const lifetime = this.lifetimeMs();
     const issued = this.ca.issue(createCsr(key, null), td, CONTROL_NAMESPACE, CONTROL_SERVICE_ACCOUNT, lifetime);
     const notAfter = Date.parse(issued.cert.notAfter);
-    this.current = { generation: ++this.generation, key: keyToPem(key), cert: issued.chain, ca: roots, signedBy, bundle, trustDomain: td, renewAt: Date.now() + (notAfter - Date.now()) / 2 };
+    // Sent with the root it chains to: a proxy joining over TLS matches that root to the pin it was given (docs/identity.md).
+    const cert = issued.chain + (this.ca.anchor()?.pem ?? '');
+    this.current = { generation: ++this.generation, key: keyToPem(key), cert, ca: roots, signedBy, bundle, trustDomain: td, renewAt: Date.now() + (notAfter - Date.now()) / 2 };
     return this.current;
   }
 }

@@ -8,6 +8,8 @@
  * A proxy with an identity joins once with its token over the URL it was given, then talks to the
  * control plane over mutual TLS on the same port: its certificate proves who it is (an expired or
  * revoked token no longer matters for reconnects) and it checks the server is the control plane.
+ * Given an `https:` URL, the join itself goes over TLS to a server whose root matches a pin the proxy
+ * was given (root-pin.ts); the token never goes to a server that did not prove it is the control plane.
  */
 import type { Socket } from 'node:net';
 import { configApplied, configRejected } from '../../core/diagnostics.js';
@@ -26,6 +28,7 @@ import type {
 import { controlPlaneId, parseSpiffeId } from '../../core/identity/spiffe.js';
 import { expectSpiffeId } from '../tls/peer-identity.js';
 import { HttpClientError, upgradeRequest, type ClientTls } from '../http1/simple-client.js';
+import { isLoopbackHost, pinnedJoinTls } from './root-pin.js';
 import type { WorkloadIdentity } from '../tls/workload-identity.js';
 import type { TapSpec } from '../../model/golden-signals.js';
 
@@ -36,8 +39,12 @@ const CONNECT_TIMEOUT_MS = 5000;
 
 
 export interface ControlPlaneClientOptions {
-  /** e.g. `http://127.0.0.1:15010` */
+  /** e.g. `http://127.0.0.1:15010`, or `https://cp.example:15010` with `pins` */
   url: string;
+  /** For an `https:` URL: the pins (`sha256:<hex>` of the SubjectPublicKeyInfo) one of which the server's root must match before the token is sent. */
+  pins?: readonly string[];
+  /** The control plane's trust domain when it must be this one (a pinned root shared by several meshes); null: the one its certificate names. */
+  trustDomain?: string | null;
   workload: string;
   namespace: string;
   /** The workload to register, read at each connect (ports are known only once listening); null if declared. */
@@ -84,9 +91,14 @@ export class ControlPlaneClient {
     this.backoffCap = opts.backoffMaxMs ?? 5000;
   }
 
-  /** How the open stream is carried: `mtls`, `plaintext`, or null when there is none. */
-  get transport(): 'mtls' | 'plaintext' | null {
-    return this.socket === null ? null : this.secure ? 'mtls' : 'plaintext';
+  /** How the open stream is carried: `mtls`, `tls` (the join to a pinned root), `plaintext`, or null when there is none. */
+  get transport(): 'mtls' | 'tls' | 'plaintext' | null {
+    return this.socket === null ? null : this.secure ? 'mtls' : this.joinOverTls ? 'tls' : 'plaintext';
+  }
+
+  /** Whether the join (the connect with the token) goes over TLS to a pinned root. */
+  private get joinOverTls(): boolean {
+    return new URL(this.opts.url).protocol === 'https:';
   }
 
   /** True while a stream is open. */
@@ -95,6 +107,14 @@ export class ControlPlaneClient {
   }
 
   start(): void {
+    // The token would cross the network in the clear on the first connect: say so once, and how to avoid it.
+    const url = new URL(this.opts.url);
+    if (url.protocol === 'http:' && this.opts.identity != null && !isLoopbackHost(url)) {
+      this.opts.log(
+        `warning: ${this.opts.url} is plaintext HTTP to another host: the join token crosses the network in the clear on the first connect. ` +
+          `Use --control-plane https://${url.host} --ca-cert-hash sha256:<hex> (printed by "weft token create" and "weft ca pins")`,
+      );
+    }
     this.connect();
   }
 
@@ -192,14 +212,26 @@ export class ControlPlaneClient {
       drainLines();
       socket.resume();
     };
-    upgradeRequest({ url, method: 'GET', timeoutMs: CONNECT_TIMEOUT_MS, tls: mtls }, STREAM_PROTOCOL).then(
-      (res) => {
-        if (!('socket' in res)) retry(`refused the stream with HTTP ${res.status}`);
-        else if (this.closed) res.socket.destroy();
-        else onUpgrade(res.socket, res.rest);
-      },
-      (err: Error) => retry(err instanceof HttpClientError ? err.message : ((err as NodeJS.ErrnoException).code ?? err.message)),
-    );
+    const failed = (err: Error): void => retry(err instanceof HttpClientError ? err.message : ((err as NodeJS.ErrnoException).code ?? err.message));
+    const open = (tls: ClientTls | null): void => {
+      if (this.closed) return;
+      upgradeRequest({ url, method: 'GET', timeoutMs: CONNECT_TIMEOUT_MS, tls }, STREAM_PROTOCOL).then(
+        (res) => {
+          if (!('socket' in res)) retry(`refused the stream with HTTP ${res.status}`);
+          else if (this.closed) res.socket.destroy();
+          else onUpgrade(res.socket, res.rest);
+        },
+        failed,
+      );
+    };
+    if (mtls !== null || url.protocol !== 'https:') open(mtls);
+    else {
+      // The join over TLS: the server's root must match a pin first (checked on every attempt, so a rotation is followed).
+      pinnedJoinTls(url, this.opts.pins ?? [], this.opts.trustDomain ?? null, CONNECT_TIMEOUT_MS).then(
+        (p) => open(p.tls),
+        (err: Error) => failed(err.name === 'PinMismatchError' ? new Error(`refused the server${this.opts.identity != null ? ', the join token was not sent' : ''}: ${err.message}`) : err),
+      );
+    }
   }
 
   /**
