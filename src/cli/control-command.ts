@@ -1,5 +1,7 @@
 /** `weft control`: the control plane. */
+import { isIP } from 'node:net';
 import { ControlPlane } from '../control/control-plane.js';
+import { STREAM_AUTH_MODES, type StreamAuthMode } from '../control/serve/config-server.js';
 import { UsageError, duration, port, version, type Command } from './command.js';
 import { saveAdminToken } from './credentials.js';
 
@@ -7,7 +9,7 @@ export const DEFAULT_API_PORT = 15010;
 
 export const controlCommand: Command = {
   summary: 'run the control plane (API, config server, store)',
-  usage: 'weft control [--data-dir DIR] [--api-port PORT] [--config-dir DIR]',
+  usage: 'weft control [--data-dir DIR] [--api-port PORT] [--config-dir DIR] [--stream-auth required|optional]',
   options: {
     'data-dir': { type: 'string', default: '.weft' },
     'api-port': { type: 'string', default: String(DEFAULT_API_PORT) },
@@ -17,6 +19,7 @@ export const controlCommand: Command = {
     'ca-cert': { type: 'string' },
     'ca-key': { type: 'string' },
     'ca-bundle': { type: 'string' },
+    'stream-auth': { type: 'string' },
   },
   help: `Options:
       --data-dir DIR       where the durable store lives (default .weft)
@@ -24,6 +27,10 @@ export const controlCommand: Command = {
       --api-address ADDR   address the API binds (default 127.0.0.1)
       --config-dir DIR     also read resources from the YAML files in DIR, watched
       --lease-ttl DURATION how long a registered workload outlives its proxy's silence (default 10s)
+      --stream-auth MODE   required: a proxy's config stream must carry a valid join token or a certificate
+                           this control plane issued, else it gets no configuration and registers nothing;
+                           optional (default): proxies without a credential get configuration too.
+                           Also WEFT_STREAM_AUTH. Use required when the API is reachable from other hosts.
 The API needs the admin token made on first start (DATA-DIR/admin-token, mode 0600); the weft CLI on
 this machine finds it in its credentials file, elsewhere set WEFT_ADMIN_TOKEN.
 CA (default: a root made on first start, kept in DATA-DIR/ca with its key mode 0600):
@@ -41,7 +48,9 @@ Prints {"event":"listening","apiPort":N} once serving. SIGTERM or Ctrl-C stops i
     const caKey = v['ca-key'] as string | undefined;
     if ((caCert === undefined) !== (caKey === undefined)) throw new UsageError('--ca-cert and --ca-key go together');
     if (v['ca-bundle'] !== undefined && caCert === undefined) throw new UsageError('--ca-bundle needs --ca-cert and --ca-key');
+    const streamAuth = streamAuthMode(v['stream-auth'] as string | undefined);
     const cp = new ControlPlane({
+      streamAuth,
       ca: caCert === undefined ? null : { certFile: caCert, keyFile: caKey!, bundleFile: (v['ca-bundle'] as string | undefined) ?? null },
       dataDir: v['data-dir'] as string,
       apiHost: v['api-address'] as string,
@@ -61,7 +70,10 @@ Prints {"event":"listening","apiPort":N} once serving. SIGTERM or Ctrl-C stops i
       log(`could not save the admin token for the CLI (${(err as Error).message}); set WEFT_ADMIN_TOKEN`);
     }
     console.log(JSON.stringify({ event: 'listening', apiPort: bound }));
-    log(`serving on ${local} (data in ${v['data-dir'] as string}; proxies reconnect over mTLS on the same port)`);
+    log(`serving on ${local} (data in ${v['data-dir'] as string}; proxies reconnect over mTLS on the same port; config streams: credential ${streamAuth})`);
+    if (streamAuth === 'optional' && !isLoopbackAddress(address)) {
+      log(`warning: --api-address ${address} is not loopback and --stream-auth is optional: whoever reaches port ${bound} can read the mesh's configuration and register endpoints; use --stream-auth required`);
+    }
     return new Promise((resolve) => {
       const stop = (): void => void cp.stop().then(() => resolve(0));
       process.once('SIGTERM', stop);
@@ -69,3 +81,17 @@ Prints {"event":"listening","apiPort":N} once serving. SIGTERM or Ctrl-C stops i
     });
   },
 };
+
+/** `--stream-auth`, else WEFT_STREAM_AUTH, else optional. */
+function streamAuthMode(flag: string | undefined): StreamAuthMode {
+  const [text, from] = flag !== undefined ? [flag, '--stream-auth'] : [process.env.WEFT_STREAM_AUTH, 'WEFT_STREAM_AUTH'];
+  if (text === undefined || (text === '' && from === 'WEFT_STREAM_AUTH')) return 'optional';
+  if (!(STREAM_AUTH_MODES as readonly string[]).includes(text)) throw new UsageError(`${from}: ${JSON.stringify(text)} is not one of ${STREAM_AUTH_MODES.join(', ')}`);
+  return text as StreamAuthMode;
+}
+
+/** Whether the API binds only loopback (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackAddress(address: string): boolean {
+  if (address === 'localhost' || address === '::1') return true;
+  return isIP(address) === 4 && address.startsWith('127.');
+}

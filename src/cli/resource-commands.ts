@@ -415,13 +415,24 @@ function certificateChecks(view: CertificatesView, rootMs: number): Check[] {
 
 async function runChecks(): Promise<Check[]> {
   const checks: Check[] = [];
-  let health: { version: string; proxies: number };
+  let health: { version: string; proxies: number; streamAuth?: 'required' | 'optional' };
   try {
-    health = (await api<{ version: string; proxies: number }>('GET', '/api/v1/health')).body;
+    health = (await api<{ version: string; proxies: number; streamAuth?: 'required' | 'optional' }>('GET', '/api/v1/health')).body;
   } catch (err) {
     return [{ title: `control plane reachable at ${serverUrl()}`, ok: false, details: [(err as Error).message], hint: 'start it with "weft up -f mesh.yaml" or "weft control", or set WEFT_SERVER' }];
   }
   checks.push({ title: `control plane reachable at ${serverUrl()} (weft ${health.version})`, ok: true, details: [], hint: '' });
+  if (health.streamAuth !== undefined) {
+    // A warning, not a failure: optional is the default, and right on one host.
+    const host = new URL(serverUrl()).hostname;
+    const exposed = health.streamAuth === 'optional' && !/^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(host);
+    checks.push({
+      title: health.streamAuth === 'required' ? 'config streams need a credential (--stream-auth required)' : 'config streams without a credential get configuration (--stream-auth optional)',
+      ok: true,
+      details: exposed ? [`warning: the API is reached at ${host}, not loopback: whoever reaches it can read the mesh's configuration and register endpoints; start weft control with --stream-auth required`] : [],
+      hint: '',
+    });
+  }
   const problems = (await api<Problems>('GET', '/api/v1/problems')).body;
   const bad = problems.resources.flatMap((r) => r.errors.map((e) => e.text));
   checks.push({ title: bad.length === 0 ? 'no resource has problems' : `${problems.resources.length} resource(s) with problems`, ok: bad.length === 0, details: bad, hint: 'fix the fields named above and apply again; the rest of the mesh keeps working meanwhile' });
@@ -430,7 +441,7 @@ async function runChecks(): Promise<Check[]> {
   const proxies = (await api<{ items: ProxyStatus[] }>('GET', '/api/v1/proxies')).body.items;
   const unsynced: string[] = [];
   for (const p of proxies) {
-    if (!p.connected) unsynced.push(`${p.id}: disconnected since ${age(p.lastSeenAt)} ago (serving its last configuration)`);
+    if (!p.connected) unsynced.push(`${p.id}: disconnected since ${age(p.lastSeenAt)} ago ${p.notice !== null ? `(${p.notice})` : '(serving its last configuration)'}`);
     else if (p.notice !== null) unsynced.push(`${p.id}: ${p.notice}`);
     else for (const [t, s] of Object.entries(p.types)) if (s.state !== 'SYNCED') unsynced.push(`${p.id}: ${t} ${s.state}${s.error !== null ? `: ${s.error}` : ''}`);
   }

@@ -222,7 +222,8 @@ async function runUp(v: Record<string, unknown>): Promise<number> {
 
   const tempData = v['data-dir'] === undefined;
   const dataDir = tempData ? mkdtempSync(join(tmpdir(), 'weft-up-')) : (v['data-dir'] as string);
-  const cp = new ControlPlane({ dataDir, apiHost: '127.0.0.1', apiPort, configDir: null, leaseTtlMs: 10_000, version, log: (m) => logs.line('control', m) });
+  // Every sidecar joins with a token made here, so a stream without one is never ours: refuse it.
+  const cp = new ControlPlane({ dataDir, apiHost: '127.0.0.1', apiPort, configDir: null, leaseTtlMs: 10_000, version, streamAuth: 'required', log: (m) => logs.line('control', m) });
   let boundPort: number;
   try {
     boundPort = await cp.start();

@@ -8,7 +8,7 @@ import { CertificateAuthority } from './ca/certificate-authority.js';
 import { ControlPlaneCertificate } from './ca/control-plane-certificate.js';
 import { JoinTokens } from './ca/join-tokens.js';
 import { ResourceIndex } from './resource-index.js';
-import { ConfigServer, PUSH_LATENCY_BUCKETS } from './serve/config-server.js';
+import { ConfigServer, PUSH_LATENCY_BUCKETS, STREAM_REFUSAL_REASONS, type StreamAuthMode } from './serve/config-server.js';
 import { ConfigDirSource } from './sources/config-dir.js';
 import { WorkloadRegistry } from './sources/workload-registry.js';
 import { FileStore } from './store/file-store.js';
@@ -27,6 +27,8 @@ export interface ControlPlaneOptions {
   version: string;
   /** A user-provided signing CA (PEM files); null: the control plane makes its own root in the data dir. */
   ca?: { certFile: string; keyFile: string; bundleFile: string | null } | null;
+  /** `required`: config streams without a valid join token or certificate are refused; default `optional`. */
+  streamAuth?: StreamAuthMode;
   log: (msg: string) => void;
 }
 
@@ -63,6 +65,7 @@ export class ControlPlane {
       heartbeatMs: Math.max(100, Math.floor(opts.leaseTtlMs / 3)),
       log: opts.log,
       identity: { ca: this.ca, tokens: this.tokens },
+      streamAuth: opts.streamAuth ?? 'optional',
     });
     this.taps = new TapHub({ proxiesOf: (ns, name) => this.config.proxiesOf(ns, name), sendTaps: (id, taps) => this.config.sendTo(id, { t: 'tap', taps }) });
     this.config.telemetry = {
@@ -135,6 +138,9 @@ export class ControlPlane {
       '# HELP weft_control_certificates_issued_total Workload certificates signed for proxies.',
       '# TYPE weft_control_certificates_issued_total counter',
       `weft_control_certificates_issued_total ${s.certificatesIssued}`,
+      '# HELP weft_control_streams_refused_total Config streams refused for their credential (--stream-auth required), by reason.',
+      '# TYPE weft_control_streams_refused_total counter',
+      ...STREAM_REFUSAL_REASONS.map((r) => `weft_control_streams_refused_total{reason="${r}"} ${s.streamsRefused[r]}`),
       '# HELP weft_control_stats_series Request series in the golden-signals window.',
       '# TYPE weft_control_stats_series gauge',
       `weft_control_stats_series ${this.stats.size}`,

@@ -229,7 +229,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: ApiContext
       return json(res, 200, { items });
     }
     case 'GET /api/v1/health':
-      return json(res, 200, { ok: true, version: ctx.version, generation: ctx.index.generation, proxies: ctx.config.connected });
+      return json(res, 200, { ok: true, version: ctx.version, generation: ctx.index.generation, proxies: ctx.config.connected, streamAuth: ctx.config.streamAuth });
     case 'POST /api/v1/apply':
       return apply(req, res, ctx, url);
     case 'GET /api/v1/resources': {

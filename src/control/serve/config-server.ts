@@ -32,7 +32,7 @@ import type { TLSSocket } from 'node:tls';
 import { CONTROL_NAMESPACE, parseSpiffeId } from '../../core/identity/spiffe.js';
 import { bundleHash, uriSans } from '../../core/identity/x509.js';
 import type { CertificateAuthority, IssuedCertificate } from '../ca/certificate-authority.js';
-import { TokenError, type JoinTokens } from '../ca/join-tokens.js';
+import { TokenError, type JoinToken, type JoinTokens } from '../ca/join-tokens.js';
 import type { ResourceIndex } from '../resource-index.js';
 import type { WorkloadRegistry } from '../sources/workload-registry.js';
 import { MeshView } from './mesh-view.js';
@@ -83,6 +83,35 @@ export interface ProxyStatus {
   authenticatedBy: 'certificate' | 'token' | null;
 }
 
+/** Whether a config stream must carry a credential (a valid join token, or a certificate this CA issued) to get configuration. */
+export type StreamAuthMode = 'required' | 'optional';
+export const STREAM_AUTH_MODES: readonly StreamAuthMode[] = ['required', 'optional'];
+
+/** Why a stream was refused under `--stream-auth required`: the `reason` label of `weft_control_streams_refused_total`. */
+export const STREAM_REFUSAL_REASONS = ['no_credential', 'bad_token', 'expired_token', 'revoked', 'bad_certificate', 'identity_mismatch'] as const;
+export type StreamRefusalReason = (typeof STREAM_REFUSAL_REASONS)[number];
+
+/** The identity granted on a stream (by its join token or its certificate), and the id of the token it descends from. */
+type Grant = { namespace: string; serviceAccount: string; tokenId: string; by: 'certificate' | 'token' };
+
+/** What a hello's credential proved: an identity, or why it proved none. */
+type StreamAuth = { grant: Grant } | { refused: StreamRefusalReason; why: string };
+
+const NO_CREDENTIAL = 'no credential: neither a join token nor a client certificate; start the proxy with --token (weft token create)';
+
+/** A refused stream, kept (bounded) so `weft proxy-status` can say why a proxy has no configuration. */
+interface RefusedStream {
+  id: string;
+  workload: string;
+  namespace: string;
+  peer: string;
+  at: number;
+  notice: string;
+  why: string;
+}
+/** At most this many refused proxies are remembered (the oldest is forgotten first): a stranger cannot grow it without bound. */
+const MAX_REFUSED = 256;
+
 /** What the TLS side of the API port learnt of a stream's peer: its verified SPIFFE ID and serial, or why there is none. */
 type PeerCertificate = { spiffeId: string; serial: string } | { error: string } | null;
 
@@ -120,7 +149,9 @@ class ProxyRecord {
   /** Set while its registration is being written: nothing to push before the workload exists. */
   registering = false;
   /** The identity granted on this stream (by its join token or its certificate), and the id of the token it descends from. */
-  grant: { namespace: string; serviceAccount: string; tokenId: string; by: 'certificate' | 'token' } | null = null;
+  grant: Grant | null = null;
+  /** It was said (logged) that this proxy got configuration without a credential. */
+  warnedNoCredential = false;
   transport: 'mtls' | 'tls' | 'plaintext' | null = null;
   cert: IssuedCertificate | null = null;
   chain: string | null = null;
@@ -144,6 +175,8 @@ export interface ConfigServerOptions {
   log: (msg: string) => void;
   /** The CA and the join tokens; null: proxies get configuration but no certificates. */
   identity: { ca: CertificateAuthority; tokens: JoinTokens } | null;
+  /** `required`: a stream without a valid credential gets no configuration and no registration; default `optional`. */
+  streamAuth?: StreamAuthMode;
 }
 
 const DAY_MS = 24 * 3600_000;
@@ -163,6 +196,8 @@ export interface ConfigServerStats {
   pushLatency: { buckets: number[]; sum: number; count: number };
   /** Certificates signed for proxies. */
   certificatesIssued: number;
+  /** Streams refused for their credential (`--stream-auth required`), by reason. */
+  streamsRefused: Record<StreamRefusalReason, number>;
 }
 
 /** Where the telemetry proxies send on their stream goes (golden signals and tap: control/telemetry/). */
@@ -201,7 +236,12 @@ export class ConfigServer {
     byType: { clusters: { sent: 0, acks: 0, nacks: 0 }, endpoints: { sent: 0, acks: 0, nacks: 0 }, workload: { sent: 0, acks: 0, nacks: 0 }, routes: { sent: 0, acks: 0, nacks: 0 } },
     pushLatency: { buckets: PUSH_LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 },
     certificatesIssued: 0,
+    streamsRefused: Object.fromEntries(STREAM_REFUSAL_REASONS.map((r) => [r, 0])) as Record<StreamRefusalReason, number>,
   };
+  /** Whether streams must carry a credential. */
+  readonly streamAuth: StreamAuthMode;
+  /** Recently refused proxies that have no record, by id (insertion order: oldest first). */
+  private readonly refused = new Map<string, RefusedStream>();
   /** When the resources last changed (ms since the epoch). */
   private changedAt = Date.now();
   /** Takes the stats reports and tap events proxies send; null: they are ignored. */
@@ -211,6 +251,8 @@ export class ConfigServer {
     this.index = index;
     this.registry = registry;
     this.opts = opts;
+    this.streamAuth = opts.streamAuth ?? 'optional';
+    if (this.streamAuth === 'required' && opts.identity === null) throw new Error('streamAuth: required needs the CA and join tokens that prove identities');
     this.unsubscribe = index.onChange(() => {
       this.changedAt = Date.now();
       this.schedule();
@@ -236,11 +278,15 @@ export class ConfigServer {
     const transport = (req.socket as TLSSocket).encrypted !== true ? 'plaintext' : cert !== null && 'spiffeId' in cert ? 'mtls' : 'tls';
     let record: ProxyRecord | null = null;
     let buffered = head.length > 0 ? head.toString('utf8') : '';
+    /** Set once the stream is being closed: what follows in the buffer is not read. */
+    let closing = false;
     const fail = (why: string): void => {
+      closing = true;
       this.send(socket, { t: 'notice', message: why });
       socket.end();
     };
     const onLine = (line: string): void => {
+      if (closing) return;
       let msg: ProxyMessage;
       try {
         msg = JSON.parse(line) as ProxyMessage;
@@ -251,7 +297,13 @@ export class ConfigServer {
         if (msg.t !== 'hello') return fail('config stream: the first message must be hello');
         const problem = helloProblem(msg);
         if (problem !== null) return fail(`config stream: hello: ${problem}`);
-        record = this.attach(msg, socket, peer, cert, transport);
+        // Authenticated before anything else: a refused stream must not displace the stream of the proxy it claims to be.
+        const auth = this.authenticate(msg, cert);
+        if ('refused' in auth && this.streamAuth === 'required') {
+          closing = true;
+          return this.refuseStream(msg, socket, peer, transport, auth);
+        }
+        record = this.attach(msg, socket, peer, transport, auth);
         return;
       }
       if (record.socket !== socket) return; // replaced by a newer stream of the same proxy
@@ -284,13 +336,14 @@ export class ConfigServer {
     });
   }
 
-  private attach(hello: HelloMessage, socket: Duplex, peer: string, cert: PeerCertificate, transport: ProxyRecord['transport']): ProxyRecord {
+  private attach(hello: HelloMessage, socket: Duplex, peer: string, transport: ProxyRecord['transport'], auth: StreamAuth): ProxyRecord {
     const id = `${hello.namespace}/${hello.workload}`;
     let r = this.records.get(id);
     if (r === undefined) {
       r = new ProxyRecord(id, hello.workload, hello.namespace);
       this.records.set(id, r);
     }
+    this.refused.delete(id);
     if (r.dropTimer !== null) clearTimeout(r.dropTimer);
     r.dropTimer = null;
     const old = r.socket;
@@ -317,13 +370,14 @@ export class ConfigServer {
     this.send(socket, { t: 'welcome', proxyId: id, leaseTtlMs: this.registry.ttlMs, heartbeatMs: this.opts.heartbeatMs });
     this.opts.log(`proxy ${id} connected from ${peer} (${transport})`);
     this.telemetry?.connected(id);
-    r.grant = null;
+    r.grant = 'grant' in auth ? auth.grant : null;
     r.identityError = null;
     r.transport = transport;
-    // A certificate this CA issued proves the identity on a reconnect; a join token, on the first connect.
-    if (cert !== null && 'spiffeId' in cert) this.grantByCertificate(r, hello, cert);
-    else if (typeof hello.token === 'string') this.grant(r, hello);
-    else if (cert !== null) this.refuseIdentity(r, cert.error);
+    if ('refused' in auth && auth.refused !== 'no_credential') this.refuseIdentity(r, auth.why);
+    else if ('refused' in auth && this.opts.identity !== null && !r.warnedNoCredential) {
+      r.warnedNoCredential = true;
+      this.opts.log(`proxy ${id} connected from ${peer} without a credential (no join token, no certificate) and gets configuration: --stream-auth optional`);
+    }
     if (typeof hello.csr === 'string') this.sign(r, hello.csr);
     if (hello.register === null) {
       this.push(r);
@@ -381,7 +435,7 @@ export class ConfigServer {
         r.bundleAcked = String(msg.bundle);
         return;
       case 'register': {
-        const problem = registrationProblem(msg.register);
+        const problem = registrationProblem(msg.register) ?? this.registrationIdentityProblem(r, msg.register);
         if (problem !== null) {
           this.send(r.socket!, { t: 'notice', message: `registration refused: ${problem}` });
           return;
@@ -436,42 +490,93 @@ export class ConfigServer {
     }
   }
 
-  /** Checks a hello's join token: it must be valid and grant the namespace (and service account) the proxy claims. */
-  private grant(r: ProxyRecord, hello: HelloMessage): void {
-    if (this.opts.identity === null) return;
+  /**
+   * What proves the identity a hello claims: the certificate the stream was opened with (a reconnect),
+   * else its join token (the first connect); or why nothing does. Either must be for the namespace the
+   * proxy claims and the service account it registers.
+   */
+  private authenticate(hello: HelloMessage, cert: PeerCertificate): StreamAuth {
+    const id = this.opts.identity;
+    if (id === null) return { refused: 'no_credential', why: 'this control plane issues no identities' };
+    if (cert !== null && 'spiffeId' in cert) return this.authenticateCertificate(hello, cert, id.tokens);
+    if (typeof hello.token === 'string') return this.authenticateToken(hello, id.tokens);
+    if (cert !== null) return { refused: 'bad_certificate', why: cert.error };
+    return { refused: 'no_credential', why: NO_CREDENTIAL };
+  }
+
+  /** A join token must be valid now (known, not revoked, not expired) and grant the namespace and service account the proxy claims. */
+  private authenticateToken(hello: HelloMessage, tokens: JoinTokens): StreamAuth {
+    let t: JoinToken;
     try {
-      const t = this.opts.identity.tokens.check(String(hello.token));
-      if (t.namespace !== hello.namespace) throw new TokenError(`token ${t.id} is for namespace ${t.namespace}, not ${hello.namespace}`);
-      if (hello.register !== null && hello.register.serviceAccount !== t.serviceAccount) {
-        throw new TokenError(`token ${t.id} is for service account ${t.serviceAccount}, but the proxy registers ${hello.register.serviceAccount}`);
-      }
-      r.grant = { namespace: t.namespace, serviceAccount: t.serviceAccount, tokenId: t.id, by: 'token' };
+      t = tokens.check(String(hello.token));
     } catch (err) {
       if (!(err instanceof TokenError)) throw err;
-      this.refuseIdentity(r, err.message);
+      const reason = err.message.endsWith(': revoked') ? 'revoked' : err.message.includes(': expired at ') ? 'expired_token' : 'bad_token';
+      return { refused: reason, why: err.message };
     }
+    if (t.namespace !== hello.namespace) return { refused: 'identity_mismatch', why: `token ${t.id} is for namespace ${t.namespace}, not ${hello.namespace}` };
+    if (hello.register !== null && hello.register.serviceAccount !== t.serviceAccount) {
+      return { refused: 'identity_mismatch', why: `token ${t.id} is for service account ${t.serviceAccount}, but the proxy registers ${hello.register.serviceAccount}` };
+    }
+    return { grant: { namespace: t.namespace, serviceAccount: t.serviceAccount, tokenId: t.id, by: 'token' } };
   }
 
   /**
-   * Grants the identity of the certificate the stream was opened with (the TLS layer already checked
-   * that it chains to a trusted root and is valid now). It must be for the namespace and service
-   * account the proxy claims, and descend from a token that was not revoked.
+   * The identity of the certificate the stream was opened with (the TLS layer already checked that it
+   * chains to a trusted root and is valid now). It must be for the namespace and service account the
+   * proxy claims, and descend from a token that was not revoked.
    */
-  private grantByCertificate(r: ProxyRecord, hello: HelloMessage, cert: { spiffeId: string; serial: string }): void {
-    if (this.opts.identity === null) return;
+  private authenticateCertificate(hello: HelloMessage, cert: { spiffeId: string; serial: string }, tokens: JoinTokens): StreamAuth {
     const id = parseSpiffeId(cert.spiffeId);
-    const why =
-      id === null ? `certificate ${cert.serial}: ${cert.spiffeId} is not a workload identity`
-      : id.trustDomain !== this.trustDomain() ? `certificate ${cert.serial}: trust domain ${id.trustDomain}, not ${this.trustDomain()}`
-      : id.namespace === CONTROL_NAMESPACE ? `certificate ${cert.serial}: namespace ${CONTROL_NAMESPACE} is reserved`
-      : id.namespace !== hello.namespace ? `certificate ${cert.serial} is for namespace ${id.namespace}, not ${hello.namespace}`
-      : hello.register !== null && hello.register.serviceAccount !== id.serviceAccount ? `certificate ${cert.serial} is for service account ${id.serviceAccount}, but the proxy registers ${hello.register.serviceAccount}`
-      : null;
-    if (why !== null) return this.refuseIdentity(r, why);
-    const tokenId = this.opts.identity.tokens.tokenOf(cert.serial);
-    if (tokenId === null) return this.refuseIdentity(r, `certificate ${cert.serial}: this control plane has no record of issuing it; join again with a token`);
-    if (this.opts.identity.tokens.revoked(tokenId)) return this.refuseIdentity(r, `token ${tokenId}: revoked`);
-    r.grant = { namespace: id!.namespace, serviceAccount: id!.serviceAccount, tokenId, by: 'certificate' };
+    if (id === null) return { refused: 'bad_certificate', why: `certificate ${cert.serial}: ${cert.spiffeId} is not a workload identity` };
+    if (id.trustDomain !== this.trustDomain()) return { refused: 'bad_certificate', why: `certificate ${cert.serial}: trust domain ${id.trustDomain}, not ${this.trustDomain()}` };
+    if (id.namespace === CONTROL_NAMESPACE) return { refused: 'bad_certificate', why: `certificate ${cert.serial}: namespace ${CONTROL_NAMESPACE} is reserved` };
+    if (id.namespace !== hello.namespace) return { refused: 'identity_mismatch', why: `certificate ${cert.serial} is for namespace ${id.namespace}, not ${hello.namespace}` };
+    if (hello.register !== null && hello.register.serviceAccount !== id.serviceAccount) {
+      return { refused: 'identity_mismatch', why: `certificate ${cert.serial} is for service account ${id.serviceAccount}, but the proxy registers ${hello.register.serviceAccount}` };
+    }
+    const tokenId = tokens.tokenOf(cert.serial);
+    if (tokenId === null) return { refused: 'bad_certificate', why: `certificate ${cert.serial}: this control plane has no record of issuing it; join again with a token` };
+    if (tokens.revoked(tokenId)) return { refused: 'revoked', why: `token ${tokenId}: revoked` };
+    return { grant: { namespace: id.namespace, serviceAccount: id.serviceAccount, tokenId, by: 'certificate' } };
+  }
+
+  /**
+   * Answers a stream whose credential is missing or refused, under `--stream-auth required`: it is told
+   * why and closed before it is welcomed, so it gets no configuration, registers nothing, and the proxy
+   * retries with its backoff.
+   */
+  private refuseStream(hello: HelloMessage, socket: Duplex, peer: string, transport: ProxyRecord['transport'], auth: { refused: StreamRefusalReason; why: string }): void {
+    this.stats.streamsRefused[auth.refused]++;
+    const id = `${hello.namespace}/${hello.workload}`;
+    this.opts.log(`proxy ${id} from ${peer} (${transport}): stream refused (${auth.refused}): ${auth.why}`);
+    const notice = `config stream refused: ${auth.why} (this control plane requires a credential: --stream-auth required)`;
+    this.send(socket, { t: 'notice', message: notice });
+    socket.end();
+    // A peer that never closes its side does not hold the socket.
+    setTimeout(() => socket.destroy(), 1000).unref();
+    const r = this.records.get(id);
+    if (r !== undefined) {
+      // The proxy's own record (it was connected before): shown as refused while it is disconnected,
+      // never disturbed while another stream of it is open.
+      if (r.socket === null) {
+        r.notice = notice;
+        r.identityError = auth.why;
+        r.peer = peer;
+      }
+      return;
+    }
+    this.refused.delete(id);
+    this.refused.set(id, { id, workload: hello.workload, namespace: hello.namespace, peer, at: Date.now(), notice, why: auth.why });
+    if (this.refused.size > MAX_REFUSED) this.refused.delete(this.refused.keys().next().value!);
+  }
+
+  /** Why a registration on a live stream is not for the identity granted on it (or, under `--stream-auth required`, there is none); null when it may go. */
+  private registrationIdentityProblem(r: ProxyRecord, reg: RegisteredWorkload): string | null {
+    // A stream with an identity registers only that identity, in either mode; one without, only when optional.
+    if (r.grant === null) return this.streamAuth === 'required' ? 'register: this stream has no credential' : null;
+    if (reg.serviceAccount !== r.grant.serviceAccount) return `register.serviceAccount: the stream's identity is service account ${r.grant.serviceAccount} (by ${r.grant.by}), not ${reg.serviceAccount}`;
+    return null;
   }
 
   private refuseIdentity(r: ProxyRecord, why: string): void {
@@ -533,12 +638,24 @@ export class ConfigServer {
     return this.mesh()?.spec.trustDomain ?? 'cluster.local';
   }
 
-  /** Closes the streams of proxies that joined with a token that was just revoked. */
+  /**
+   * Refuses further certificates to the proxies that joined with a token that was just revoked; under
+   * `--stream-auth required` also withdraws their registrations and closes their streams (their
+   * reconnects are refused, the certificate descending from a revoked token).
+   */
   tokenRevoked(id: string): void {
     for (const r of this.records.values()) {
       if (r.grant?.tokenId === id && r.socket !== null) {
         this.refuseIdentity(r, `token ${id}: revoked`);
         r.grant = null;
+        if (this.streamAuth !== 'required') continue;
+        this.opts.log(`proxy ${r.id}: token ${id} revoked; closing its stream (--stream-auth required)`);
+        this.send(r.socket, { t: 'notice', message: `config stream closed: token ${id}: revoked (this control plane requires a credential: --stream-auth required)` });
+        if (r.registrationKey !== null) this.registry.release(r.registrationKey).catch((err: Error) => this.opts.log(`proxy ${r.id}: releasing its registration: ${err.message}`));
+        r.registrationKey = null;
+        const socket = r.socket;
+        socket.end();
+        setTimeout(() => socket.destroy(), 1000).unref();
       }
     }
   }
@@ -593,7 +710,7 @@ export class ConfigServer {
   /** Sends a proxy every type whose version moved, unless that type is already in flight. */
   private push(r: ProxyRecord): void {
     const socket = r.socket;
-    if (socket === null || r.blocked || r.registering) return;
+    if (socket === null || r.blocked || r.registering || socket.writableEnded) return;
     const view = this.view();
     const wl = view.workload(r.namespace, r.workload);
     if (wl === null) {
@@ -657,7 +774,7 @@ export class ConfigServer {
   }
 
   private send(socket: Duplex, msg: ControlMessage): void {
-    if (!socket.destroyed) socket.write(JSON.stringify(msg) + '\n');
+    if (!socket.destroyed && !socket.writableEnded) socket.write(JSON.stringify(msg) + '\n');
   }
 
   private heartbeat(): void {
@@ -673,13 +790,13 @@ export class ConfigServer {
     }
   }
 
-  /** Every known proxy, connected or recently disconnected, in id order. */
+  /** Every known proxy, connected or recently disconnected (or refused, within the lease TTL), in id order. */
   statuses(): ProxyStatus[] {
     const view = this.view();
     const now = Date.now();
     return [...this.records.values()]
       .sort((a, b) => (a.id < b.id ? -1 : 1))
-      .map((r) => {
+      .map((r): ProxyStatus => {
         const wl = view.workload(r.namespace, r.workload);
         const ns = wl === null ? null : view.scoped(r.namespace, view.scopeOf(r.namespace, r.workload));
         const types = {} as Record<ConfigType, TypeSync>;
@@ -721,7 +838,40 @@ export class ConfigServer {
           transport: r.transport,
           authenticatedBy: r.grant?.by ?? null,
         };
+      })
+      .concat(this.refusedStatuses(now))
+      .sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  /** Proxies whose streams were refused (and that have no record), as `weft proxy-status` shows them; forgotten after the lease TTL. */
+  private refusedStatuses(now: number): ProxyStatus[] {
+    const out: ProxyStatus[] = [];
+    for (const f of this.refused.values()) {
+      if (now - f.at > this.registry.ttlMs) {
+        this.refused.delete(f.id);
+        continue;
+      }
+      const types = {} as Record<ConfigType, TypeSync>;
+      for (const t of CONFIG_TYPES) types[t] = { state: 'STALE', latest: null, sent: null, acked: null, error: null, sentAt: null, ackedAt: null };
+      out.push({
+        id: f.id,
+        workload: f.workload,
+        namespace: f.namespace,
+        connected: false,
+        peer: f.peer,
+        connectedAt: null,
+        lastSeenAt: f.at,
+        registered: false,
+        leaseExpiresAt: null,
+        notice: f.notice,
+        types,
+        certificate: null,
+        identityError: f.why,
+        transport: null,
+        authenticatedBy: null,
       });
+    }
+    return out;
   }
 
   /** The configuration the control plane wants a proxy to have, as one snapshot; null when unknown. */

@@ -85,6 +85,10 @@ export class ControlPlaneClient {
   private secure = false;
   /** Set to reconnect at once (to move the stream onto mTLS). */
   private reconnectNow = false;
+  /** Whether the open stream was welcomed; a notice before that is why the control plane refuses it. */
+  private welcomed = false;
+  /** The control plane's reason for refusing the open stream, told with the retry (so at the retry log's pace). */
+  private refusal: string | null = null;
 
   constructor(opts: ControlPlaneClientOptions) {
     this.opts = opts;
@@ -144,6 +148,8 @@ export class ControlPlaneClient {
     const onUpgrade = (socket: Socket, head: Buffer): void => {
       upgraded = true;
       this.socket = socket;
+      this.welcomed = false;
+      this.refusal = null;
       this.secure = mtls !== null;
       socket.setNoDelay(true);
       socket.setKeepAlive(true, 10_000);
@@ -195,7 +201,7 @@ export class ControlPlaneClient {
           // Taps belong to the stream: the control plane tells them again on the next one.
           this.opts.onTap?.([]);
         }
-        retry('stream closed');
+        retry(this.refusal !== null && !this.welcomed ? this.refusal : 'stream closed');
       });
       this.send({
         t: 'hello',
@@ -262,6 +268,7 @@ export class ControlPlaneClient {
   private onControl(msg: Exclude<ControlMessage, UpdateMessage>): void {
     switch (msg.t) {
       case 'welcome': {
+        this.welcomed = true;
         this.attempt = 0;
         this.backoffCap = Math.min(this.opts.backoffMaxMs ?? 5000, Math.max(100, msg.leaseTtlMs / 3));
         if (this.heartbeat !== null) clearInterval(this.heartbeat);
@@ -277,7 +284,9 @@ export class ControlPlaneClient {
         return;
       }
       case 'notice':
-        this.opts.log(`control plane: ${msg.message}`);
+        // Before the welcome a notice says why the stream is refused: it is logged with the retry, not on every attempt.
+        if (!this.welcomed) this.refusal = msg.message;
+        else this.opts.log(`control plane: ${msg.message}`);
         return;
       case 'identity':
         this.onIdentity(msg.chain, msg.bundle);
