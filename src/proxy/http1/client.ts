@@ -9,6 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type SecureContext } from 'node:tls';
 import { expectSpiffeId } from '../tls/peer-identity.js';
 import { sharedReads } from './shared-read.js';
+import { writeInTurn } from './batch-write.js';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodySink } from '../body.js';
 import type { ProxyRequest, ProxyResponse, RequestContext } from '../message.js';
@@ -468,7 +469,7 @@ class UpstreamConnection {
     if (body !== null) s += chunked ? 'transfer-encoding: chunked\r\n' : `content-length: ${body.length}\r\n`;
     if (this.upgrade !== null) s += `connection: upgrade\r\nupgrade: ${this.upgrade}\r\n`;
     if (body === null) {
-      socket.write(`${s}\r\n`, 'latin1');
+      writeInTurn(socket, `${s}\r\n`, 'latin1');
       return;
     }
     const whole = !chunked && body.length <= JOIN_BODY_MAX ? body.takeWhole() : null;

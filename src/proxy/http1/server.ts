@@ -12,6 +12,7 @@ import type { Handler, ProxyRequest, ProxyResponse, RequestContext, UpgradedStre
 import { joinSockets } from '../tcp/join.js';
 import { abortContext, requestContext } from '../message.js';
 import { meshErrorResponse, toMeshError } from '../local-reply.js';
+import { sendNow, writeInTurn } from './batch-write.js';
 import { ChunkedDecoder, ParseError, findHeadEnd, parseRequestHead, type HeadLimits, type RequestHead } from './parse.js';
 import { JOIN_BODY_MAX, REQUEST_FRAMING, REQUEST_FRAMING_HTTP10, requestedUpgrade, stripHopByHop, writeChunk, writeHeadAndBody, writeLastChunk } from './wire.js';
 
@@ -425,7 +426,7 @@ export class Http1ServerConnection {
     if (!this.keepAlive) s += 'connection: close\r\n';
     const socket = this.socket;
     if (body === null) {
-      socket.write(s + '\r\n', 'latin1');
+      writeInTurn(socket, s + '\r\n', 'latin1');
       this.finish(ctx, status);
       return;
     }
@@ -551,6 +552,8 @@ export class Http1ServerConnection {
     if (this.state === State.Closed && this.socket.destroyed) return;
     this.state = State.Closed;
     this.disarmTimer();
+    // An answer written this turn (to a client that half-closed) still goes out.
+    sendNow(this.socket);
     this.socket.destroy();
   }
 

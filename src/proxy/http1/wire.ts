@@ -2,6 +2,7 @@
  * Writing HTTP/1.1 framing, and the header fields that belong to one connection and never cross
  * the proxy (RFC 9110 7.6.1).
  */
+import { writeInTurn } from './batch-write.js';
 import type { Socket } from 'node:net';
 
 /** Fields removed from requests: hop-by-hop, framing (re-derived from the body) and Host (carried as authority). */
@@ -43,7 +44,7 @@ export const JOIN_BODY_MAX = 16 * 1024;
  */
 export function writeHeadAndBody(socket: Socket, head: string, body: Buffer): void {
   if (body.length === 0) {
-    socket.write(`${head}\r\n`, 'latin1');
+    writeInTurn(socket, `${head}\r\n`, 'latin1');
     return;
   }
   const n = head.length + 2;
@@ -52,7 +53,7 @@ export function writeHeadAndBody(socket: Socket, head: string, body: Buffer): vo
   out[n - 2] = 0x0d;
   out[n - 1] = 0x0a;
   body.copy(out, n);
-  socket.write(out);
+  writeInTurn(socket, out);
 }
 
 /** Writes one chunk of a chunked body; returns the socket's backpressure verdict. */
