@@ -96,3 +96,26 @@ test('a listener answers a client that sent its request and half-closed, then cl
     server.close();
   }
 });
+
+test('pipelined answers leave in order, and the last one before the connection ends (Connection: close) whole', async () => {
+  const server = createServer((socket) => {
+    new Http1ServerConnection(socket, async (req) => ({ status: 200, headers: [], body: Body.of(Buffer.from(`answer ${req.path}`)) }), {
+      direction: 'inbound', limits: defaultHeadLimits, requestHeaderTimeoutMs: 5000, idleTimeoutMs: 5000,
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const c = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port });
+    let text = '';
+    c.on('data', (b: Buffer) => (text += b.toString('latin1')));
+    c.on('error', () => {});
+    await once(c, 'connect');
+    c.write('GET /1 HTTP/1.1\r\nhost: a\r\n\r\nGET /2 HTTP/1.1\r\nhost: a\r\n\r\nGET /3 HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n');
+    await once(c, 'close');
+    const bodies = [...text.matchAll(/\r\n\r\n(answer \/\d)/g)].map((m) => m[1]);
+    assert.deepEqual(bodies, ['answer /1', 'answer /2', 'answer /3']);
+    assert.match(text, /connection: close\r\n\r\nanswer \/3$/);
+  } finally {
+    server.close();
+  }
+});

@@ -11,7 +11,10 @@
  * calls is unchanged. A write waits at most for the rest of its turn's callbacks.
  *
  * A socket destroyed before the turn ends drops what it held: call `sendNow` before a destroy that
- * must not lose an answer. `end()` sends it (Writable uncorks before it ends).
+ * must not lose an answer. `end()` sends it (Writable uncorks before it ends). Holding the bytes here
+ * instead of corking (no Writable buffer entry per write, but a `sendNow` before every other write,
+ * end or destroy) measured +3.1 % and then +0.7 % req/s against this: noise, for a rule every writer
+ * would have to keep.
  */
 import type { Socket } from 'node:net';
 
