@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as h2Connect } from 'node:http2';
 import { connect, type Socket } from 'node:net';
-import { applyYaml, eventually, joinToken, proxyMetrics, startControl, startEcho, startWeft, type RunningControl } from './harness.js';
+import { applyYaml, eventually, joinToken, proxyMetrics, startControl, startEcho, startProxyWith, type RunningControl, type RunningProxy } from './harness.js';
 
 const MESH = `apiVersion: weft.dev/v1alpha1
 kind: Mesh
@@ -21,22 +21,16 @@ metadata: { name: echo }
 spec: { selector: { app: echo }, ports: [{ name: http, port: 80, protocol: HTTP }] }
 `;
 
-interface Ports {
-  inbound: number;
-  outbound: number;
-  admin: number;
-}
-
 let cp: RunningControl;
 let echo: Awaited<ReturnType<typeof startEcho>>;
-let server: Ports;
-let client: Ports;
+let server: RunningProxy;
+let client: RunningProxy;
 const closers: Array<() => Promise<unknown> | unknown> = [];
 
-async function proxy(args: string[]): Promise<Ports> {
-  const w = await startWeft<{ ports: Ports }>(['proxy', '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--control-plane', cp.url, '-q', ...args]);
-  closers.push(() => w.stop());
-  return w.listening.ports;
+async function proxy(args: string[]): Promise<RunningProxy> {
+  const p = await startProxyWith(['--control-plane', cp.url, '-q', ...args]);
+  closers.push(() => p.stop());
+  return p;
 }
 
 /** One HTTP/1.1 GET for `echo` on a fresh plaintext connection to `port` (whole, or its first byte 100 ms before the rest): the answer's text, or '' when none came within 3 s. */
