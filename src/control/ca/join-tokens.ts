@@ -25,7 +25,15 @@ export interface JoinToken {
   hash: string;
 }
 
-export class TokenError extends Error {}
+export class TokenError extends Error {
+  /** Why a token was refused by `check`: unknown or malformed, revoked, or expired; `invalid` for a bad request to make one. */
+  constructor(
+    message: string,
+    readonly reason: 'unknown' | 'revoked' | 'expired' | 'invalid' = 'invalid',
+  ) {
+    super(message);
+  }
+}
 
 const hashOf = (secret: string): string => createHash('sha256').update(secret).digest('hex');
 
@@ -68,12 +76,12 @@ export class JoinTokens {
   /** The token's record when it is valid now; throws a TokenError saying why not. */
   check(token: string): JoinToken {
     const m = /^weft-([0-9a-f]{12})\.([A-Za-z0-9_-]{32})$/.exec(token);
-    if (m === null) throw new TokenError('token: not a Weft join token (weft-<id>.<secret>)');
+    if (m === null) throw new TokenError('token: not a Weft join token (weft-<id>.<secret>)', 'unknown');
     const t = this.store.get(PREFIX + m[1]!) as JoinToken | undefined;
     const given = Buffer.from(hashOf(m[2]!), 'hex');
-    if (t === undefined || !timingSafeEqual(given, Buffer.from(t.hash, 'hex'))) throw new TokenError(`token ${m[1]}: unknown`);
-    if (t.revoked) throw new TokenError(`token ${t.id}: revoked`);
-    if (Date.parse(t.expiresAt) <= Date.now()) throw new TokenError(`token ${t.id}: expired at ${t.expiresAt}`);
+    if (t === undefined || !timingSafeEqual(given, Buffer.from(t.hash, 'hex'))) throw new TokenError(`token ${m[1]}: unknown`, 'unknown');
+    if (t.revoked) throw new TokenError(`token ${t.id}: revoked`, 'revoked');
+    if (Date.parse(t.expiresAt) <= Date.now()) throw new TokenError(`token ${t.id}: expired at ${t.expiresAt}`, 'expired');
     return t;
   }
 

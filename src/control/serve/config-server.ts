@@ -511,7 +511,7 @@ export class ConfigServer {
       t = tokens.check(String(hello.token));
     } catch (err) {
       if (!(err instanceof TokenError)) throw err;
-      const reason = err.message.endsWith(': revoked') ? 'revoked' : err.message.includes(': expired at ') ? 'expired_token' : 'bad_token';
+      const reason = err.reason === 'revoked' ? 'revoked' : err.reason === 'expired' ? 'expired_token' : 'bad_token';
       return { refused: reason, why: err.message };
     }
     if (t.namespace !== hello.namespace) return { refused: 'identity_mismatch', why: `token ${t.id} is for namespace ${t.namespace}, not ${hello.namespace}` };
