@@ -6,7 +6,7 @@
  * started in both orders (the side started second reads 1-2 % fast); the verdict is the geometric
  * mean of the two rounds' medians of the per-pair ratios, for req/s and for CPU per request.
  *
- *   npm run bench:ab -- <A> <B> [--row weft] [--pairs 10] [--seconds 2] [--connections 50]
+ *   npm run bench:ab -- <A> <B> [--row weft] [--pairs 10] [--seconds 2] [--connections 50] [--rate N]
  *
  * A side is a built Weft tree (its `bin/weft.js` and `dist/`, e.g. a `git worktree` of an older
  * commit after `npm run build`; `.` is this one), run as the `weft` row (or the Weft row `--row`
@@ -14,12 +14,21 @@
  * row of `npm run bench` (`nginx`, `haproxy`, `node+undici`): `npm run bench:ab -- nginx .` is
  * issue 8's HTTP/1.1 line measured pair by pair. Sides are pinned to core 0, wrk and the upstream
  * to core 1.
+ *
+ * `--rate N` measures at a fixed load instead of the most each side can carry: each run is the
+ * open-loop generator (`open-loop.ts`, as `bench:targets` runs it) at N req/s for `--seconds` (5 by
+ * default here) after a 1 s warm-up, and the ratios are CPU per request (the side's CPU over the
+ * whole run ÷ the requests sent) and p50 latency. `npm run bench:ab -- A B --row
+ * weft-mtls-tracing-1pct --rate 1000` is issue 8's CPU line pair by pair: a lone `bench:targets`
+ * run moves by ±30 % with the VM's state, which swamps a change of 10 %.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { cpuMs, processTree } from './lib/proc.js';
+import { runOpenLoop } from './lib/open-loop-process.js';
 import { runBench } from './lib/processes.js';
+import type { OpenLoopResult } from './open-loop.js';
 import { ROWS } from './rows/index.js';
 import type { BenchRow, RunningRow } from './rows/types.js';
 import { weftRow } from './rows/weft.js';
@@ -48,9 +57,19 @@ function side(arg: string, treeRow: BenchRow): Side {
   return { label: tree, row: treeRow, tree };
 }
 
-function options(argv: string[]): { a: Side; b: Side; pairs: number; seconds: number; connections: number } {
+interface Options {
+  a: Side;
+  b: Side;
+  pairs: number;
+  seconds: number;
+  connections: number;
+  /** Open-loop rate (req/s), or 0: wrk's closed loop, as fast as the side goes. */
+  rate: number;
+}
+
+function options(argv: string[]): Options {
   const trees: string[] = [];
-  const o = { pairs: 10, seconds: 2, connections: 50 };
+  const o = { pairs: 10, seconds: 0, connections: 50, rate: 0 };
   let treeRow: BenchRow = weftRow;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -59,7 +78,7 @@ function options(argv: string[]): { a: Side; b: Side; pairs: number; seconds: nu
       const row = WEFT_ROWS.find((r) => r.name === name);
       if (row === undefined) throw new Error(`--row needs one of ${WEFT_ROWS.map((r) => r.name).join(', ')}, not ${JSON.stringify(name)}`);
       treeRow = row;
-    } else if (arg === '--pairs' || arg === '--seconds' || arg === '--connections') {
+    } else if (arg === '--pairs' || arg === '--seconds' || arg === '--connections' || arg === '--rate') {
       const n = Number(argv[++i]);
       if (!Number.isInteger(n) || n < 1) throw new Error(`${arg} needs a positive integer, not ${JSON.stringify(argv[i])}`);
       o[arg.slice(2) as keyof typeof o] = n;
@@ -69,8 +88,23 @@ function options(argv: string[]): { a: Side; b: Side; pairs: number; seconds: nu
       trees.push(arg);
     }
   }
-  if (trees.length !== 2) throw new Error('usage: npm run bench:ab -- <A> <B> [--row weft] [--pairs 10] [--seconds 2] [--connections 50] (a side: a built Weft tree, or a row such as nginx)');
+  if (trees.length !== 2) throw new Error('usage: npm run bench:ab -- <A> <B> [--row weft] [--pairs 10] [--seconds 2] [--connections 50] [--rate N] (a side: a built Weft tree, or a row such as nginx)');
+  if (o.seconds === 0) o.seconds = o.rate > 0 ? 5 : 2;
   return { a: side(trees[0]!, treeRow), b: side(trees[1]!, treeRow), ...o };
+}
+
+const WARMUP_SEC = 1;
+
+/** One open-loop run at `o.rate` through `port`, the generator on core 1. */
+function openLoop(port: number, o: Options): Promise<OpenLoopResult> {
+  return runOpenLoop({ port, rate: o.rate, durationSec: o.seconds, connections: o.connections, hostHeader: 'upstream', path: '/', warmupSec: WARMUP_SEC, drainSec: 2, core: 1 });
+}
+
+/** One run of one side: req/s (the rate reached, at a fixed rate), p50 (fixed rate only), CPU-ms per 1,000 requests. */
+interface Run {
+  rps: number;
+  p50Ms: number;
+  cpuPer1k: number;
 }
 
 const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
@@ -88,6 +122,7 @@ runBench(
     };
     const rps: number[] = [];
     const cpu: number[] = [];
+    const first = o.rate > 0 ? `p50 at ${o.rate} req/s` : 'req/s';
     const roundMedians: string[] = [];
     // Two rounds with fresh processes, started A then B, then B then A: whichever side starts
     // second reads 1-2 % fast here (an A/A run of one build against itself: +1.2 %, +2.0 %), so each
@@ -95,15 +130,22 @@ runBench(
     for (let round = 0; round < 2; round++) {
       const sides = {} as Record<'A' | 'B', RunningRow>;
       for (const which of round === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const)) sides[which] = await start(which === 'A' ? o.a : o.b, `${which}${round}`);
-      const run = async (name: 'A' | 'B'): Promise<{ rps: number; cpuPer1k: number }> => {
+      const run = async (name: 'A' | 'B'): Promise<Run> => {
         const { port } = sides[name];
         // The whole tree (nginx's workers are children of its master).
         const pids = processTree(sides[name].pids);
         const c0 = cpuMs(pids);
+        if (o.rate > 0) {
+          const r = await openLoop(port, o);
+          if (r.errors + r.unfinished > 0 || r.non2xx > 0) throw new Error(`${name}: ${r.errors + r.unfinished} failed, ${r.non2xx} non-2xx of ${r.intended}`);
+          // Every request sent, the warm-up's too, over the CPU of the whole run.
+          const sent = r.intended + Math.round(o.rate * WARMUP_SEC);
+          return { rps: r.achievedRate, p50Ms: r.latency.p50Ms, cpuPer1k: (cpuMs(pids) - c0) / (sent / 1000) };
+        }
         const r = await runWrk({ port, connections: o.connections, threads: 1, hostHeader: 'upstream', core: 1, durationSec: o.seconds });
         // A side answering errors fast would look fast: every answer must be a 2xx on a kept connection.
         if (r.non2xx > 0 || r.socketErrors > 0) throw new Error(`${name}: ${r.non2xx} non-2xx answers, ${r.socketErrors} socket errors`);
-        return { rps: r.requestsPerSec, cpuPer1k: (cpuMs(pids) - c0) / (r.requests / 1000) };
+        return { rps: r.requestsPerSec, p50Ms: 0, cpuPer1k: (cpuMs(pids) - c0) / (r.requests / 1000) };
       };
       await run('A');
       await run('B');
@@ -112,22 +154,25 @@ runBench(
       const pairs = Math.ceil(o.pairs / 2);
       for (let i = 0; i < pairs; i++) {
         const order = i % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const);
-        const got: Record<string, { rps: number; cpuPer1k: number }> = {};
+        const got: Record<string, Run> = {};
         for (const which of order) got[which] = await run(which);
         const a = got.A!;
         const b = got.B!;
-        roundRps.push(b.rps / a.rps);
+        // At a fixed rate the first ratio is p50 latency (lower is better), else req/s.
+        roundRps.push(o.rate > 0 ? b.p50Ms / a.p50Ms : b.rps / a.rps);
         roundCpu.push(b.cpuPer1k / a.cpuPer1k);
-        console.log(`round ${round + 1} pair ${i + 1}: A ${Math.round(a.rps)} req/s, ${a.cpuPer1k.toFixed(1)} CPU-ms per 1k | B ${Math.round(b.rps)} req/s, ${b.cpuPer1k.toFixed(1)} CPU-ms per 1k | B/A ${(b.rps / a.rps).toFixed(3)}`);
+        const show = (x: Run): string => (o.rate > 0 ? `p50 ${x.p50Ms.toFixed(3)} ms` : `${Math.round(x.rps)} req/s`) + `, ${x.cpuPer1k.toFixed(1)} CPU-ms per 1k`;
+        console.log(`round ${round + 1} pair ${i + 1}: A ${show(a)} | B ${show(b)} | B/A ${roundRps[roundRps.length - 1]!.toFixed(3)}, CPU ${(b.cpuPer1k / a.cpuPer1k).toFixed(3)}`);
       }
       rps.push(median(roundRps));
       cpu.push(median(roundCpu));
-      roundMedians.push(`round ${round + 1} (${round === 0 ? 'A' : 'B'} started first): req/s ${median(roundRps).toFixed(3)}, CPU ${median(roundCpu).toFixed(3)}, B faster in ${roundRps.filter((r) => r > 1).length} of ${roundRps.length}`);
+      const faster = o.rate > 0 ? roundCpu.filter((r) => r < 1).length : roundRps.filter((r) => r > 1).length;
+      roundMedians.push(`round ${round + 1} (${round === 0 ? 'A' : 'B'} started first): ${first} ${median(roundRps).toFixed(3)}, CPU ${median(roundCpu).toFixed(3)}, B ${o.rate > 0 ? 'cheaper' : 'faster'} in ${faster} of ${roundRps.length}`);
       await Promise.all([sides.A.stop(), sides.B.stop()]);
     }
     for (const line of roundMedians) console.log(line);
     const geo = (xs: number[]): number => Math.sqrt(xs[0]! * xs[1]!);
-    console.log(`B/A (geometric mean of the two rounds' medians): req/s ${geo(rps).toFixed(3)}, CPU per request ${geo(cpu).toFixed(3)}`);
+    console.log(`B/A (geometric mean of the two rounds' medians): ${first} ${geo(rps).toFixed(3)}, CPU per request ${geo(cpu).toFixed(3)}`);
     console.log(`A = ${o.a.label}\nB = ${o.b.label}`);
     await upstream.stop();
     rmSync(tmp, { recursive: true, force: true });

@@ -39,7 +39,8 @@ import { fileURLToPath } from 'node:url';
 import type { OpenLoopResult } from './open-loop.js';
 import { oneLine } from './lib/http-probe.js';
 import { cpuMs, processTree } from './lib/proc.js';
-import { launch, runBench, stopAll } from './lib/processes.js';
+import { runOpenLoop } from './lib/open-loop-process.js';
+import { runBench, stopAll } from './lib/processes.js';
 import { ensureCommands, hasCommand, machineInfo, type MachineInfo } from './lib/tools.js';
 import { startNginxMtlsPair } from './peers/nginx-mtls-pair.js';
 import { weftMtlsTracing1Row, weftMtlsTracing1With } from './rows/weft-mtls.js';
@@ -162,31 +163,10 @@ function sampler(roots: number[]): { stop(): Sample[] } {
 
 /** The open-loop generator as its own process on the load core (as `npm run bench` runs it). */
 async function openLoop(port: number, hostHeader: string, opts: Options, core: number | null): Promise<OpenLoopResult> {
-  const gen = launch(
-    'open-loop',
-    process.execPath,
-    [
-      '--no-opt',
-      path.join(HERE, 'open-loop.js'),
-      '--port', String(port),
-      '--rate', String(opts.rate),
-      '--duration', String(opts.durationSec),
-      '--connections', String(opts.connections),
-      '--host-header', hostHeader,
-      '--path', BODY_PATH,
-      '--drain', String(DRAIN_SEC),
-      '--warmup', String(WARMUP_SEC),
-    ],
-    { core, nice: 19 },
-  );
-  const timer = setTimeout(() => void gen.stop(), (WARMUP_SEC + opts.durationSec + DRAIN_SEC + 15) * 1000);
-  const code = await gen.exited;
-  clearTimeout(timer);
-  await gen.stop();
-  const out = gen.outputTail();
-  const json = out.split('\n').reverse().find((l) => l.startsWith('{'));
-  if (code !== 0 || !json) throw new Error(`open-loop generator exited (${code}): ${oneLine(out)}`);
-  const r = JSON.parse(json) as OpenLoopResult;
+  const r = await runOpenLoop({
+    port, rate: opts.rate, durationSec: opts.durationSec, connections: opts.connections, hostHeader, path: BODY_PATH,
+    warmupSec: WARMUP_SEC, drainSec: DRAIN_SEC, core,
+  });
   if (r.errors + r.unfinished > 0 || r.non2xx > 0) throw new Error(`open loop: ${r.errors + r.unfinished} failed, ${r.non2xx} non-2xx of ${r.intended}`);
   return r;
 }

@@ -1,12 +1,13 @@
 // Writes gathered per event-loop turn: held until the turn's check phase, then sent in order; sent
 // at once by sendNow (a destroy without it drops them); and a listener's answer to a client that
-// half-closed still goes out before the connection is destroyed.
+// half-closed still goes out before the connection is destroyed. Gathering only under load: after a
+// run of lone bursts writes go out at once, until a run of close writes shows load again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Body } from '../body.js';
-import { sendNow, writeInTurn } from './batch-write.js';
+import { pacing, sendNow, writeInTurn, writingAtOnce } from './batch-write.js';
 import { defaultHeadLimits } from './parse.js';
 import { Http1ServerConnection } from './server.js';
 
@@ -116,6 +117,47 @@ test('pipelined answers leave in order, and the last one before the connection e
     assert.deepEqual(bodies, ['answer /1', 'answer /2', 'answer /3']);
     assert.match(text, /connection: close\r\n\r\nanswer \/3$/);
   } finally {
+    server.close();
+  }
+});
+
+test('after a run of lone bursts writes go out at once; a run of close writes gathers again; order holds throughout', async () => {
+  const saved = { ...pacing };
+  // Small counts, and a wide gap so a slow machine cannot make back-to-back writes look quiet.
+  Object.assign(pacing, { lonelyBursts: 3, closeWrites: 4, quietGapMs: 50 });
+  const { server, accepted, clients } = await pairs(1);
+  const s = accepted[0]!;
+  try {
+    // The earlier tests left it gathering (their last turns wrote to several sockets, or to one:
+    // the count of lone bursts may have started).
+    assert.equal(writingAtOnce(), false, 'gathering');
+    let lone = 0;
+    while (!writingAtOnce()) {
+      writeInTurn(s, `L${lone} `, 'latin1');
+      assert.equal(s.writableCorked, 1, `lone write ${lone} is held while gathering`);
+      await new Promise((r) => setImmediate(r));
+      assert.ok(++lone <= 3, 'three bursts of one socket in a row: writes go out at once');
+    }
+    writeInTurn(s, 'Q ', 'latin1');
+    assert.equal(s.writableCorked, 0);
+    assert.equal(s.writableLength, 0, 'handed to the kernel before writeInTurn returned');
+    await new Promise((r) => setTimeout(r, 120));
+    // Five writes back to back: the first after a quiet gap, then close ones; the fourth close one
+    // (the fifth write) ends writing at once and is held with the rest of the turn.
+    const held: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      writeInTurn(s, `C${i} `, 'latin1');
+      held.push(s.writableCorked);
+    }
+    assert.deepEqual(held, [0, 0, 0, 0, 1, 1]);
+    assert.equal(writingAtOnce(), false, 'load seen again: gathering');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(s.writableCorked, 0, 'uncorked at the end of the turn');
+    const lones = Array.from({ length: lone }, (_, i) => `L${i} `).join('');
+    await until(() => clients[0]!.text() === `${lones}Q C0 C1 C2 C3 C4 C5 `, 'every write, in order');
+  } finally {
+    Object.assign(pacing, saved);
+    for (const c of clients) c.socket.destroy();
     server.close();
   }
 });
