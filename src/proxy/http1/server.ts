@@ -5,7 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import { STATUS_CODES } from './status.js';
-import { randomUUID } from 'node:crypto';
+import { newRequestId } from '../telemetry/trace-context.js';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodySink } from '../body.js';
 import type { Handler, ProxyRequest, ProxyResponse, RequestContext, UpgradedStream } from '../message.js';
@@ -280,7 +280,7 @@ export class Http1ServerConnection {
       else if (n === 'x-forwarded-for') xff = headers[i + 1]!;
     }
     if (requestId === '' || requestId.length > 128) {
-      requestId = randomUUID();
+      requestId = newRequestId();
       setOrAppend(headers, 'x-request-id', requestId, false);
     }
     setOrAppend(headers, 'x-forwarded-for', xff === '' ? this.clientAddress : `${xff}, ${this.clientAddress}`, xff !== '');

@@ -10,7 +10,7 @@
  * CONNECT streams (RFC 9113 8.5, TCP tunnels from peer proxies) go to the `connect` option when
  * given (the inbound listener), else are answered 501.
  */
-import { randomUUID } from 'node:crypto';
+import { newRequestId } from '../telemetry/trace-context.js';
 import type { Socket } from 'node:net';
 import { MeshError } from '../../core/errors.js';
 import { Body, type BodyFlow, type BodySink } from '../body.js';
@@ -233,7 +233,7 @@ export class WeftHttp2ServerConnection {
     const grpc = isGrpc(contentType);
     let requestId = requestIdAt >= 0 ? headers[requestIdAt + 1]! : '';
     if (requestId === '' || requestId.length > 128) {
-      requestId = randomUUID();
+      requestId = newRequestId();
       if (requestIdAt >= 0) headers[requestIdAt + 1] = requestId;
       else headers.push('x-request-id', requestId);
     }

@@ -8,7 +8,7 @@
  * gRPC callers get mesh errors as gRPC status (a trailers-only response, or trailers after a body
  * already started), and their `grpc-timeout` bounds the exchange.
  */
-import { randomUUID } from 'node:crypto';
+import { newRequestId } from '../telemetry/trace-context.js';
 import {
   constants,
   createServer,
@@ -141,7 +141,7 @@ export class Http2Downstream {
     const grpc = isGrpc(getHeader(headers, 'content-type'));
     let requestId = getHeader(headers, 'x-request-id') ?? '';
     if (requestId === '' || requestId.length > 128) {
-      requestId = randomUUID();
+      requestId = newRequestId();
       setOne(headers, 'x-request-id', requestId);
     }
     const xff = getHeader(headers, 'x-forwarded-for');

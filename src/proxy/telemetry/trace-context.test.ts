@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { formatTraceparent, newSpanId, newTraceId, parseB3Multi, parseB3Single, parseTraceparent } from './trace-context.js';
+import { formatTraceparent, newRequestId, newSpanId, newTraceId, parseB3Multi, parseB3Single, parseTraceparent } from './trace-context.js';
 
 const T = '4bf92f3577b34da6a3ce929d0e0e4736';
 const S = '00f067aa0ba902b7';
@@ -53,6 +53,21 @@ describe('traceparent', () => {
       assert.deepEqual(parseTraceparent(formatTraceparent(t, s, i % 2 === 0)), { traceId: t, parentId: s, sampled: i % 2 === 0 });
     }
     assert.equal(seen.size, 2000, 'span ids do not repeat');
+  });
+
+  test('request ids are version-4 UUIDs, distinct across pool refills, each an independent string', () => {
+    const seen = new Set<string>();
+    const first = newRequestId();
+    // 4096-byte pool, 16 bytes an id: 3000 ids (mixed with trace ids) refill it several times.
+    for (let i = 0; i < 3000; i++) {
+      const id = newRequestId();
+      assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      seen.add(id);
+      if (i % 7 === 0) newTraceId();
+    }
+    assert.equal(seen.size, 3000, 'request ids do not repeat');
+    assert.ok(!seen.has(first), 'an id is not overwritten by later ones (one output buffer is reused)');
+    assert.match(first, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 });
 

@@ -141,6 +141,36 @@ function randomHex(bytes: number): string {
   }
 }
 
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+const uuidOut = Buffer.allocUnsafe(36) as Buffer & { latin1Slice(start: number, end: number): string };
+
+/**
+ * A new request id (`x-request-id` where the request carried none): a random UUID (RFC 9562
+ * version 4), as Envoy makes them. From the pool above, its 36 characters written into one buffer
+ * and read out as one flat string: `crypto.randomUUID` joins 20 pieces, and its strings were 7 % of
+ * the bytes a proxied HTTP/1.1 request allocated (a million ids: 55 scavenges against 568).
+ */
+export function newRequestId(): string {
+  if (offset + 16 > pool.length) {
+    randomFillSync(pool);
+    offset = 0;
+  }
+  const p = pool;
+  const at = offset;
+  offset += 16;
+  p[at + 6] = (p[at + 6]! & 0x0f) | 0x40; // version 4
+  p[at + 8] = (p[at + 8]! & 0x3f) | 0x80; // variant 10
+  let o = 0;
+  for (let i = 0; i < 16; i++) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) uuidOut[o++] = 0x2d;
+    const v = p[at + i]!;
+    uuidOut[o++] = HEX_DIGITS[v >> 4]!;
+    uuidOut[o++] = HEX_DIGITS[v & 15]!;
+  }
+  // What `toString('latin1', 0, 36)` ends in, without its argument checks: 100 against 150 ns.
+  return uuidOut.latin1Slice(0, 36);
+}
+
 /** A new span id: 16 lowercase hex digits. */
 export const newSpanId = (): string => randomHex(8);
 /** A new trace id: 32 lowercase hex digits. */
