@@ -24,8 +24,9 @@
  * gap: writing it at once woke the reader mid-turn, the next turn waited longer, and req/s fell by
  * up to 40 % in some runs. Counting bursts needs a run of quiet turns before it lets go.
  * Measured with `npm run bench:ab -- <before> . --row weft-mtls-tracing-1pct --rate 1000`: CPU per
- * request 0.934×, p50 0.887× (7 of 10 pairs cheaper); at saturation (`bench:ab`, `weft` row)
- * 1.025× req/s, so the gathering's gain is kept.
+ * request 0.934× and 0.998×, p50 0.887× and 0.961× (runs of 10 and 20 pairs): small, near the
+ * tool's resolution; at saturation (`bench:ab`, `weft` row) 1.025× and 1.008× req/s, so the
+ * gathering's gain is kept.
  */
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
