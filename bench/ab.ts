@@ -6,7 +6,7 @@
  * started in both orders (the side started second reads 1-2 % fast); the verdict is the geometric
  * mean of the two rounds' medians of the per-pair ratios, for req/s and for CPU per request.
  *
- *   npm run bench:ab -- <A> <B> [--row weft] [--pairs 10] [--seconds 2] [--connections 50] [--rate N]
+ *   npm run bench:ab -- <A> <B> [--row weft] [--pairs 10] [--seconds 2] [--connections 50] [--rate N [--together]]
  *
  * A side is a built Weft tree (its `bin/weft.js` and `dist/`, e.g. a `git worktree` of an older
  * commit after `npm run build`; `.` is this one), run as the `weft` row (or the Weft row `--row`
@@ -20,7 +20,9 @@
  * default here) after a 1 s warm-up, and the ratios are CPU per request (the side's CPU over the
  * whole run ÷ the requests sent) and p50 latency. `npm run bench:ab -- A B --row
  * weft-mtls-tracing-1pct --rate 1000` is issue 8's CPU line pair by pair: a lone `bench:targets`
- * run moves by ±30 % with the VM's state, which swamps a change of 10 %.
+ * run moves by ±30 % with the VM's state, which swamps a change of 10 %. `--together` loads both
+ * sides at the same time, each at the rate (both on the same cores, so each sees the same state
+ * of the VM; each side's CPU is its own processes').
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -65,12 +67,15 @@ interface Options {
   connections: number;
   /** Open-loop rate (req/s), or 0: wrk's closed loop, as fast as the side goes. */
   rate: number;
+  /** With a rate: load both sides at once (each at the rate) instead of one after the other. */
+  together: boolean;
 }
 
 function options(argv: string[]): Options {
   const trees: string[] = [];
   const o = { pairs: 10, seconds: 0, connections: 50, rate: 0 };
   let treeRow: BenchRow = weftRow;
+  let together = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--row') {
@@ -82,15 +87,18 @@ function options(argv: string[]): Options {
       const n = Number(argv[++i]);
       if (!Number.isInteger(n) || n < 1) throw new Error(`${arg} needs a positive integer, not ${JSON.stringify(argv[i])}`);
       o[arg.slice(2) as keyof typeof o] = n;
+    } else if (arg === '--together') {
+      together = true;
     } else if (arg.startsWith('--')) {
       throw new Error(`unknown option ${arg}`);
     } else {
       trees.push(arg);
     }
   }
-  if (trees.length !== 2) throw new Error('usage: npm run bench:ab -- <A> <B> [--row weft] [--pairs 10] [--seconds 2] [--connections 50] [--rate N] (a side: a built Weft tree, or a row such as nginx)');
+  if (trees.length !== 2) throw new Error('usage: npm run bench:ab -- <A> <B> [--row weft] [--pairs 10] [--seconds 2] [--connections 50] [--rate N [--together]] (a side: a built Weft tree, or a row such as nginx)');
   if (o.seconds === 0) o.seconds = o.rate > 0 ? 5 : 2;
-  return { a: side(trees[0]!, treeRow), b: side(trees[1]!, treeRow), ...o };
+  if (together && o.rate === 0) throw new Error('--together needs --rate: at full speed the two sides would take each other\'s CPU');
+  return { a: side(trees[0]!, treeRow), b: side(trees[1]!, treeRow), ...o, together };
 }
 
 const WARMUP_SEC = 1;
@@ -155,7 +163,8 @@ runBench(
       for (let i = 0; i < pairs; i++) {
         const order = i % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const);
         const got: Record<string, Run> = {};
-        for (const which of order) got[which] = await run(which);
+        if (o.together) [got.A, got.B] = await Promise.all([run('A'), run('B')]);
+        else for (const which of order) got[which] = await run(which);
         const a = got.A!;
         const b = got.B!;
         // At a fixed rate the first ratio is p50 latency (lower is better), else req/s.
