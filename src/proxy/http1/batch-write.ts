@@ -17,16 +17,17 @@
  * would have to keep.
  *
  * Only under load. After `lonelyBursts` bursts in a row that held one socket each, writes go out at
- * once; the first write that comes less than `quietGapMs` after the previous one gathers again. At
+ * once; a run of `closeWrites` writes, each less than `quietGapMs` after the one before, gathers
+ * again (one coincidence of two requests does not: at 1,000 req/s the VM's stalls bunch them). At
  * 1,000 req/s a turn holds one answer, so holding it buys nothing and costs the cork, the
  * check-phase callback and the wait. Deciding by the gap alone (a write after a quiet gap goes at
  * once) flapped under saturation, where a turn's first write often follows a wait longer than the
  * gap: writing it at once woke the reader mid-turn, the next turn waited longer, and req/s fell by
  * up to 40 % in some runs. Counting bursts needs a run of quiet turns before it lets go.
  * Measured with `npm run bench:ab -- <before> . --row weft-mtls-tracing-1pct --rate 1000`: CPU per
- * request 0.934× and 0.998×, p50 0.887× and 0.961× (runs of 10 and 20 pairs): small, near the
- * tool's resolution; at saturation (`bench:ab`, `weft` row) 1.025× and 1.008× req/s, so the
- * gathering's gain is kept.
+ * request 0.934× and 0.998×, p50 0.887× and 0.961× (runs of 10 and 20 pairs), and with both sides
+ * loaded at once (`--together`, ±2 %) 0.991× and 0.971×: small; at saturation (`bench:ab`, `weft`
+ * row) 1.025× and 1.008× req/s, so the gathering's gain is kept.
  */
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
