@@ -11,7 +11,8 @@
  * A side is a built Weft tree (its `bin/weft.js` and `dist/`, e.g. a `git worktree` of an older
  * commit after `npm run build`; `.` is this one), run as the `weft` row (or the Weft row `--row`
  * names, e.g. `weft-mtls`: two proxies with mutual TLS between them), or the name of another
- * row of `npm run bench` (`nginx`, `haproxy`, `node+undici`): `npm run bench:ab -- nginx .` is
+ * row of `npm run bench` (`nginx`, `haproxy`, `node+undici`) or `nginx-mtls` (two nginx proxies with
+ * mTLS between them, the `bench:targets` peer): `npm run bench:ab -- nginx .` is
  * issue 8's HTTP/1.1 line measured pair by pair. Sides are pinned to core 0, wrk and the upstream
  * to core 1.
  *
@@ -29,6 +30,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { cpuMs, processTree } from './lib/proc.js';
 import { runOpenLoop } from './lib/open-loop-process.js';
+import { startNginxMtlsPair } from './peers/nginx-mtls-pair.js';
 import { runBench } from './lib/processes.js';
 import type { OpenLoopResult } from './open-loop.js';
 import { ROWS } from './rows/index.js';
@@ -49,12 +51,27 @@ interface Side {
 /** The Weft rows a tree can run as (`--row`): they start the tree's own `bin/weft.js`. */
 const WEFT_ROWS = ROWS.filter((r) => r.name === 'weft' || r.name.startsWith('weft-'));
 
+/**
+ * `nginx-mtls`: the peer of `bench:targets`, two nginx proxies with mutual TLS between them
+ * (bench/peers/nginx-mtls-pair.ts); against `--row weft-mtls-tracing-1pct --rate 1000 --together` it
+ * is issue 8's CPU line as a same-time ratio. Not a row of `npm run bench`.
+ */
+const nginxMtlsRow: BenchRow = {
+  name: 'nginx-mtls',
+  description: 'two nginx proxies, mutual TLS between them (the bench:targets peer)',
+  requires: ['nginx', 'openssl'],
+  start: (ctx) => startNginxMtlsPair(ctx.tmpDir, ctx.upstreamPort, ctx.proxyCore),
+};
+
+/** Rows a side may name instead of a tree. */
+const OTHER_ROWS = [...ROWS.filter((r) => !WEFT_ROWS.includes(r)), nginxMtlsRow];
+
 function side(arg: string, treeRow: BenchRow): Side {
-  const row = ROWS.find((r) => r.name === arg && !WEFT_ROWS.includes(r));
+  const row = OTHER_ROWS.find((r) => r.name === arg);
   if (row !== undefined) return { label: arg, row, tree: process.cwd() };
   const tree = path.resolve(arg);
   if (!existsSync(path.join(tree, 'bin', 'weft.js')) || !existsSync(path.join(tree, 'dist', 'src', 'cli', 'main.js'))) {
-    throw new Error(`${arg}: neither a row (${ROWS.filter((r) => !WEFT_ROWS.includes(r)).map((r) => r.name).join(', ')}) nor a built Weft tree (bin/weft.js and dist/ expected)`);
+    throw new Error(`${arg}: neither a row (${OTHER_ROWS.map((r) => r.name).join(', ')}) nor a built Weft tree (bin/weft.js and dist/ expected)`);
   }
   return { label: tree, row: treeRow, tree };
 }
