@@ -130,6 +130,8 @@ interface Run {
   rps: number;
   p50Ms: number;
   cpuPer1k: number;
+  /** Fixed rate only: how late the generator sent, p99 (ms); latency counts from the intended time. */
+  lagP99Ms: number;
 }
 
 const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
@@ -165,12 +167,12 @@ runBench(
           if (r.errors + r.unfinished > 0 || r.non2xx > 0) throw new Error(`${name}: ${r.errors + r.unfinished} failed, ${r.non2xx} non-2xx of ${r.intended}`);
           // Every request sent, the warm-up's too, over the CPU of the whole run.
           const sent = r.intended + Math.round(o.rate * WARMUP_SEC);
-          return { rps: r.achievedRate, p50Ms: r.latency.p50Ms, cpuPer1k: (cpuMs(pids) - c0) / (sent / 1000) };
+          return { rps: r.achievedRate, p50Ms: r.latency.p50Ms, cpuPer1k: (cpuMs(pids) - c0) / (sent / 1000), lagP99Ms: r.sendLag.p99Ms };
         }
         const r = await runWrk({ port, connections: o.connections, threads: 1, hostHeader: 'upstream', core: 1, durationSec: o.seconds });
         // A side answering errors fast would look fast: every answer must be a 2xx on a kept connection.
         if (r.non2xx > 0 || r.socketErrors > 0) throw new Error(`${name}: ${r.non2xx} non-2xx answers, ${r.socketErrors} socket errors`);
-        return { rps: r.requestsPerSec, p50Ms: 0, cpuPer1k: (cpuMs(pids) - c0) / (r.requests / 1000) };
+        return { rps: r.requestsPerSec, p50Ms: 0, cpuPer1k: (cpuMs(pids) - c0) / (r.requests / 1000), lagP99Ms: 0 };
       };
       await run('A');
       await run('B');
@@ -187,13 +189,22 @@ runBench(
         // At a fixed rate the first ratio is p50 latency (lower is better), else req/s.
         roundRps.push(o.rate > 0 ? b.p50Ms / a.p50Ms : b.rps / a.rps);
         roundCpu.push(b.cpuPer1k / a.cpuPer1k);
-        const show = (x: Run): string => (o.rate > 0 ? `p50 ${x.p50Ms.toFixed(3)} ms` : `${Math.round(x.rps)} req/s`) + `, ${x.cpuPer1k.toFixed(1)} CPU-ms per 1k`;
+        // At a fixed rate the generator's own send lag is shown: with --together two generators share
+        // the load core, and lag they add to both sides pulls the p50 ratio toward 1.
+        const show = (x: Run): string =>
+          (o.rate > 0 ? `p50 ${x.p50Ms.toFixed(3)} ms (send lag p99 ${x.lagP99Ms.toFixed(2)})` : `${Math.round(x.rps)} req/s`) + `, ${x.cpuPer1k.toFixed(1)} CPU-ms per 1k`;
         console.log(`round ${round + 1} pair ${i + 1}: A ${show(a)} | B ${show(b)} | B/A ${roundRps[roundRps.length - 1]!.toFixed(3)}, CPU ${(b.cpuPer1k / a.cpuPer1k).toFixed(3)}`);
       }
       rps.push(median(roundRps));
       cpu.push(median(roundCpu));
       const faster = o.rate > 0 ? roundCpu.filter((r) => r < 1).length : roundRps.filter((r) => r > 1).length;
       roundMedians.push(`round ${round + 1} (${round === 0 ? 'A' : 'B'} started first): ${first} ${median(roundRps).toFixed(3)}, CPU ${median(roundCpu).toFixed(3)}, B ${o.rate > 0 ? 'cheaper' : 'faster'} in ${faster} of ${roundRps.length}`);
+      // A row that turned out not to measure what it claims (e.g. no mTLS connection, no span
+      // exported) fails the run.
+      for (const which of ['A', 'B'] as const) {
+        const check = await sides[which].finalCheck?.();
+        if (check?.failure !== undefined) throw new Error(`${which}: ${check.failure}`);
+      }
       await Promise.all([sides.A.stop(), sides.B.stop()]);
     }
     for (const line of roundMedians) console.log(line);

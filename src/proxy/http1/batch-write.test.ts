@@ -142,7 +142,7 @@ test('after a run of lone bursts writes go out at once; a run of close writes ga
     assert.equal(s.writableCorked, 0);
     assert.equal(s.writableLength, 0, 'handed to the kernel before writeInTurn returned');
     await new Promise((r) => setTimeout(r, 120));
-    // Five writes back to back: the first after a quiet gap, then close ones; the fourth close one
+    // Six writes back to back: the first after a quiet gap, then close ones; the fourth close one
     // (the fifth write) ends writing at once and is held with the rest of the turn.
     const held: number[] = [];
     for (let i = 0; i < 6; i++) {
