@@ -5,6 +5,7 @@
  */
 import { hostPort, type ConnectionLimit } from '../upstream/upstream-pool.js';
 import { HEALTH_CHECK_ROUTE } from '../message.js';
+import { rearm } from '../rearm.js';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type SecureContext } from 'node:tls';
 import { expectSpiffeId } from '../tls/peer-identity.js';
@@ -34,9 +35,6 @@ export interface PoolOptions {
 }
 
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
-/** A connection that failed before any byte of the response arrived, on a reused socket: safe to retry. */
-class StaleConnection extends Error {}
 
 /** Keep-alive connections to one `host:port`. */
 export class Http1Pool {
@@ -75,7 +73,7 @@ export class Http1Pool {
    * Sends `req` and resolves with the response head; the body streams after. `streamIdleMs` (0: none)
    * cuts the exchange when no byte moves either way for that long (STREAM_IDLE_TIMEOUT).
    */
-  async request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, streamIdleMs = 0): Promise<ProxyResponse> {
+  request(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, streamIdleMs = 0): Promise<ProxyResponse> {
     this.active++;
     this.total++;
     let released = false;
@@ -85,45 +83,54 @@ export class Http1Pool {
         this.active--;
       }
     };
+    // The common case, a current idle connection, goes straight to it: no async frame per request.
+    const conn = ctx.aborted === null ? this.takeIdle() : undefined;
+    if (conn !== undefined) return conn.exchange(req, ctx, timeoutMs, done, true, streamIdleMs);
+    return this.requestSlowly(req, ctx, timeoutMs, streamIdleMs, done);
+  }
+
+  /** The newest idle connection opened under this proxy's current certificate, or undefined. */
+  private takeIdle(): UpstreamConnection | undefined {
+    for (;;) {
+      const conn = this.idle.pop();
+      if (conn === undefined || this.opts.tls == null || conn.context === this.opts.tls.context()) return conn;
+      // Opened before this proxy's certificate (or its roots) changed, or in plaintext before it had
+      // one: a new connection presents the current certificate, as the peer would require.
+      conn.destroy();
+    }
+  }
+
+  /**
+   * `request` when no idle connection could be taken at once: waits for one under the cluster's
+   * `maxConnections`, or opens one. Also where a request goes again after its pooled connection
+   * turned out stale (`done` already counted it).
+   */
+  async requestSlowly(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, streamIdleMs: number, done: () => void): Promise<ProxyResponse> {
     try {
-      // A connection found stale (closed by the server while idle) is dropped and the next one tried.
-      for (;;) {
-        let conn = this.idle.pop();
-        if (conn !== undefined && this.opts.tls != null && conn.context !== this.opts.tls.context()) {
-          // Opened before this proxy's certificate (or its roots) changed, or in plaintext before it had
-          // one: a new connection presents the current certificate, as the peer would require.
-          conn.destroy();
-          continue;
+      let conn = this.takeIdle();
+      let counted = false;
+      if (conn === undefined) {
+        const limit = ctx.route === HEALTH_CHECK_ROUTE ? null : this.connectionLimit;
+        if (limit !== null && !limit.mayOpen()) {
+          const handed = await this.waitForConnection(limit, ctx, timeoutMs);
+          if (handed === null) counted = true;
+          else conn = handed;
         }
-        let counted = false;
-        if (conn === undefined) {
-          const limit = ctx.route === HEALTH_CHECK_ROUTE ? null : this.connectionLimit;
-          if (limit !== null && !limit.mayOpen()) {
-            const handed = await this.waitForConnection(limit, ctx, timeoutMs);
-            if (handed === null) counted = true;
-            else conn = handed;
-          }
-        }
-        if (conn !== undefined) {
-          if (ctx.aborted !== null) {
-            this.release(conn);
-            throw ctx.aborted;
-          }
-          try {
-            return await conn.exchange(req, ctx, timeoutMs, done, true, streamIdleMs);
-          } catch (err) {
-            if (!(err instanceof StaleConnection)) throw err;
-            continue;
-          }
-        }
-        const fresh = await this.open(counted);
+      }
+      if (conn !== undefined) {
         if (ctx.aborted !== null) {
-          // Gave up while connecting (a timeout, or the client left): keep the connection, send nothing.
-          this.release(fresh);
+          this.release(conn);
           throw ctx.aborted;
         }
-        return await fresh.exchange(req, ctx, timeoutMs, done, false, streamIdleMs);
+        return await conn.exchange(req, ctx, timeoutMs, done, true, streamIdleMs);
       }
+      const fresh = await this.open(counted);
+      if (ctx.aborted !== null) {
+        // Gave up while connecting (a timeout, or the client left): keep the connection, send nothing.
+        this.release(fresh);
+        throw ctx.aborted;
+      }
+      return await fresh.exchange(req, ctx, timeoutMs, done, false, streamIdleMs);
     } catch (err) {
       done();
       throw err;
@@ -338,7 +345,17 @@ class UpstreamConnection {
   private bodyRemaining = 0;
   private untilClose = false;
   private decoder: ChunkedDecoder | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  /**
+   * The exchange's timeout and the pool's idle timeout: like the stream idle timer below, one Timeout
+   * each for the connection's life, re-armed in place, and a firing that finds nothing to time (the
+   * exchange over, the connection taken) does nothing.
+   */
+  private exchangeTimer: NodeJS.Timeout | null = null;
+  private exchangeTimerMs = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private idleTimerMs = 0;
+  /** The idle timeout of the stay in the pool now (0: none, or not in the pool). */
+  private idleMs = 0;
   /**
    * The stream idle timer, kept for the connection's life and refreshed as bytes move (a request that
    * arrives on a reused connection allocates none); when it fires between exchanges it does nothing.
@@ -348,6 +365,9 @@ class UpstreamConnection {
   /** The stream idle timeout of the exchange in flight (0: none). */
   private streamIdleMs = 0;
   private onDone: (() => void) | null = null;
+  /** The request in flight and its timeout, kept to send it again if this connection proves stale. */
+  private req: ProxyRequest | null = null;
+  private timeoutMs = 0;
   private requestBody: Body | null = null;
   private gen = 0;
   /** The `Upgrade` value sent with the request in flight, or null. */
@@ -374,32 +394,41 @@ class UpstreamConnection {
 
   idleSince(ms: number): void {
     this.phase = Phase.Idle;
-    this.armTimer(ms, () => this.destroy());
+    this.idleMs = ms;
+    if (ms <= 0) return;
+    this.idleTimer = rearm(this.idleTimer, this.idleTimerMs, ms, this.onIdleTimeout);
+    this.idleTimerMs = ms;
   }
+
+  private readonly onIdleTimeout = (): void => {
+    if (this.phase === Phase.Idle && this.idleMs > 0) this.destroy();
+  };
 
   destroy(): void {
     this.phase = Phase.Dead;
-    this.clearTimer();
+    if (this.exchangeTimer !== null) clearTimeout(this.exchangeTimer);
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     if (this.streamTimer !== null) clearTimeout(this.streamTimer);
     this.socket.destroy();
     this.pool.forget(this);
   }
 
-  private armTimer(ms: number, fn: () => void): void {
-    this.clearTimer();
-    if (ms > 0) this.timer = setTimeout(fn, ms);
+  /** Times the exchange starting now (`ms` 0: untimed). */
+  private armExchangeTimer(ms: number): void {
+    this.timeoutMs = ms;
+    if (ms <= 0) return;
+    this.exchangeTimer = rearm(this.exchangeTimer, this.exchangeTimerMs, ms, this.onExchangeTimeout);
+    this.exchangeTimerMs = ms;
   }
 
-  private clearTimer(): void {
-    if (this.timer !== null) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
-  }
+  private readonly onExchangeTimeout = (): void => {
+    // Re-armed at each exchange's start, so a firing during an exchange is that exchange's timeout.
+    if (this.ctx !== null && this.timeoutMs > 0 && (this.phase === Phase.Head || this.phase === Phase.Body)) this.timeout(this.timeoutMs);
+  };
 
   exchange(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, onDone: () => void, reused: boolean, streamIdleMs = 0): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
-      this.clearTimer();
+      this.idleMs = 0;
       this.armStreamTimer(streamIdleMs);
       this.buf = null;
       this.resolve = resolve;
@@ -417,17 +446,21 @@ class UpstreamConnection {
       this.decoder = null;
       this.body = null;
       this.requestBody = req.body;
+      this.req = req;
       this.upgrade = req.upgrade ?? null;
       ctx.upstreamHost = this.pool.key;
-      if (timeoutMs > 0) {
-        this.armTimer(timeoutMs, () => this.timeout(timeoutMs));
-      }
+      this.armExchangeTimer(timeoutMs);
       // The handler outlives the exchange; the generation keeps it from touching a later one.
       const gen = ++this.gen;
       ctx.abortHandlers.push((err) => {
         if (this.gen === gen && this.phase !== Phase.Idle) this.abort(err);
       });
-      this.writeRequest(req);
+      try {
+        this.writeRequest(req);
+      } catch (err) {
+        // Rejected and counted as done like any failed exchange: `request` has no catch of its own.
+        this.abort(err as Error);
+      }
     });
   }
 
@@ -435,13 +468,8 @@ class UpstreamConnection {
   private armStreamTimer(ms: number): void {
     this.streamIdleMs = ms;
     if (ms <= 0) return;
-    if (this.streamTimer !== null && this.streamTimerMs === ms) {
-      this.streamTimer.refresh();
-      return;
-    }
-    if (this.streamTimer !== null) clearTimeout(this.streamTimer);
+    this.streamTimer = rearm(this.streamTimer, this.streamTimerMs, ms, this.onStreamIdle).unref();
     this.streamTimerMs = ms;
-    this.streamTimer = setTimeout(this.onStreamIdle, ms).unref();
   }
 
   /** Bytes moved for the exchange in flight. */
@@ -577,10 +605,12 @@ class UpstreamConnection {
     this.resolve = null;
     this.reject = null;
     this.phase = Phase.Dead;
-    this.clearTimer();
-    // No longer an HTTP exchange: stream idle does not apply to the upgraded stream.
+    // No longer an HTTP exchange: none of the connection's timers applies to the upgraded stream.
+    if (this.exchangeTimer !== null) clearTimeout(this.exchangeTimer);
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     if (this.streamTimer !== null) clearTimeout(this.streamTimer);
     this.ctx = null;
+    this.req = null;
     this.requestBody = null;
     socket.pause();
     socket.off('data', this.onDataListener);
@@ -682,8 +712,8 @@ class UpstreamConnection {
   }
 
   private finishExchange(): void {
-    this.clearTimer();
     this.ctx = null;
+    this.req = null;
     const done = this.onDone;
     this.onDone = null;
     done?.();
@@ -743,12 +773,19 @@ class UpstreamConnection {
     if (noResponseYet && this.reused && this.requestBody === null && this.idempotent) {
       // The server closed a kept-alive connection just as we reused it. It cannot have answered,
       // and an idempotent request is safe to send again even if it was seen.
+      const resolve = this.resolve!;
       const reject = this.reject!;
+      const req = this.req!;
+      const ctx = this.ctx!;
+      const done = this.onDone!;
       this.reject = null;
       this.resolve = null;
       this.onDone = null;
+      this.req = null;
+      this.ctx = null;
       this.destroy();
-      reject(new StaleConnection('stale keep-alive connection'));
+      // The same exchange goes on through another connection (already counted as active).
+      this.pool.requestSlowly(req, ctx, this.timeoutMs, this.streamIdleMs, done).then(resolve, reject);
       return;
     }
     const detail = err === null ? 'closed the connection' : `reset the connection (${(err as NodeJS.ErrnoException).code ?? err.message})`;

@@ -21,6 +21,54 @@ const TCHAR = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
 for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 2;
 
+/**
+ * Lowercase field names common enough to be recognised in place, by length, most frequent first:
+ * one of these is the constant itself, not a slice of the head (and, with capitals, its lowercase
+ * copy), and compares and hashes as an internalized string from then on.
+ */
+const KNOWN_NAMES: string[][] = [];
+for (const n of [
+  'host', 'date', 'server', 'connection', 'content-length', 'content-type', 'x-request-id', 'x-forwarded-for',
+  'traceparent', 'tracestate', 'user-agent', 'accept', 'accept-encoding', 'accept-language', 'accept-ranges',
+  'transfer-encoding', 'keep-alive', 'cache-control', 'content-encoding', 'etag', 'last-modified', 'vary',
+  'location', 'expect', 'upgrade', 'te', 'authorization', 'cookie', 'set-cookie', 'x-forwarded-proto',
+  'grpc-status', 'weft-error', 'weft-app-port', 'weft-source-service', 'weft-destination-service',
+]) (KNOWN_NAMES[n.length] ??= []).push(n);
+
+/**
+ * The known name that `head[pos, end)` spells in any case, or null. The bytes are tokens already
+ * (checked by the caller), and among token characters `c | 0x20` equals a lowercase letter, a digit
+ * or `-` only for that letter in either case, that digit or `-`.
+ */
+function knownName(head: string, pos: number, end: number): string | null {
+  const list = KNOWN_NAMES[end - pos];
+  if (list === undefined) return null;
+  next: for (let k = 0; k < list.length; k++) {
+    const n = list[k]!;
+    for (let i = 0; i < n.length; i++) if ((head.charCodeAt(pos + i) | 0x20) !== n.charCodeAt(i)) continue next;
+    return n;
+  }
+  return null;
+}
+
+/** A Content-Length of 1 to 15 digits as a number, or -1 (for anything else, including a list). */
+function plainLength(s: string): number {
+  const n = s.length;
+  if (n === 0 || n > 15) return -1;
+  let v = 0;
+  for (let i = 0; i < n; i++) {
+    const d = s.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+// The two Connection values nearly every message carries, shared: a parsed head's `connection` is
+// never written to.
+const KEEP_ALIVE: readonly string[] = ['keep-alive'];
+const CLOSE: readonly string[] = ['close'];
+
 /** Limits applied while reading a head. */
 export interface HeadLimits {
   /** Largest head in bytes, request line and headers together. */
@@ -42,7 +90,7 @@ interface HeadCommon {
   contentLength: number;
   chunked: boolean;
   /** Tokens of the Connection header (lowercase), or null when absent. */
-  connection: string[] | null;
+  connection: readonly string[] | null;
 }
 
 /** A parsed request line and header section. */
@@ -102,10 +150,16 @@ function parseFields(head: string, pos: number, limits: HeadLimits, out: HeadCom
     }
     if (++count > limits.maxHeaders) throw new ParseError('HEADERS_TOO_LARGE', `more than ${limits.maxHeaders} header fields`);
     const value = head.slice(vs, ve);
-    const name = upper ? head.slice(pos, colon).toLowerCase() : head.slice(pos, colon);
+    const name = upper ? (knownName(head, pos, colon) ?? head.slice(pos, colon).toLowerCase()) : head.slice(pos, colon);
     headers.push(name, value);
     switch (name) {
       case 'content-length': {
+        const plain = plainLength(value);
+        if (plain !== -1) {
+          if (out.contentLength !== -1 && out.contentLength !== plain) throw bad('conflicting Content-Length values');
+          out.contentLength = plain;
+          break;
+        }
         // A list of identical values is one length (RFC 9110 8.6); differing values are refused.
         const parts = value.indexOf(',') === -1 ? [value] : value.split(',').map((s) => s.trim());
         for (const p of parts) {
@@ -124,8 +178,15 @@ function parseFields(head: string, pos: number, limits: HeadLimits, out: HeadCom
         out.chunked = true;
         break;
       case 'connection': {
-        const tokens = value.toLowerCase().split(',');
-        for (let i = 0; i < tokens.length; i++) tokens[i] = tokens[i]!.trim();
+        const lower = value.toLowerCase();
+        let tokens: readonly string[];
+        if (lower === 'keep-alive') tokens = KEEP_ALIVE;
+        else if (lower === 'close') tokens = CLOSE;
+        else {
+          const list = lower.split(',');
+          for (let i = 0; i < list.length; i++) list[i] = list[i]!.trim();
+          tokens = list;
+        }
         out.connection = out.connection ? out.connection.concat(tokens) : tokens;
         break;
       }
@@ -184,14 +245,17 @@ export function parseResponseHead(head: string, limits: HeadLimits = defaultHead
   if (!head.startsWith('HTTP/1.') || head.charCodeAt(8) !== 0x20) throw upstreamBad('malformed status line');
   const minorCode = head.charCodeAt(7) - 0x30;
   if (minorCode !== 0 && minorCode !== 1) throw upstreamBad('unsupported response version');
-  const code = head.slice(9, 12);
-  if (!/^[1-9][0-9][0-9]$/.test(code)) throw upstreamBad('malformed status code');
+  const c0 = head.charCodeAt(9) - 0x30;
+  const c1 = head.charCodeAt(10) - 0x30;
+  const c2 = head.charCodeAt(11) - 0x30;
+  // Out of range reads NaN, which fails every comparison.
+  if (!(c0 >= 1 && c0 <= 9 && c1 >= 0 && c1 <= 9 && c2 >= 0 && c2 <= 9)) throw upstreamBad('malformed status code');
   // The space before an empty reason phrase is often omitted by servers; accept its absence.
   if (eol > 12 && head.charCodeAt(12) !== 0x20) throw upstreamBad('malformed status line');
   const reason = head.slice(13, eol);
   if (BAD_VALUE_BYTE.test(reason)) throw upstreamBad('invalid byte in reason phrase');
   const out: ResponseHead = {
-    minor: minorCode, status: Number(code), reason, headers: [], contentLength: -1, chunked: false, connection: null,
+    minor: minorCode, status: c0 * 100 + c1 * 10 + c2, reason, headers: [], contentLength: -1, chunked: false, connection: null,
   };
   try {
     parseFields(head, eol + 2, limits, out, null);

@@ -13,6 +13,7 @@ import { joinSockets } from '../tcp/join.js';
 import { abortContext, requestContext } from '../message.js';
 import { meshErrorResponse, toMeshError } from '../local-reply.js';
 import { sendNow, writeInTurn } from './batch-write.js';
+import { rearm } from '../rearm.js';
 import { ChunkedDecoder, ParseError, findHeadEnd, parseRequestHead, type HeadLimits, type RequestHead } from './parse.js';
 import { JOIN_BODY_MAX, REQUEST_FRAMING, REQUEST_FRAMING_HTTP10, requestedUpgrade, stripHopByHop, writeChunk, writeHeadAndBody, writeLastChunk } from './wire.js';
 
@@ -105,6 +106,7 @@ export class Http1ServerConnection {
   private readonly onErrorListener = (): void => this.close();
   private readonly onCloseListener = (): void => this.onClose();
   private readonly onEndListener = (): void => this.onPeerEnd();
+  private readonly onTimeoutListener = (): void => this.onTimeout();
 
   /** Gives the socket to the tunnel side: every later byte belongs to the tunnel, none to HTTP. */
   private handOver(head: RequestHead, rest: Buffer | null): void {
@@ -149,13 +151,8 @@ export class Http1ServerConnection {
   /** One timer per connection, re-armed in place: a request that arrives whole allocates none. */
   private armTimer(ms: number): void {
     if (ms <= 0) return;
-    if (this.timer !== null && this.timerMs === ms) {
-      this.timer.refresh();
-      return;
-    }
-    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = rearm(this.timer, this.timerMs, ms, this.onTimeoutListener);
     this.timerMs = ms;
-    this.timer = setTimeout(() => this.onTimeout(), ms);
   }
 
   private disarmTimer(): void {
