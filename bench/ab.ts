@@ -11,8 +11,9 @@
  * A side is a built Weft tree (its `bin/weft.js` and `dist/`, e.g. a `git worktree` of an older
  * commit after `npm run build`; `.` is this one), run as the `weft` row (or the Weft row `--row`
  * names, e.g. `weft-mtls`: two proxies with mutual TLS between them), or the name of another
- * row of `npm run bench` (`nginx`, `haproxy`, `node+undici`) or `nginx-mtls` (two nginx proxies with
- * mTLS between them, the `bench:targets` peer): `npm run bench:ab -- nginx .` is
+ * row of `npm run bench` (`nginx`, `haproxy`, `node+undici`), `nginx-mtls` (two nginx proxies with
+ * mTLS between them, the `bench:targets` peer) or `node-relay-mtls` (two Node processes that only
+ * relay bytes over mTLS: the floor of any Node proxy pair): `npm run bench:ab -- nginx .` is
  * issue 8's HTTP/1.1 line measured pair by pair. Sides are pinned to core 0, wrk and the upstream
  * to core 1.
  *
@@ -31,6 +32,7 @@ import path from 'node:path';
 import { cpuMs, processTree } from './lib/proc.js';
 import { runOpenLoop } from './lib/open-loop-process.js';
 import { startNginxMtlsPair } from './peers/nginx-mtls-pair.js';
+import { startNodeRelayPair } from './peers/node-relay-pair.js';
 import { runBench } from './lib/processes.js';
 import type { OpenLoopResult } from './open-loop.js';
 import { ROWS } from './rows/index.js';
@@ -63,8 +65,19 @@ const nginxMtlsRow: BenchRow = {
   start: (ctx) => startNginxMtlsPair(ctx.tmpDir, ctx.upstreamPort, ctx.proxyCore),
 };
 
+/**
+ * `node-relay-mtls`: two Node processes that only relay bytes over mutual TLS (bench/peers/node-relay-pair.ts),
+ * the floor of any Node 20 proxy pair. Not a row of `npm run bench`.
+ */
+const nodeRelayRow: BenchRow = {
+  name: 'node-relay-mtls',
+  description: 'two Node byte relays, mutual TLS between them (the floor of a Node proxy pair)',
+  requires: ['openssl'],
+  start: (ctx) => startNodeRelayPair(ctx.tmpDir, ctx.repoRoot, ctx.upstreamPort, ctx.proxyCore),
+};
+
 /** Rows a side may name instead of a tree. */
-const OTHER_ROWS = [...ROWS.filter((r) => !WEFT_ROWS.includes(r)), nginxMtlsRow];
+const OTHER_ROWS = [...ROWS.filter((r) => !WEFT_ROWS.includes(r)), nginxMtlsRow, nodeRelayRow];
 
 function side(arg: string, treeRow: BenchRow): Side {
   const row = OTHER_ROWS.find((r) => r.name === arg);

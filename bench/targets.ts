@@ -26,7 +26,9 @@
  *   --connections <n>                 sockets of the open-loop generator (50)
  *   --out <dir>      BENCH_OUT        results directory (bench/results)
  *   --peer-transport <h2|http1>       the client proxy's --peer-transport (default: the proxy's own default)
- *   --no-peer                         skip the peer: two nginx proxies with mTLS between them, same load
+ *   --no-peer                         skip the peers: two nginx proxies with mTLS between them, and two
+ *                                     Node processes that only relay bytes over mTLS, each under the same load
+ *   --no-relay                        skip only the Node relay pair
  *   --keep-tmp                        keep the temp dir (configs, logs)
  * BENCH_PROXY_NODE_OPTIONS, when set, is the NODE_OPTIONS of the two proxies only (to try V8 flags).
  */
@@ -43,6 +45,7 @@ import { runOpenLoop } from './lib/open-loop-process.js';
 import { runBench, stopAll } from './lib/processes.js';
 import { ensureCommands, hasCommand, machineInfo, type MachineInfo } from './lib/tools.js';
 import { startNginxMtlsPair } from './peers/nginx-mtls-pair.js';
+import { startNodeRelayPair } from './peers/node-relay-pair.js';
 import { weftMtlsTracing1Row, weftMtlsTracing1With } from './rows/weft-mtls.js';
 import type { RunningRow } from './rows/types.js';
 import { startUpstream } from './upstream.js';
@@ -73,6 +76,8 @@ interface Options {
   peerTransport: 'h2' | 'http1' | null;
   /** Measure the nginx mTLS pair (the peer) too. */
   peer: boolean;
+  /** Measure the Node byte-relay pair too (with `peer`). */
+  relay: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -93,7 +98,7 @@ function parseOptions(argv: string[]): Options {
     return v;
   };
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write('usage: npm run bench:targets -- [--duration 10] [--rate 1000] [--idle 1000] [--connections 50] [--peer-transport h2|http1] [--no-peer] [--out dir] [--keep-tmp]\n');
+    process.stdout.write('usage: npm run bench:targets -- [--duration 10] [--rate 1000] [--idle 1000] [--connections 50] [--peer-transport h2|http1] [--no-peer] [--no-relay] [--out dir] [--keep-tmp]\n');
     process.exit(0);
   }
   return {
@@ -105,6 +110,7 @@ function parseOptions(argv: string[]): Options {
     keepTmp: argv.includes('--keep-tmp'),
     peerTransport: peerTransportOption(flag('peer-transport')),
     peer: !argv.includes('--no-peer'),
+    relay: !argv.includes('--no-relay'),
   };
 }
 
@@ -239,8 +245,40 @@ interface TargetLine {
   target: string;
   measured: string;
   pass: boolean;
-  /** The same figure for the nginx mTLS pair in this run, and Weft ÷ nginx; '' where it has none. */
-  peer: string;
+  /** The same figure for each peer measured in this run, and Weft ÷ that peer; '' where it has none. */
+  peers: string[];
+}
+
+/** A peer: the same load, in the same run, through another pair of proxies in the sidecars' positions. */
+interface PeerSpec {
+  /** Its column's title. */
+  title: string;
+  description: string;
+  /** What its RSS figure is. */
+  rss: string;
+  start(dir: string, upstreamPort: number, core: number | null): Promise<RunningRow>;
+}
+
+const NGINX_PAIR: PeerSpec = {
+  title: 'nginx mTLS pair, same run (Weft ÷ nginx)',
+  description: 'two nginx proxies (one worker each) with TLS 1.3 mutual authentication between them, keep-alive pools, no telemetry',
+  rss: 'the client-side nginx, master + worker, at the end of its load (no idle connections)',
+  start: (dir, upstreamPort, core) => startNginxMtlsPair(dir, upstreamPort, core),
+};
+
+/** The floor of any proxy pair on Node 20 here: no HTTP, only Node's sockets, TLS and the kernel. */
+const NODE_RELAY_PAIR: PeerSpec = {
+  title: 'Node byte-relay pair, same run (Weft ÷ relay)',
+  description: 'two Node processes that only relay bytes, each downstream connection over its own TLS 1.3 connection with mutual authentication; no HTTP parsing, pooling, metrics or tracing',
+  rss: 'the client-side relay at the end of its load (no idle connections)',
+  start: (dir, upstreamPort, core) => startNodeRelayPair(dir, REPO_ROOT, upstreamPort, core),
+};
+
+interface PeerResult {
+  spec: PeerSpec;
+  proxied: Awaited<ReturnType<typeof sampledOpenLoop>>;
+  direct: OpenLoopResult;
+  clientRssKiB: number;
 }
 
 const ms = (v: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(3)} ms`;
@@ -283,25 +321,27 @@ async function main(): Promise<void> {
   const notes: string[] = [];
   let report: Record<string, unknown>;
   let lines: TargetLine[];
+  let peerTitles: string[] = [];
   try {
     const upDir = path.join(tmpRoot, 'upstream');
     mkdirSync(upDir);
     const upstream = await startUpstream1k(upDir, loadCore);
-    // The peer first, so nothing of Weft's is running while it is measured.
-    let peer: { proxied: Awaited<ReturnType<typeof sampledOpenLoop>>; direct: OpenLoopResult; clientRssKiB: number } | null = null;
-    if (opts.peer) {
-      const peerDir = path.join(tmpRoot, 'nginx-pair');
+    // The peers first, so nothing of Weft's is running while they are measured.
+    const peers: PeerResult[] = [];
+    const specs = !opts.peer ? [] : opts.relay ? [NGINX_PAIR, NODE_RELAY_PAIR] : [NGINX_PAIR];
+    for (const [i, spec] of specs.entries()) {
+      const peerDir = path.join(tmpRoot, `peer-${i}`);
       mkdirSync(peerDir);
-      log('peer: two nginx proxies with mTLS between them (one worker each, on the proxy core)');
-      const pair = await startNginxMtlsPair(peerDir, upstream.port, proxyCore);
+      log(`peer: ${spec.description} (on the proxy core)`);
+      const pair = await spec.start(peerDir, upstream.port, proxyCore);
       try {
         log(`peer direct: ${opts.rate} req/s for ${opts.durationSec} s`);
         const peerDirect = await openLoop(upstream.port, 'upstream', opts, loadCore);
         log(`peer proxied: ${opts.rate} req/s for ${opts.durationSec} s`);
         const proxied = await sampledOpenLoop(pair.port, pair.pids, opts, loadCore);
-        // The client-side nginx's master and worker together (sum of their RSS).
+        // The client side's whole process tree (nginx: master and worker), summed.
         const clientRssKiB = processTree([pair.pids[0]!]).reduce((sum, pid) => sum + memory(pid).rssKiB, 0);
-        peer = { proxied, direct: peerDirect, clientRssKiB };
+        peers.push({ spec, proxied, direct: peerDirect, clientRssKiB });
       } finally {
         await pair.stop();
       }
@@ -349,16 +389,17 @@ async function main(): Promise<void> {
       const vcpuIdle = loaded.cpuWindow.ms.map((c) => c / loaded.cpuWindow.sec / 1000 / (opts.rate / 1000));
       const peak = loaded.samples.reduce((a, b) => (b.rssKiB > a.rssKiB ? b : a));
       const end = loaded.samples[loaded.samples.length - 1]!;
-      const pv = peer === null ? null : peer.proxied.cpuWindow.ms.map((c) => c / peer!.proxied.cpuWindow.sec / 1000 / (opts.rate / 1000));
-      const pAdded50 = peer === null ? 0 : peer.proxied.open.latency.p50Ms - peer.direct.latency.p50Ms;
-      const pAdded99 = peer === null ? 0 : peer.proxied.open.latency.p99Ms - peer.direct.latency.p99Ms;
-      const vs = (weft: number, nginx: number, text: string): string => (peer === null ? '' : `${text} (${nginx > 0 ? `${(weft / nginx).toFixed(1)}×` : 'n/a'})`);
+      const peerVcpu = (p: PeerResult): number[] => p.proxied.cpuWindow.ms.map((c) => c / p.proxied.cpuWindow.sec / 1000 / (opts.rate / 1000));
+      const vs = (weft: number, peer: number, text: string): string => `${text} (${peer > 0 ? `${(weft / peer).toFixed(1)}×` : 'n/a'})`;
+      const each = (f: (p: PeerResult) => string): string[] => peers.map(f);
+      const added = (p: PeerResult, q: 'p50Ms' | 'p99Ms'): number => p.proxied.open.latency[q] - p.direct.latency[q];
+      peerTitles = peers.map((p) => p.spec.title);
       lines = [
-        { measure: `added latency p50 (proxied ${proxied.open.latency.p50Ms.toFixed(3)} − direct ${direct.latency.p50Ms.toFixed(3)} ms)`, target: '≤ 0.2 ms', measured: ms(addedP50), pass: addedP50 <= TARGETS.addedP50Ms, peer: vs(addedP50, pAdded50, ms(pAdded50)) },
-        { measure: `added latency p99 (proxied ${proxied.open.latency.p99Ms.toFixed(3)} − direct ${direct.latency.p99Ms.toFixed(3)} ms)`, target: '≤ 0.5 ms', measured: ms(addedP99), pass: addedP99 <= TARGETS.addedP99Ms, peer: vs(addedP99, pAdded99, ms(pAdded99)) },
-        { measure: 'CPU per 1,000 req/s, client proxy', target: '≤ 0.10 vCPU', measured: `${vcpu[0]!.toFixed(3)} vCPU`, pass: vcpu[0]! <= TARGETS.vcpuPer1kRps, peer: pv === null ? '' : vs(vcpu[0]!, pv[0]!, `${pv[0]!.toFixed(3)} vCPU`) },
-        { measure: 'CPU per 1,000 req/s, server proxy', target: '≤ 0.10 vCPU', measured: `${vcpu[1]!.toFixed(3)} vCPU`, pass: vcpu[1]! <= TARGETS.vcpuPer1kRps, peer: pv === null ? '' : vs(vcpu[1]!, pv[1]!, `${pv[1]!.toFixed(3)} vCPU`) },
-        { measure: `client proxy RSS, ${opts.rate} req/s + ${stillOpen} idle connections (peak)`, target: '≤ 60 MB', measured: `${mib(peak.rssKiB)} (anon ${mib(peak.anonKiB)}, file ${mib(peak.fileKiB)})`, pass: peak.rssKiB / 1024 <= TARGETS.rssMiB, peer: peer === null ? '' : `${mib(peer.clientRssKiB)}: the client-side nginx, master + worker, at the end of its load (no idle connections)` },
+        { measure: `added latency p50 (proxied ${proxied.open.latency.p50Ms.toFixed(3)} − direct ${direct.latency.p50Ms.toFixed(3)} ms)`, target: '≤ 0.2 ms', measured: ms(addedP50), pass: addedP50 <= TARGETS.addedP50Ms, peers: each((p) => vs(addedP50, added(p, 'p50Ms'), ms(added(p, 'p50Ms')))) },
+        { measure: `added latency p99 (proxied ${proxied.open.latency.p99Ms.toFixed(3)} − direct ${direct.latency.p99Ms.toFixed(3)} ms)`, target: '≤ 0.5 ms', measured: ms(addedP99), pass: addedP99 <= TARGETS.addedP99Ms, peers: each((p) => vs(addedP99, added(p, 'p99Ms'), ms(added(p, 'p99Ms')))) },
+        { measure: 'CPU per 1,000 req/s, client proxy', target: '≤ 0.10 vCPU', measured: `${vcpu[0]!.toFixed(3)} vCPU`, pass: vcpu[0]! <= TARGETS.vcpuPer1kRps, peers: each((p) => vs(vcpu[0]!, peerVcpu(p)[0]!, `${peerVcpu(p)[0]!.toFixed(3)} vCPU`)) },
+        { measure: 'CPU per 1,000 req/s, server proxy', target: '≤ 0.10 vCPU', measured: `${vcpu[1]!.toFixed(3)} vCPU`, pass: vcpu[1]! <= TARGETS.vcpuPer1kRps, peers: each((p) => vs(vcpu[1]!, peerVcpu(p)[1]!, `${peerVcpu(p)[1]!.toFixed(3)} vCPU`)) },
+        { measure: `client proxy RSS, ${opts.rate} req/s + ${stillOpen} idle connections (peak)`, target: '≤ 60 MB', measured: `${mib(peak.rssKiB)} (anon ${mib(peak.anonKiB)}, file ${mib(peak.fileKiB)})`, pass: peak.rssKiB / 1024 <= TARGETS.rssMiB, peers: each((p) => `${mib(p.clientRssKiB)}: ${p.spec.rss}`) },
       ];
       notes.push(
         `client proxy RSS: ${mib(idleRss.rssKiB)} after the direct phase (no load through it yet besides readiness), ${mib(withIdleConns.rssKiB)} with the idle connections open, ${mib(end.rssKiB)} at the end of the loaded phase; server proxy ${mib(memory(serverPid).rssKiB)} at the end`,
@@ -372,7 +413,7 @@ async function main(): Promise<void> {
         proxied: { ...proxied.open, cpuMs: proxied.cpuWindow.ms, cpuSec: proxied.cpuWindow.sec, vcpuPer1kRps: vcpu },
         withIdleConnections: { ...loaded.open, cpuMs: loaded.cpuWindow.ms, cpuSec: loaded.cpuWindow.sec, vcpuPer1kRps: vcpuIdle, idleOpen: stillOpen, rss: loaded.samples.map((s) => ({ atMs: s.atMs, rssKiB: s.rssKiB, anonKiB: s.anonKiB, fileKiB: s.fileKiB })) },
         clientProxyMemory: { afterDirect: idleRss, withIdleConnections: withIdleConns, peak, end },
-        peer: peer === null ? null : { description: 'two nginx proxies (one worker each) with TLS 1.3 mutual authentication between them, keep-alive pools, no telemetry', direct: peer.direct, proxied: { ...peer.proxied.open, cpuMs: peer.proxied.cpuWindow.ms, cpuSec: peer.proxied.cpuWindow.sec, vcpuPer1kRps: pv } },
+        peers: peers.map((p) => ({ description: p.spec.description, direct: p.direct, proxied: { ...p.proxied.open, cpuMs: p.proxied.cpuWindow.ms, cpuSec: p.proxied.cpuWindow.sec, vcpuPer1kRps: peerVcpu(p) }, clientRssKiB: p.clientRssKiB })),
         lines,
         notes,
       };
@@ -387,11 +428,11 @@ async function main(): Promise<void> {
     cleanupTmp = () => {};
   }
 
-  const withPeer = lines.some((l) => l.peer !== '');
+  const titles = peerTitles;
   const table = [
-    `| measure | target | measured | |${withPeer ? ' nginx mTLS pair, same run (Weft ÷ nginx) |' : ''}`,
-    `|---|---|---|---|${withPeer ? '---|' : ''}`,
-    ...lines.map((l) => `| ${l.measure} | ${l.target} | ${l.measured} | ${l.pass ? 'pass' : 'FAIL'} |${withPeer ? ` ${l.peer} |` : ''}`),
+    `| measure | target | measured | |${titles.map((t) => ` ${t} |`).join('')}`,
+    `|---|---|---|---|${titles.map(() => '---|').join('')}`,
+    ...lines.map((l) => `| ${l.measure} | ${l.target} | ${l.measured} | ${l.pass ? 'pass' : 'FAIL'} |${l.peers.map((p) => ` ${p} |`).join('')}`),
   ].join('\n');
   const md = `# Issue 8 targets — ${machine.date}
 

@@ -9,14 +9,17 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { servedBy } from '../lib/http-probe.js';
 import { freePort } from '../lib/ports.js';
 import { launch } from '../lib/processes.js';
 import type { RunningRow } from '../rows/types.js';
+import { pairRow } from './pair.js';
 import { nginxHttpPreamble, nginxPreamble } from '../upstream.js';
 
-/** A P-256 CA and two leaf certificates (server, client) made with the `openssl` command. */
-function makeCertificates(dir: string): void {
+/**
+ * A P-256 CA and two leaf certificates made with the `openssl` command, in `dir`: `ca.crt`,
+ * `server.crt`/`.key` (DNS `peer-server`) and `client.crt`/`.key` (a SPIFFE URI).
+ */
+export function makeCertificates(dir: string): void {
   const run = (args: string[]): void => {
     const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8', timeout: 30_000 });
     if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${(r.stderr || r.stdout || '').trim().split('\n').pop()}`);
@@ -90,19 +93,5 @@ ${nginxHttpPreamble(clientDir)}
   const start = (name: string, d: string) => launch(name, 'nginx', ['-p', d, '-c', path.join(d, 'nginx.conf'), '-e', path.join(d, 'error.log')], { core });
   const server = start('nginx mTLS server side', serverDir);
   const client = start('nginx mTLS client side', clientDir);
-  let ready: Awaited<ReturnType<typeof servedBy>>;
-  try {
-    ready = await servedBy(client, clientPort);
-  } catch (err) {
-    await server.stop();
-    throw err;
-  }
-  return {
-    port: ready.port,
-    pids: [client.pid, server.pid],
-    stop: async () => {
-      await client.stop();
-      await server.stop();
-    },
-  };
+  return pairRow(client, server, clientPort);
 }
