@@ -84,7 +84,13 @@ export class Http1Pool {
       }
     };
     // The common case, a current idle connection, goes straight to it: no async frame per request.
-    const conn = ctx.aborted === null ? this.takeIdle() : undefined;
+    let conn: UpstreamConnection | undefined;
+    try {
+      conn = ctx.aborted === null ? this.takeIdle() : undefined;
+    } catch (err) {
+      done();
+      return Promise.reject(err);
+    }
     if (conn !== undefined) return conn.exchange(req, ctx, timeoutMs, done, true, streamIdleMs);
     return this.requestSlowly(req, ctx, timeoutMs, streamIdleMs, done);
   }
@@ -103,7 +109,8 @@ export class Http1Pool {
   /**
    * `request` when no idle connection could be taken at once: waits for one under the cluster's
    * `maxConnections`, or opens one. Also where a request goes again after its pooled connection
-   * turned out stale (`done` already counted it).
+   * turned out stale (`done` already counted it). Only for `request` and its connections: `done` must
+   * be the once-only callback that counts the request down.
    */
   async requestSlowly(req: ProxyRequest, ctx: RequestContext, timeoutMs: number, streamIdleMs: number, done: () => void): Promise<ProxyResponse> {
     try {
