@@ -428,10 +428,9 @@ async function main(): Promise<void> {
     cleanupTmp = () => {};
   }
 
-  const titles = peerTitles;
   const table = [
-    `| measure | target | measured | |${titles.map((t) => ` ${t} |`).join('')}`,
-    `|---|---|---|---|${titles.map(() => '---|').join('')}`,
+    `| measure | target | measured | |${peerTitles.map((t) => ` ${t} |`).join('')}`,
+    `|---|---|---|---|${peerTitles.map(() => '---|').join('')}`,
     ...lines.map((l) => `| ${l.measure} | ${l.target} | ${l.measured} | ${l.pass ? 'pass' : 'FAIL'} |${l.peers.map((p) => ` ${p} |`).join('')}`),
   ].join('\n');
   const md = `# Issue 8 targets — ${machine.date}

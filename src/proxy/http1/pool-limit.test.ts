@@ -4,10 +4,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { CircuitBreaker } from '../upstream/breaker.js';
-import { newRequestContext, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
+import { newRequestContext, type ProxyRequest, type RequestContext } from '../message.js';
 import { Http1Pool } from './client.js';
+import { listenOnLoopback, readBody } from '../testing.js';
 
 let server: Server;
 let port = 0;
@@ -23,8 +23,7 @@ before(async () => {
     most = Math.max(most, ++open);
     s.once('close', () => open--);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as AddressInfo).port;
+  port = await listenOnLoopback(server);
 });
 after(() => {
   server.closeAllConnections();
@@ -34,13 +33,6 @@ after(() => {
 const ctx = (): RequestContext => newRequestContext({ direction: 'outbound', requestId: 'r', clientAddress: '127.0.0.1', start: 0, route: 'r', destination: 'd' });
 const req = (ms = 0): ProxyRequest => ({ method: 'GET', path: `/?ms=${ms}`, authority: 'x', headers: [], body: null });
 const limits = { maxConnections: 1, maxPendingRequests: 10, maxRequests: 100, maxRetries: 10 };
-
-async function drain(res: ProxyResponse): Promise<string> {
-  if (res.body === null) return '';
-  const chunks: Buffer[] = [];
-  await new Promise<void>((resolve, reject) => res.body!.pipe({ data: (c) => (chunks.push(c), true), end: () => resolve(), error: reject }));
-  return Buffer.concat(chunks).toString();
-}
 
 /** Two pools to the same server stand for two endpoints of one cluster. */
 function cluster(): { a: Http1Pool; b: Http1Pool; breaker: CircuitBreaker } {
@@ -55,10 +47,10 @@ function cluster(): { a: Http1Pool; b: Http1Pool; breaker: CircuitBreaker } {
 
 test('an idle connection to one endpoint is closed so a request to another gets the slot at once', async () => {
   const { a, b } = cluster();
-  assert.equal(await drain(await a.request(req(), ctx(), 2000)), 'ok');
+  assert.equal(await readBody(await a.request(req(), ctx(), 2000)), 'ok');
   assert.equal(a.idleCount, 1);
   const t0 = performance.now();
-  assert.equal(await drain(await b.request(req(), ctx(), 2000)), 'ok');
+  assert.equal(await readBody(await b.request(req(), ctx(), 2000)), 'ok');
   const ms = performance.now() - t0;
   assert.ok(ms < 500, `the request to b did not wait for a's idle timeout (${ms} ms)`);
   assert.equal(a.idleCount, 0);
@@ -78,7 +70,7 @@ test('requests waiting in a pool are served after the breaker is replaced (a con
   const next = new CircuitBreaker('c', 'd', limits);
   next.pools = [a, b];
   a.connectionLimit = b.connectionLimit = next;
-  const bodies = await Promise.all([first, ...waiting].map(async (p) => drain(await p)));
+  const bodies = await Promise.all([first, ...waiting].map(async (p) => readBody(await p)));
   clearInterval(sampler);
   assert.deepEqual(bodies, ['ok', 'ok', 'ok']);
   assert.equal(mostOpen, 1, 'never more than maxConnections connections');
@@ -91,6 +83,6 @@ test('a wait longer than the try timeout is CIRCUIT_OPEN, and the queue is bound
   breaker.pools = [a];
   const busy = a.request(req(400), ctx(), 5000);
   await assert.rejects(a.request(req(), ctx(), 100), (e: Error & { code?: string }) => e.code === 'CIRCUIT_OPEN' && /within 100 ms/.test(e.message));
-  await drain(await busy);
+  await readBody(await busy);
   a.close();
 });

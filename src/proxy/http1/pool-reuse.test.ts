@@ -5,10 +5,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { MeshError } from '../../core/errors.js';
-import { newRequestContext, type ProxyRequest, type ProxyResponse, type RequestContext } from '../message.js';
+import { newRequestContext, type ProxyRequest, type RequestContext } from '../message.js';
 import { Http1Pool } from './client.js';
+import { listenOnLoopback, readBody } from '../testing.js';
 
 let server: Server;
 let port = 0;
@@ -37,8 +38,7 @@ before(async () => {
     open++;
     s.once('close', () => open--);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as AddressInfo).port;
+  port = await listenOnLoopback(server);
 });
 after(() => {
   server.closeAllConnections();
@@ -49,13 +49,6 @@ const ctx = (): RequestContext => newRequestContext({ direction: 'outbound', req
 const req = (method: string, ms = 0): ProxyRequest => ({ method, path: `/?ms=${ms}`, authority: 'x', headers: [], body: null });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function drain(res: ProxyResponse): Promise<string> {
-  if (res.body === null) return '';
-  const chunks: Buffer[] = [];
-  await new Promise<void>((resolve, reject) => res.body!.pipe({ data: (c) => (chunks.push(c), true), end: () => resolve(), error: reject }));
-  return Buffer.concat(chunks).toString();
-}
-
 async function until(what: string, check: () => boolean): Promise<void> {
   for (let i = 0; i < 100 && !check(); i++) await sleep(20);
   assert.ok(check(), what);
@@ -65,12 +58,12 @@ test('a GET whose pooled connection was closed under it goes again on a new conn
   dropAt = 2;
   accepted = 0;
   const pool = new Http1Pool('127.0.0.1', port, { connectTimeoutMs: 1000, maxIdle: 8, idleTimeoutMs: 60_000 });
-  assert.equal(await drain(await pool.request(req('GET'), ctx(), 2000)), 'GET 1');
+  assert.equal(await readBody(await pool.request(req('GET'), ctx(), 2000)), 'GET 1');
   assert.equal(pool.idleCount, 1);
   // The pooled connection is reset at this second request: sent again on a fresh connection, where it is the first.
   const res = await pool.request(req('GET'), ctx(), 2000);
   assert.equal(res.status, 200);
-  assert.equal(await drain(res), 'GET 1');
+  assert.equal(await readBody(res), 'GET 1');
   assert.equal(accepted, 2);
   assert.equal(pool.active, 0);
   assert.equal(pool.idleCount, 1);
@@ -89,10 +82,10 @@ test('the exchange timeout times each exchange from its own start, on a reused c
   const pool = new Http1Pool('127.0.0.1', port, { connectTimeoutMs: 1000, maxIdle: 8, idleTimeoutMs: 60_000 });
   const timeoutMs = 1000;
   const t0 = performance.now();
-  assert.equal(await drain(await pool.request(req('GET'), ctx(), timeoutMs)), 'GET 1');
+  assert.equal(await readBody(await pool.request(req('GET'), ctx(), timeoutMs)), 'GET 1');
   await sleep(700);
   // Ends about 1,200 ms after the first exchange began: only a timer left from that one would cut it.
-  assert.equal(await drain(await pool.request(req('GET', 500), ctx(), timeoutMs)), 'GET 2');
+  assert.equal(await readBody(await pool.request(req('GET', 500), ctx(), timeoutMs)), 'GET 2');
   const second = performance.now() - t0;
   assert.ok(second > timeoutMs, `the second exchange ended ${second.toFixed(0)} ms after the first began`);
   // A slow answer on the same connection is still cut at the timeout.
@@ -110,10 +103,10 @@ test('the idle timeout closes a pooled connection, never one taken for an exchan
   const idleTimeoutMs = 300;
   const pool = new Http1Pool('127.0.0.1', port, { connectTimeoutMs: 1000, maxIdle: 8, idleTimeoutMs });
   const before = accepted;
-  assert.equal(await drain(await pool.request(req('GET'), ctx(), 5000)), 'GET 1');
+  assert.equal(await readBody(await pool.request(req('GET'), ctx(), 5000)), 'GET 1');
   await sleep(100);
   // Taken 100 ms into its idle stay, busy past the end of it: the idle timer must leave it alone.
-  assert.equal(await drain(await pool.request(req('GET', 500), ctx(), 5000)), 'GET 2');
+  assert.equal(await readBody(await pool.request(req('GET', 500), ctx(), 5000)), 'GET 2');
   assert.equal(accepted - before, 1);
   assert.equal(pool.idleCount, 1);
   const openNow = open;

@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Cluster } from '../../model/snapshot.js';
 import { newRequestContext, type ProxyResponse } from '../message.js';
+import { readBody } from '../testing.js';
 import type { BreakerLimit } from '../upstream/breaker.js';
 import { ClusterRuntime } from '../upstream/cluster.js';
 import { PoolRegistry } from '../upstream/pools.js';
@@ -273,7 +274,7 @@ test('TCP and HTTP/1.1 connections of a cluster share maxConnections: a request 
     const c = dial(f.port);
     assert.equal(await refused(c), 'ECONNRESET');
     assert.deepEqual(opened, ['connections']);
-    assert.equal(await drain(res), 'ok');
+    assert.equal(await readBody(res), 'ok');
     const pool = rt.endpoints[0]!.pool;
     assert.equal(pool.idleCount, 1);
     // Now idle, it gives its slot up to a TCP connection.
@@ -289,13 +290,6 @@ test('TCP and HTTP/1.1 connections of a cluster share maxConnections: a request 
     registry.closeAll();
   }
 });
-
-async function drain(res: ProxyResponse): Promise<string> {
-  if (res.body === null) return '';
-  const chunks: Buffer[] = [];
-  await new Promise<void>((resolve, reject) => res.body!.pipe({ data: (c) => (chunks.push(c), true), end: () => resolve(), error: reject }));
-  return Buffer.concat(chunks).toString();
-}
 
 test('idle timeout: a connection silent both ways is closed at both ends and counted; traffic either way keeps one open; 0 never closes', async () => {
   const registry = new PoolRegistry();
